@@ -1,0 +1,1 @@
+"""The ``sepclr-med`` command line: a thin Typer layer over the library."""

@@ -1,0 +1,50 @@
+"""Entry point of ``sepclr-med``. Commands live in one small module each and import the
+library (torch, monai, nilearn) only when they run, so ``sepclr-med --help`` is instant."""
+
+from __future__ import annotations
+
+import typer
+
+from sepclr_med.cli import data_commands, simulate_commands
+from sepclr_med.cli.errors import STATE
+
+app = typer.Typer(
+    name="sepclr-med",
+    help="Contrastive Analysis (SepCLR) for 3D brain MRI: separate patient-specific (salient) "
+         "from shared (common) anatomical variation.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from sepclr_med import __version__
+
+        typer.echo(f"sepclr-med {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    STATE["debug"] = debug
+
+
+simulate_commands.register(app)
+data_commands.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Cohort definitions shipped with sepclr-med: recipes of semi-synthetic cohorts (``*.toml``)."""

@@ -1,0 +1,59 @@
+"""Atomic file writes: write to a temporary file in the target folder, then rename.
+
+A crash or an error never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    The temporary name keeps the suffixes of ``path`` (``.nii.gz``, ``.csv``) so that
+    writers choosing a format from the extension keep working.
+
+    Parameters
+    ----------
+    path : path-like
+        The final destination.
+
+    Yields
+    ------
+    pathlib.Path
+        Where to write. Removed if the block raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically and return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def save_nifti(img, path: str | os.PathLike) -> Path:
+    """Save a nibabel image to ``path`` atomically and return the path."""
+    import nibabel as nib
+
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return Path(path)

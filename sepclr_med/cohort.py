@@ -1,0 +1,288 @@
+"""Cohort tables: read a CSV or a BIDS dataset into a validated :class:`Cohort`.
+
+A cohort lists one subject per row (schema in ``cohorts/README.md``):
+
+``subject_id``
+    Unique identifier.
+``image``
+    Path to a 3D NIfTI image, relative to the table's folder or absolute.
+``group``
+    ``control`` (background) or ``patient`` (target); both labels can be overridden.
+``age``, ``sex``, ``site`` (optional)
+    Confounds shared by both groups. ``age`` must be numeric; ``sex`` and ``site`` are labels.
+any other column
+    A clinical score when declared (``scores=[...]``) or when most of its non-empty cells are
+    numbers; its non-numeric cells are then errors. Empty cells (``""``, ``NA``, ``n/a``) are
+    missing values, e.g. a symptom score for controls. Other text columns are kept, unused.
+
+Every problem is collected and raised at once as a :class:`~sepclr_med.errors.CohortError`
+naming the file, the spreadsheet row (the header is row 1) and the column.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sepclr_med.errors import CohortError, Problem
+
+REQUIRED_COLUMNS = ("subject_id", "image", "group")
+CONFOUND_COLUMNS = ("age", "sex", "site")
+NUMERIC_CONFOUNDS = ("age",)
+MISSING_TOKENS = {"", "na", "n/a", "nan", "none", "null"}
+MIN_PER_GROUP = 2
+
+
+@dataclass
+class Cohort:
+    """A validated table of subjects: background (controls) and target (patients).
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per subject with ``subject_id``, ``image`` (absolute path), ``group``,
+        ``is_target`` (bool), ``row`` (spreadsheet row in the source file), the confounds
+        present and the clinical scores (float, NaN where missing).
+    source : pathlib.Path
+        The file the cohort was read from.
+    control_label, patient_label : str
+        The group labels of the background and target groups.
+    score_columns : tuple of str
+        Clinical-score columns (numeric).
+    confound_columns : tuple of str
+        Confound columns present among ``age``, ``sex``, ``site``.
+    warnings : list of Problem
+        Non-fatal problems (e.g. images on another grid, resampled by the pipeline).
+    """
+
+    table: pd.DataFrame
+    source: Path
+    control_label: str = "control"
+    patient_label: str = "patient"
+    score_columns: tuple[str, ...] = ()
+    confound_columns: tuple[str, ...] = ()
+    warnings: list[Problem] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def subject_ids(self) -> list[str]:
+        """Subject identifiers in table order."""
+        return self.table["subject_id"].tolist()
+
+    @property
+    def is_target(self) -> np.ndarray:
+        """Boolean array, True for patients (target group)."""
+        return self.table["is_target"].to_numpy(dtype=bool)
+
+    def records(self) -> list[dict]:
+        """One dictionary per subject, the input of the MONAI data pipeline."""
+        return [
+            {"image": img, "subject_id": sid, "is_target": int(t)}
+            for img, sid, t in zip(self.table["image"], self.table["subject_id"],
+                                   self.table["is_target"], strict=True)
+        ]
+
+    def subset(self, mask: np.ndarray | list[bool]) -> Cohort:
+        """Return a new cohort holding the rows where ``mask`` is True."""
+        table = self.table.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True)
+        return Cohort(table, self.source, self.control_label, self.patient_label,
+                      self.score_columns, self.confound_columns, list(self.warnings))
+
+
+def _is_missing(value: str) -> bool:
+    return value.strip().lower() in MISSING_TOKENS
+
+
+def _to_float(value: str) -> float | None:
+    """Parse a cell as a finite-or-NaN float; None if it is not a number."""
+    if _is_missing(value):
+        return float("nan")
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _numeric_column(raw: pd.Series, file: str, column: str, problems: list[Problem],
+                    rows: pd.Series) -> pd.Series:
+    values = []
+    for cell, row in zip(raw, rows, strict=True):
+        number = _to_float(cell)
+        if number is None or np.isinf(number):
+            problems.append(Problem(file, f"not a finite number: {cell!r}", int(row), column))
+            number = float("nan")
+        values.append(number)
+    return pd.Series(values, index=raw.index, dtype=float)
+
+
+def _looks_numeric(raw: pd.Series) -> bool:
+    present = [v for v in raw if not _is_missing(v)]
+    if not present:
+        return False
+    numbers = sum(_to_float(v) is not None for v in present)
+    return numbers >= len(present) / 2
+
+
+def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
+                 control_label: str = "control", patient_label: str = "patient",
+                 scores: list[str] | None = None, check_images: bool = True,
+                 extra_problems: list[Problem] | None = None) -> Cohort:
+    """Validate a raw string table and turn it into a :class:`Cohort`.
+
+    Parameters
+    ----------
+    raw : pandas.DataFrame
+        Cells as strings, as read from the file (``dtype=str``, no NA parsing).
+    source : pathlib.Path
+        The file the table came from, used in messages.
+    image_base : pathlib.Path
+        Folder that relative image paths are resolved against.
+    control_label, patient_label : str
+        Group labels of the background and target groups.
+    scores : list of str, optional
+        Clinical-score columns to require as numeric. None infers them.
+    check_images : bool
+        Also open every image (readability, 3D, finite voxels, grid agreement).
+    extra_problems : list of Problem, optional
+        Problems found by the caller (e.g. a BIDS reader), reported together.
+
+    Returns
+    -------
+    Cohort
+
+    Raises
+    ------
+    CohortError
+        With every problem found, when at least one is an error.
+    """
+    file = str(source)
+    problems: list[Problem] = list(extra_problems or [])
+    raw = raw.fillna("").astype(str).reset_index(drop=True)
+    raw.columns = [str(c).strip() for c in raw.columns]
+    rows = pd.Series(np.arange(len(raw)) + 2, index=raw.index)  # header is row 1
+
+    missing_cols = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    for col in missing_cols:
+        problems.append(Problem(file, f"required column is missing (columns: {list(raw.columns)})",
+                                None, col))
+    if len(raw) == 0:
+        problems.append(Problem(file, "the table has no subject rows"))
+    if missing_cols or len(raw) == 0:
+        raise CohortError(problems)
+
+    table = pd.DataFrame({"row": rows})
+    table["subject_id"] = raw["subject_id"].str.strip()
+    for idx in table.index[table["subject_id"] == ""]:
+        problems.append(Problem(file, "empty subject_id", int(rows[idx]), "subject_id"))
+    dup = table["subject_id"].duplicated(keep=False) & (table["subject_id"] != "")
+    for sid, group in table[dup].groupby("subject_id"):
+        listed = ", ".join(str(r) for r in group["row"])
+        for r in group["row"].iloc[1:]:
+            problems.append(Problem(file, f"duplicate subject_id {sid!r} (rows {listed})",
+                                    int(r), "subject_id"))
+
+    labels = raw["group"].str.strip()
+    table["group"] = labels
+    known = {control_label, patient_label}
+    for idx in labels.index[~labels.isin(known)]:
+        problems.append(Problem(file, f"unknown group label {labels[idx]!r}; expected "
+                                      f"{control_label!r} or {patient_label!r}",
+                                int(rows[idx]), "group"))
+    table["is_target"] = labels == patient_label
+    counts = Counter(labels)
+    for label in (control_label, patient_label):
+        if counts.get(label, 0) < MIN_PER_GROUP:
+            problems.append(Problem(file, f"group {label!r} has {counts.get(label, 0)} subject(s); "
+                                          f"SepCLR needs at least {MIN_PER_GROUP}", None, "group"))
+
+    images = []
+    already_reported = {p.row for p in problems if p.severity == "error"}
+    for idx, cell in raw["image"].items():
+        cell = cell.strip()
+        if not cell:
+            if int(rows[idx]) not in already_reported:
+                problems.append(Problem(file, "empty image path", int(rows[idx]), "image"))
+            images.append("")
+            continue
+        path = Path(os.path.expanduser(cell))
+        path = path if path.is_absolute() else image_base / path
+        images.append(str(path.resolve()))
+        if not path.is_file():
+            problems.append(Problem(file, f"image file not found: {cell}", int(rows[idx]), "image"))
+    table["image"] = images
+
+    confounds = tuple(c for c in CONFOUND_COLUMNS if c in raw.columns)
+    for col in confounds:
+        if col in NUMERIC_CONFOUNDS:
+            table[col] = _numeric_column(raw[col], file, col, problems, rows)
+        else:
+            table[col] = raw[col].str.strip().where(~raw[col].map(_is_missing), None)
+
+    others = [c for c in raw.columns if c not in REQUIRED_COLUMNS + CONFOUND_COLUMNS]
+    for col in scores or []:
+        if col not in raw.columns:
+            problems.append(Problem(file, "declared clinical-score column is missing", None, col))
+    if scores is None:
+        score_cols = tuple(c for c in others if _looks_numeric(raw[c]))
+    else:
+        score_cols = tuple(c for c in scores if c in raw.columns)
+    for col in score_cols:
+        table[col] = _numeric_column(raw[col], file, col, problems, rows)
+    for col in others:
+        if col not in score_cols:
+            table[col] = raw[col]
+
+    cohort = Cohort(table, source, control_label, patient_label, score_cols, confounds)
+    if check_images:
+        from sepclr_med.image_checks import check_images as _check
+
+        problems += _check(cohort)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise CohortError(sorted(problems, key=lambda p: (p.row or 0, p.column or "")))
+    cohort.warnings = [p for p in problems if p.severity != "error"]
+    return cohort
+
+
+def read_csv_cohort(path: str | os.PathLike, **kwargs) -> Cohort:
+    """Read and validate a cohort CSV (or TSV). See :func:`build_cohort` for options."""
+    path = Path(path)
+    if not path.is_file():
+        raise CohortError([Problem(str(path), "cohort file not found")])
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CohortError([Problem(str(path), f"cannot parse the table: {exc}")]) from None
+    return build_cohort(raw, path, image_base=path.parent, **kwargs)
+
+
+def read_cohort(path: str | os.PathLike, **kwargs) -> Cohort:
+    """Read a cohort from a CSV/TSV table or a BIDS dataset and validate it.
+
+    Parameters
+    ----------
+    path : path-like
+        A CSV (``.csv``) or TSV table in the sepclr-med schema, a BIDS dataset folder, or
+        its ``participants.tsv``.
+    **kwargs
+        ``control_label``, ``patient_label``, ``scores``, ``check_images``; BIDS datasets
+        also take ``group_column``.
+
+    Returns
+    -------
+    Cohort
+    """
+    path = Path(path)
+    if path.is_dir() or path.name == "participants.tsv":
+        from sepclr_med.bids import read_bids_cohort
+
+        return read_bids_cohort(path, **kwargs)
+    return read_csv_cohort(path, **kwargs)

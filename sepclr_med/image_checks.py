@@ -1,0 +1,113 @@
+"""Image checks of a cohort: readable, 3D, finite voxels, grids that agree.
+
+Headers and voxels are read with nibabel only (no torch), one image at a time.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sepclr_med.errors import Problem
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A voxel grid: 3D shape and 4x4 affine (rounded so that float noise does not differ)."""
+
+    shape: tuple[int, int, int]
+    affine: tuple[tuple[float, ...], ...]
+
+    @classmethod
+    def of(cls, img) -> Grid:
+        """The grid of a nibabel image."""
+        affine = np.round(np.asarray(img.affine, dtype=float), 3) + 0.0  # drop -0.0
+        return cls(tuple(int(s) for s in img.shape[:3]), tuple(map(tuple, affine)))
+
+    @property
+    def voxel_size(self) -> tuple[float, ...]:
+        """Voxel size in mm along each axis."""
+        a = np.asarray(self.affine)[:3, :3]
+        return tuple(float(v) for v in np.round(np.sqrt((a**2).sum(axis=0)), 3))
+
+    def describe(self) -> str:
+        """Short human description: shape and voxel size."""
+        shape = "x".join(map(str, self.shape))
+        vox = "x".join(f"{v:g}" for v in self.voxel_size)
+        return f"shape {shape}, voxels {vox} mm"
+
+
+def check_image(path: str | Path) -> tuple[list[str], Grid | None]:
+    """Check one image; return its error messages and its grid (None if unreadable)."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises many kinds for corrupt files
+        return [f"cannot read image, file is corrupt or not NIfTI ({type(exc).__name__}: {exc})"], None
+    shape = img.shape
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        return [f"image is {len(img.shape)}D with shape {img.shape}; a 3D volume is needed"], None
+    affine = np.asarray(img.affine, dtype=float)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        return ["image affine is singular or not finite"], None
+    try:
+        data = np.asarray(img.dataobj)
+    except Exception as exc:  # truncated gzip, short file
+        return [f"cannot read voxels, file is corrupt ({type(exc).__name__}: {exc})"], None
+    errors = []
+    if not np.issubdtype(data.dtype, np.number):
+        errors.append(f"voxel type {data.dtype} is not numeric")
+    else:
+        bad = data.size - int(np.isfinite(data).sum())
+        if bad:
+            errors.append(f"{bad} voxel(s) are NaN or Inf")
+    return errors, Grid.of(img)
+
+
+def check_images(cohort) -> list[Problem]:
+    """Check every existing image of ``cohort``; report grid mismatches as warnings.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        A cohort whose ``table`` has ``image`` and ``row`` columns.
+
+    Returns
+    -------
+    list of Problem
+        Errors for unreadable, non-3D or non-finite images; one warning per image whose grid
+        differs from the most common grid (the pipeline resamples it).
+    """
+    file = str(cohort.source)
+    problems: list[Problem] = []
+    grids: dict[int, Grid] = {}
+    for idx, (path, row) in enumerate(zip(cohort.table["image"], cohort.table["row"], strict=True)):
+        if not path or not Path(path).is_file():
+            continue  # already reported as missing
+        errors, grid = check_image(path)
+        problems += [Problem(file, f"{msg} ({path})", int(row), "image") for msg in errors]
+        if grid is not None:
+            grids[idx] = grid
+    if grids:
+        reference, _ = Counter(grids.values()).most_common(1)[0]
+        for idx, grid in grids.items():
+            if grid != reference:
+                row = int(cohort.table["row"].iloc[idx])
+                problems.append(Problem(
+                    file, f"grid ({grid.describe()}) differs from the cohort's reference grid "
+                          f"({reference.describe()}); the pipeline will resample it",
+                    row, "image", severity="warning"))
+    return problems
+
+
+def reference_grid(paths: list[str]) -> Grid:
+    """The most common grid among the images at ``paths``."""
+    import nibabel as nib
+
+    return Counter(Grid.of(nib.load(p)) for p in paths).most_common(1)[0][0]

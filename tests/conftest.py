@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny NIfTI cohorts with deliberately unequal shapes, seeded RNGs, no network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+SHAPE = (7, 8, 9)
+AFFINE = np.diag([4.0, 4.0, 4.0, 1.0])
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(42)
+
+
+def make_image(path: Path, data: np.ndarray | None = None, *, shape=SHAPE, affine=AFFINE,
+               rng: np.random.Generator | None = None) -> Path:
+    """Write a NIfTI image (random positive data by default) and return its path."""
+    if data is None:
+        rng = rng or np.random.default_rng(0)
+        data = rng.uniform(0.1, 1.0, shape).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.asarray(data), affine), str(path))
+    return path
+
+
+def write_cohort(folder: Path, n_controls: int = 3, n_patients: int = 3, *, extra: dict | None = None,
+                 rng: np.random.Generator | None = None) -> Path:
+    """A valid cohort CSV of tiny images in ``folder``; ``extra`` adds columns."""
+    rng = rng or np.random.default_rng(0)
+    rows = []
+    for i in range(n_controls + n_patients):
+        sid = f"s{i:02d}"
+        make_image(folder / "img" / f"{sid}.nii.gz", rng=rng)
+        rows.append({"subject_id": sid, "image": f"img/{sid}.nii.gz",
+                     "group": "control" if i < n_controls else "patient",
+                     "age": 30 + i, "sex": "MF"[i % 2], "site": "AB"[i % 2],
+                     "panss_positive": "" if i < n_controls else 10 + i})
+    table = pd.DataFrame(rows)
+    for column, values in (extra or {}).items():
+        table[column] = values
+    path = folder / "cohort.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def simulated(tmp_path_factory):
+    """A small simulated cohort (6 mm, 12 controls + 12 patients), shared by the session."""
+    from sepclr_med.simulate import load_recipe, simulate_cohort
+
+    recipe = load_recipe("schizophrenia").replace(n_controls=12, n_patients=12, resolution_mm=6.0, seed=3)
+    return simulate_cohort(recipe, tmp_path_factory.mktemp("sim"))

@@ -1,0 +1,152 @@
+"""Cohort reading and validation: every broken kind is named with file, row and column."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from conftest import make_image, write_cohort
+from sepclr_med.cli.main import app
+from sepclr_med.cohort import read_cohort
+from sepclr_med.errors import CohortError
+
+runner = CliRunner()
+
+
+def problems_of(path, **kwargs):
+    with pytest.raises(CohortError) as info:
+        read_cohort(path, **kwargs)
+    return info.value.problems
+
+
+def test_valid_cohort_is_read(tmp_path):
+    cohort = read_cohort(write_cohort(tmp_path))
+    assert len(cohort) == 6
+    assert cohort.is_target.tolist() == [False] * 3 + [True] * 3
+    assert cohort.confound_columns == ("age", "sex", "site")
+    assert cohort.score_columns == ("panss_positive",)
+    assert np.isnan(cohort.table["panss_positive"].iloc[0])  # empty for controls is allowed
+    assert cohort.table["panss_positive"].iloc[5] == 15
+    assert all(p.startswith(str(tmp_path)) for p in cohort.table["image"])
+    assert cohort.warnings == []
+
+
+def test_custom_group_labels(tmp_path):
+    path = write_cohort(tmp_path)
+    table = pd.read_csv(path)
+    table["group"] = table["group"].map({"control": "HC", "patient": "SCZ"})
+    table.to_csv(path, index=False)
+    cohort = read_cohort(path, control_label="HC", patient_label="SCZ")
+    assert cohort.is_target.sum() == 3
+
+
+@pytest.mark.parametrize("kind, row, column, words", [
+    ("missing", 3, "image", "not found"),
+    ("corrupt", 4, "image", "corrupt"),
+    ("not3d", 5, "image", "4D"),
+    ("nan", 6, "image", "NaN or Inf"),
+    ("duplicate", 3, "subject_id", "duplicate subject_id"),
+    ("unknown_group", 7, "group", "unknown group label 'patinet'"),
+    ("score", 6, "panss_positive", "not a finite number: 'severe'"),
+    ("age", 2, "age", "not a finite number: 'old'"),
+])
+def test_each_broken_kind_names_row_and_column(tmp_path, kind, row, column, words):
+    path = write_cohort(tmp_path)
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    i = row - 2  # data index of spreadsheet row ``row``
+    if kind == "missing":
+        table.loc[i, "image"] = "img/nowhere.nii.gz"
+    elif kind == "corrupt":
+        (tmp_path / table.loc[i, "image"]).write_bytes(gzip.compress(b"not a nifti at all"))
+    elif kind == "not3d":
+        make_image(tmp_path / table.loc[i, "image"], np.ones((7, 8, 9, 2), np.float32))
+    elif kind == "nan":
+        data = np.ones((7, 8, 9), np.float32)
+        data[1, 2, 3] = np.nan
+        make_image(tmp_path / table.loc[i, "image"], data)
+    elif kind == "duplicate":
+        table.loc[i, "subject_id"] = table.loc[0, "subject_id"]
+    elif kind == "unknown_group":
+        table.loc[i, "group"] = "patinet"
+    elif kind == "score":
+        table.loc[i, "panss_positive"] = "severe"
+    elif kind == "age":
+        table.loc[i, "age"] = "old"
+    table.to_csv(path, index=False)
+
+    problems = [p for p in problems_of(path) if p.severity == "error"]
+    assert any(p.row == row and p.column == column and words in p.message and p.file == str(path)
+               for p in problems), problems
+
+    result = runner.invoke(app, ["validate", "--cohort", str(path)])
+    assert result.exit_code == 1
+    assert f"row {row}" in result.output and f"column '{column}'" in result.output
+    assert words in result.output
+    assert "Traceback" not in result.output
+
+
+def test_group_with_fewer_than_two_subjects(tmp_path):
+    path = write_cohort(tmp_path, n_controls=4, n_patients=1)
+    problems = problems_of(path)
+    assert any(p.column == "group" and "'patient' has 1 subject" in p.message for p in problems)
+
+
+def test_all_problems_are_listed_at_once(tmp_path):
+    path = write_cohort(tmp_path)
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table.loc[0, "image"] = "img/missing.nii.gz"
+    table.loc[1, "group"] = "other"
+    table.loc[4, "panss_positive"] = "n.d."
+    table.to_csv(path, index=False)
+    found = {(p.row, p.column) for p in problems_of(path)}
+    assert {(2, "image"), (3, "group"), (6, "panss_positive")} <= found
+
+
+def test_missing_required_column(tmp_path):
+    path = write_cohort(tmp_path)
+    pd.read_csv(path).drop(columns=["group"]).to_csv(path, index=False)
+    problems = problems_of(path)
+    assert problems[0].column == "group" and "required column" in problems[0].message
+
+
+def test_grid_mismatch_is_a_warning_not_an_error(tmp_path):
+    path = write_cohort(tmp_path)
+    make_image(tmp_path / "img" / "s04.nii.gz", shape=(9, 8, 7), affine=np.diag([3.0, 3.0, 3.0, 1.0]))
+    cohort = read_cohort(path)
+    assert len(cohort.warnings) == 1
+    warning = cohort.warnings[0]
+    assert warning.row == 6 and warning.column == "image" and "resample" in warning.message
+    result = runner.invoke(app, ["validate", "--cohort", str(path)])
+    assert result.exit_code == 0
+    assert "resample" in result.output
+
+
+def test_declared_scores_must_exist_and_be_numeric(tmp_path):
+    path = write_cohort(tmp_path, extra={"note": ["a", "b", "c", "d", "e", "f"]})
+    cohort = read_cohort(path)
+    assert "note" not in cohort.score_columns  # text columns are kept, not scores
+    problems = problems_of(path, scores=["note", "panss_negative"])
+    assert any(p.column == "note" and "not a finite number" in p.message for p in problems)
+    assert any(p.column == "panss_negative" and "missing" in p.message for p in problems)
+
+
+def test_bids_dataset(tmp_path, rng):
+    rows = []
+    for i in range(4):
+        sub = f"sub-{i:02d}"
+        make_image(tmp_path / sub / "anat" / f"{sub}_T1w.nii.gz", rng=rng)
+        rows.append({"participant_id": sub, "group": "control" if i < 2 else "patient",
+                     "age": 40 + i, "panss_positive": "n/a" if i < 2 else 20})
+    pd.DataFrame(rows).to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    cohort = read_cohort(tmp_path)
+    assert cohort.subject_ids == ["sub-00", "sub-01", "sub-02", "sub-03"]
+    assert cohort.table["image"].iloc[3].endswith("sub-03_T1w.nii.gz")
+    assert cohort.score_columns == ("panss_positive",)
+
+    (tmp_path / "sub-03" / "anat" / "sub-03_T1w.nii.gz").unlink()
+    problems = problems_of(tmp_path / "participants.tsv")
+    assert any(p.row == 5 and p.column == "participant_id" and "T1w" in p.message for p in problems)
