@@ -60,7 +60,7 @@ def timed_passes(cohort, config: PreprocessConfig | None = None, *, epochs: int 
             n_batches += 1
             shape = tuple(batch["view1"].shape)
         seconds = time.perf_counter() - start + (build if epoch == 0 else 0.0)
-        label = "pass 1: decode + preprocess (fills the cache) + views" if epoch == 0 else \
-            f"pass {epoch + 1}: from the {cache} cache + views"
+        label = f"pass 1: first epoch (fills the {cache} cache unless already full) + views" \
+            if epoch == 0 else f"pass {epoch + 1}: from the {cache} cache + views"
         timings.append(PassTiming(label, seconds, len(data), n_batches, shape))
     return timings

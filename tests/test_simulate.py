@@ -1,0 +1,120 @@
+"""Semi-synthetic cohorts: valid files, seeded, ground truth where it should be."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from sepclr_med.cli.main import app
+from sepclr_med.cohort import read_cohort
+from sepclr_med.errors import SepclrError
+from sepclr_med.simulate import list_recipes, load_recipe, simulate_cohort
+
+
+def test_shipped_recipe_loads():
+    assert "schizophrenia" in list_recipes()
+    recipe = load_recipe()
+    assert recipe.name == "schizophrenia"
+    assert {s.name for s in recipe.subtypes} == {"positive", "negative"}
+    assert recipe.n_controls == recipe.n_patients == 100
+
+
+def test_bad_recipe_values_are_named(tmp_path):
+    with pytest.raises(SepclrError, match="n_patients"):
+        load_recipe().replace(n_patients=1)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[[subtypes]]\nname = "a"\nregions = ["Nowhere_L"]\n')
+    recipe = load_recipe(bad)
+    with pytest.raises(SepclrError, match="Nowhere_L"):
+        simulate_cohort(recipe.replace(n_controls=2, n_patients=2, resolution_mm=8.0), tmp_path / "o")
+    with pytest.raises(SepclrError, match="unknown recipe"):
+        load_recipe("no-such-recipe")
+
+
+def test_simulated_cohort_is_valid_and_loadable(simulated):
+    cohort = read_cohort(simulated.cohort_csv)
+    assert len(cohort) == 24 and cohort.is_target.sum() == 12
+    assert cohort.score_columns == ("panss_positive", "panss_negative")
+    assert cohort.warnings == []
+    img = nib.load(cohort.table["image"].iloc[0])
+    assert img.ndim == 3 and np.allclose(np.abs(np.diag(img.affine))[:3], 6.0)
+    assert img.header.get_sform(coded=True)[1] == 4  # MNI152 space code
+    from nilearn.image import load_img
+
+    assert load_img(cohort.table["image"].iloc[0]).shape == img.shape
+
+
+def test_ground_truth_and_scores(simulated):
+    truth = pd.read_csv(simulated.ground_truth_csv, keep_default_na=False)
+    patients = truth[truth["group"] == "patient"]
+    controls = truth[truth["group"] == "control"]
+    assert set(patients["subtype"]) == {"positive", "negative"}
+    assert (patients["subtype"].value_counts() == 6).all()  # balanced subtypes
+    assert patients["severity"].between(0.2, 1.0).all() and (controls["severity"] == 0).all()
+    assert (controls["subtype"] == "").all()
+    assert patients["affected_regions"].str.contains("Hippocampus_L|Cingulum_Ant_L").all()
+    cohort = pd.read_csv(simulated.cohort_csv)
+    merged = cohort.merge(truth[["subject_id", "subtype", "severity"]], on="subject_id")
+    p = merged[merged["group"] == "patient"]
+    assert cohort.loc[cohort["group"] == "control", "panss_positive"].isna().all()
+    assert p["panss_positive"].between(7, 49).all()
+    pos = p[p["subtype"] == "positive"]
+    neg = p[p["subtype"] == "negative"]
+    assert pos["panss_positive"].mean() > neg["panss_positive"].mean()
+    assert neg["panss_negative"].mean() > pos["panss_negative"].mean()
+
+
+def test_subtype_effect_is_most_negative_inside_its_mask(simulated):
+    truth = pd.read_csv(simulated.ground_truth_csv, keep_default_na=False)
+    images = np.stack([nib.load(simulated.root / "images" / f"{s}.nii.gz").get_fdata()
+                       for s in truth["subject_id"]])
+    brain = nib.load(simulated.brain_mask).get_fdata() > 0
+    masks = {k: nib.load(p).get_fdata() > 0 for k, p in simulated.subtype_masks.items()}
+    control_mean = images[truth["group"].to_numpy() == "control"].mean(axis=0)
+    for k, mask in masks.items():
+        diff = images[truth["subtype"].to_numpy() == k].mean(axis=0) - control_mean
+        inside = diff[mask].mean()
+        others = {j: diff[m].mean() for j, m in masks.items() if j != k}
+        outside = diff[brain & ~np.logical_or.reduce(list(masks.values()))].mean()
+        assert inside < -0.02, (k, inside)
+        assert inside < min(others.values()) and inside < outside - 0.02, (k, inside, others, outside)
+
+
+def test_same_seed_same_bytes_other_seed_other_images(tmp_path):
+    recipe = load_recipe().replace(n_controls=2, n_patients=2, resolution_mm=8.0, seed=7)
+    a = simulate_cohort(recipe, tmp_path / "a")
+    b = simulate_cohort(recipe, tmp_path / "b")
+    c = simulate_cohort(recipe.replace(seed=8), tmp_path / "c")
+    for name in ("images/sub-0001.nii.gz", "images/sub-0004.nii.gz", "masks/subtype-positive.nii.gz"):
+        assert (a.root / name).read_bytes() == (b.root / name).read_bytes()
+    assert a.cohort_csv.read_text() == b.cohort_csv.read_text()
+    assert (a.root / "images/sub-0001.nii.gz").read_bytes() != (c.root / "images/sub-0001.nii.gz").read_bytes()
+
+
+def test_imbalance_makes_patients_older(tmp_path):
+    base = load_recipe().replace(n_controls=40, n_patients=40, resolution_mm=8.0)
+    from sepclr_med.simulate.generator import _demographics
+
+    balanced = _demographics(base, np.random.default_rng(0))
+    skewed = _demographics(base.replace(imbalance=1.0), np.random.default_rng(0))
+    gap = lambda t: t[t.group == "patient"].age.mean() - t[t.group == "control"].age.mean()  # noqa: E731
+    assert abs(gap(balanced)) < 5 and gap(skewed) > 5
+    sites = balanced.groupby("group")["site"].value_counts().unstack()
+    assert (sites.loc["control"] - sites.loc["patient"]).abs().max() <= 1  # balanced sites
+    assert (skewed[skewed.group == "patient"].site == "A").mean() > 0.6
+
+
+def test_simulate_cli_then_validate(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    result = runner.invoke(app, ["simulate", "--out", str(out), "--n-controls", "3",
+                                 "--n-patients", "3", "--resolution", "8"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["validate", "--cohort", str(out / "cohort.csv")])
+    assert result.exit_code == 0, result.output
+    assert "6 subjects (3 control, 3 patient)" in result.output
+    result = runner.invoke(app, ["simulate", "--out", str(out), "--recipe", "nope"])
+    assert result.exit_code == 1 and "unknown recipe" in result.output
