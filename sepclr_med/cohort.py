@@ -133,7 +133,7 @@ def _looks_numeric(raw: pd.Series) -> bool:
 def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
                  control_label: str = "control", patient_label: str = "patient",
                  scores: list[str] | None = None, check_images: bool = True,
-                 extra_problems: list[Problem] | None = None) -> Cohort:
+                 min_per_group: int = MIN_PER_GROUP, extra_problems: list[Problem] | None = None) -> Cohort:
     """Validate a raw string table and turn it into a :class:`Cohort`.
 
     Parameters
@@ -150,6 +150,8 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
         Clinical-score columns to require as numeric. None infers them.
     check_images : bool
         Also open every image (readability, 3D, finite voxels, grid agreement).
+    min_per_group : int
+        Subjects required in each group (2 for training; 0 to embed e.g. patients only).
     extra_problems : list of Problem, optional
         Problems found by the caller (e.g. a BIDS reader), reported together.
 
@@ -198,9 +200,9 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
     table["is_target"] = labels == patient_label
     counts = Counter(labels)
     for label in (control_label, patient_label):
-        if counts.get(label, 0) < MIN_PER_GROUP:
+        if counts.get(label, 0) < min_per_group:
             problems.append(Problem(file, f"group {label!r} has {counts.get(label, 0)} subject(s); "
-                                          f"SepCLR needs at least {MIN_PER_GROUP}", None, "group"))
+                                          f"SepCLR needs at least {min_per_group}", None, "group"))
 
     images = []
     already_reported = {p.row for p in problems if p.severity == "error"}
@@ -273,7 +275,7 @@ def read_cohort(path: str | os.PathLike, **kwargs) -> Cohort:
         A CSV (``.csv``) or TSV table in the sepclr-med schema, a BIDS dataset folder, or
         its ``participants.tsv``.
     **kwargs
-        ``control_label``, ``patient_label``, ``scores``, ``check_images``; BIDS datasets
+        ``control_label``, ``patient_label``, ``scores``, ``check_images``, ``min_per_group``; BIDS datasets
         also take ``group_column``.
 
     Returns

@@ -59,3 +59,21 @@ def simulated(tmp_path_factory):
 
     recipe = load_recipe("schizophrenia").replace(n_controls=12, n_patients=12, resolution_mm=6.0, seed=3)
     return simulate_cohort(recipe, tmp_path_factory.mktemp("sim"))
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory):
+    """A tiny simulated cohort for training tests: 8 mm, 8 controls + 8 patients."""
+    from sepclr_med.simulate import load_recipe, simulate_cohort
+
+    recipe = load_recipe("schizophrenia").replace(n_controls=8, n_patients=8, resolution_mm=8.0, seed=11)
+    return simulate_cohort(recipe, tmp_path_factory.mktemp("tiny"))
+
+
+def tiny_config(**overrides):
+    """A fast training config for tests (CPU, 2 epochs, batch 8, no validation cache on disk)."""
+    from sepclr_med.training import TrainConfig
+
+    base = {"device": "cpu", "optim.epochs": 2, "optim.batch_size": 8, "val_fraction": 0.25,
+            "model.common_dim": 8, "model.salient_dim": 8, "model.head_hidden": 16}
+    return TrainConfig().override(**{**base, **overrides})

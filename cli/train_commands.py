@@ -1,0 +1,102 @@
+"""``sepclr-med train`` and ``sepclr-med embed``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from sepclr_med.cli.errors import user_errors
+
+COHORT_HELP = "Cohort CSV/TSV, a BIDS dataset folder, or its participants.tsv."
+
+
+@user_errors
+def train(
+    cohort: Path = typer.Option(..., "--cohort", "-c", help=COHORT_HELP),
+    out: Path = typer.Option(Path("sepclr_run"), "--out", "-o", help="Run directory to write."),
+    config: Path = typer.Option(None, "--config", help="TOML file with any hyper-parameter; options below override it."),
+    epochs: int = typer.Option(None, help="Training epochs."),
+    batch_size: int = typer.Option(None, help="Subjects per batch (per process under DDP)."),
+    lr: float = typer.Option(None, help="Adam learning rate."),
+    seed: int = typer.Option(None, help="Seed of weights, split, batches and augmentations."),
+    device: str = typer.Option(None, help="auto | cpu | cuda"),
+    num_workers: int = typer.Option(None, help="DataLoader workers (0 = main process)."),
+    beta_salient: float = typer.Option(None, help="Weight of the salient contrastive term."),
+    beta_infoless: float = typer.Option(None, help="Weight of the information-less term (controls' salient to 0)."),
+    lambda_jem: float = typer.Option(None, help="Weight of the k-JEM independence term."),
+    backbone: str = typer.Option(None, help="small | resnet10 | resnet18 | densenet121"),
+    voxel_size: float = typer.Option(None, help="Resample inputs to this isotropic voxel size (mm)."),
+    val_fraction: float = typer.Option(None, help="Fraction of each group held out for validation."),
+    cache: str = typer.Option(None, help="memory | disk | none"),
+    cache_dir: Path = typer.Option(None, help="Disk cache root (with --cache disk)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine (DDP via torchrun)."),
+    control_label: str = typer.Option("control", help="Group label of controls (background)."),
+    patient_label: str = typer.Option("patient", help="Group label of patients (target)."),
+) -> None:
+    """Train SepCLR (controls = background, patients = target) into a run directory."""
+    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
+               "num_workers": num_workers, "beta_salient": beta_salient, "beta_infoless": beta_infoless,
+               "lambda_jem": lambda_jem, "backbone": backbone, "voxel_size": voxel_size,
+               "val_fraction": val_fraction, "cache": cache, "cache_dir": cache_dir, "config": config}
+    if nproc > 1:
+        argv = ["--cohort", str(cohort), "--out", str(out), "--control-label", control_label,
+                "--patient-label", patient_label] + (["--resume"] if resume else [])
+        for key, value in options.items():
+            if value is not None:
+                argv += [f"--{key.replace('_', '-')}", str(value)]
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc_per_node={nproc}", "-m", "sepclr_med.cli.main", "train", *argv]
+        raise typer.Exit(subprocess.call(command, env={**os.environ, "OMP_NUM_THREADS": os.environ.get(
+            "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}))
+
+    from rich.console import Console
+
+    from sepclr_med.cohort import read_cohort
+    from sepclr_med.training import TrainConfig
+    from sepclr_med.training.loop import train as run_training
+
+    base = TrainConfig.load(config) if config is not None else TrainConfig()
+    resolved = base.override(**{
+        "optim.epochs": epochs, "optim.batch_size": batch_size, "optim.lr": lr, "seed": seed,
+        "device": device, "num_workers": num_workers, "loss.beta_salient": beta_salient,
+        "loss.beta_infoless": beta_infoless, "loss.lambda_jem": lambda_jem, "model.backbone": backbone,
+        "preprocess.voxel_size": voxel_size, "val_fraction": val_fraction, "cache": cache,
+        "cache_dir": str(cache_dir) if cache_dir is not None else None})
+    data = read_cohort(cohort, control_label=control_label, patient_label=patient_label)
+    main = int(os.environ.get("RANK", "0")) == 0
+    console = Console(highlight=False) if main else None
+    run = run_training(data, out, resolved, resume=resume, console=console)
+    if console is not None:
+        console.print(f"[green]Trained[/]: run directory {run}")
+
+
+@user_errors
+def embed(
+    run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
+    cohort: Path = typer.Option(..., "--cohort", "-c", help=COHORT_HELP),
+    out: Path = typer.Option(Path("latents.csv"), "--out", "-o", help="Latents CSV to write."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    batch_size: int = typer.Option(16, min=1, help="Volumes per forward pass."),
+    control_label: str = typer.Option("control", help="Group label of controls."),
+    patient_label: str = typer.Option("patient", help="Group label of patients."),
+) -> None:
+    """Write common and salient reps of every subject of a cohort (seen or unseen) to CSV."""
+    from sepclr_med.cohort import read_cohort
+    from sepclr_med.embed import embed as compute, write_latents
+    from sepclr_med.run import Run
+
+    data = read_cohort(cohort, control_label=control_label, patient_label=patient_label, min_per_group=0)
+    latents = compute(Run(run), data, batch_size=batch_size, device=device)
+    write_latents(latents, out)
+    typer.echo(f"Wrote {len(latents)} subjects x {latents.shape[1] - 2} latent columns to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands of this module to ``app``."""
+    app.command()(train)
+    app.command()(embed)

@@ -1,0 +1,103 @@
+"""The SepCLR model: two independent encoders (common, salient), each with a projection head.
+
+Losses use the head outputs; analysis (probes, embeddings, explanations) uses the reps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from sepclr_med.models.backbones import build_backbone
+
+
+@dataclass
+class ModelConfig:
+    """Architecture settings.
+
+    Parameters
+    ----------
+    backbone : str
+        Encoder type (``small``, ``resnet10``, ``resnet18``, ``densenet121``).
+    common_dim, salient_dim : int
+        Sizes of the common and salient representations.
+    head_hidden : int
+        Hidden width of the projection heads (paper: 128).
+    """
+
+    backbone: str = "small"
+    common_dim: int = 32
+    salient_dim: int = 32
+    head_hidden: int = 128
+
+    def to_dict(self) -> dict:
+        """Plain dictionary."""
+        return asdict(self)
+
+
+class ProjectionHead(nn.Sequential):
+    """Linear(d, hidden) -> BatchNorm1d -> ReLU -> Linear(hidden, d), as in the paper."""
+
+    def __init__(self, dim: int, hidden: int = 128) -> None:
+        super().__init__(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                         nn.Linear(hidden, dim))
+
+
+class SepCLROutput(NamedTuple):
+    """Representations of the local batch and head outputs (possibly of the gathered batch)."""
+
+    common_rep: torch.Tensor
+    salient_rep: torch.Tensor
+    common_head: torch.Tensor
+    salient_head: torch.Tensor
+
+
+class SepCLRModel(nn.Module):
+    """Two independent 3D encoders with their projection heads.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        Architecture.
+    in_channels : int
+        Input channels of the volumes.
+    """
+
+    def __init__(self, config: ModelConfig | None = None, in_channels: int = 1) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        c = self.config
+        self.common_encoder = build_backbone(c.backbone, c.common_dim, in_channels)
+        self.salient_encoder = build_backbone(c.backbone, c.salient_dim, in_channels)
+        self.common_head = ProjectionHead(c.common_dim, c.head_hidden)
+        self.salient_head = ProjectionHead(c.salient_dim, c.head_hidden)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Common and salient representations of ``x`` (what analysis uses)."""
+        return self.common_encoder(x), self.salient_encoder(x)
+
+    def forward(self, x: torch.Tensor, gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                n_views: int = 1) -> SepCLROutput:
+        """Reps of ``x`` and head outputs.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Volumes ``(n_views * n, C, X, Y, Z)``: the views stacked one after the other.
+        gather : callable, optional
+            Applied to each view's reps before the heads; under DDP it concatenates the reps of
+            all ranks (with gradients), so that the heads' BatchNorm and the loss see the global
+            batch and the objective does not depend on the world size.
+        n_views : int
+            Number of stacked views; each goes through the heads separately (own BatchNorm
+            statistics), and head outputs are returned stacked in the same order.
+        """
+        common, salient = self.encode(x)
+        gather = gather or (lambda t: t)
+        heads_c = [self.common_head(gather(c).float()) for c in common.chunk(n_views)]
+        heads_s = [self.salient_head(gather(s).float()) for s in salient.chunk(n_views)]
+        return SepCLROutput(common, salient, torch.cat(heads_c), torch.cat(heads_s))

@@ -1,0 +1,135 @@
+"""The run directory: everything downstream stages need, self-contained.
+
+::
+
+    RUN/
+      config.toml          resolved training config (grid and intensity scale included)
+      model.pt             weights only (state_dict), torch.load(..., weights_only=True)
+      checkpoints/last.pt  model + optimizer + epoch, for --resume
+      metrics.jsonl        one JSON object per epoch
+      split.csv            subject_id, group, split (train / val)
+      cohort.csv           copy of the training cohort table; cohort.sha256 its digest
+      versions.json        library versions
+      MODEL_CARD.md        what was trained, on what, how to use it
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+from sepclr_med.errors import SepclrError
+
+LIBRARIES = ("sepclr-med", "torch", "monai", "nibabel", "nilearn", "numpy", "scipy", "pandas",
+             "scikit-learn")
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Hex digest of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries a run depends on, plus Python."""
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+class Run:
+    """A trained run directory (read side).
+
+    Parameters
+    ----------
+    path : path-like
+        The run directory written by ``sepclr-med train``.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if not (self.path / "config.toml").is_file():
+            raise SepclrError(f"{self.path} is not a sepclr-med run directory (no config.toml)")
+        from sepclr_med.training.config import TrainConfig
+
+        self.config = TrainConfig.load(self.path / "config.toml")
+
+    @property
+    def weights_path(self) -> Path:
+        """The final weights, or the last checkpoint's while training is unfinished."""
+        final = self.path / "model.pt"
+        return final if final.is_file() else self.path / "checkpoints" / "last.pt"
+
+    def load_model(self, device: str = "cpu"):
+        """The trained :class:`~sepclr_med.models.SepCLRModel`, in eval mode."""
+        import torch
+
+        from sepclr_med.models import SepCLRModel
+
+        if not self.weights_path.is_file():
+            raise SepclrError(f"{self.path} holds no weights (model.pt or checkpoints/last.pt)")
+        state = torch.load(self.weights_path, map_location=device, weights_only=True)
+        state = state.get("model", state)
+        model = SepCLRModel(self.config.model)
+        model.load_state_dict(state)
+        return model.to(device).eval()
+
+    def metrics(self) -> list[dict]:
+        """Per-epoch metrics."""
+        path = self.path / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def verify(self) -> list[str]:
+        """Problems with the directory (missing files, cohort copy not matching its digest)."""
+        problems = [f"missing {name}" for name in ("model.pt", "cohort.csv", "cohort.sha256",
+                                                   "versions.json", "MODEL_CARD.md", "split.csv")
+                    if not (self.path / name).is_file()]
+        if (self.path / "cohort.csv").is_file() and (self.path / "cohort.sha256").is_file():
+            if (self.path / "cohort.sha256").read_text().split()[0] != sha256(self.path / "cohort.csv"):
+                problems.append("cohort.csv does not match cohort.sha256")
+        return problems
+
+
+def model_card(config, cohort, split_counts: dict, metrics: list[dict], versions: dict) -> str:
+    """A short Markdown model card."""
+    last = metrics[-1] if metrics else {}
+    lines = [
+        "# sepclr-med model card",
+        "",
+        "**Model**: SepCLR (Louiset et al., ICLR 2024), two independent 3D encoders "
+        f"(`{config.model.backbone}`), common reps of size {config.model.common_dim}, salient reps of "
+        f"size {config.model.salient_dim}, projection heads Linear-BatchNorm-ReLU-Linear.",
+        f"**Objective**: L_C + {config.loss.beta_salient:g} L_S + {config.loss.beta_infoless:g} L_reg "
+        f"+ {config.loss.lambda_jem:g} L_JEM.",
+        f"**Training data**: `{cohort.source.name}`, {len(cohort)} subjects "
+        f"({int((~cohort.is_target).sum())} {cohort.control_label} = background, "
+        f"{int(cohort.is_target.sum())} {cohort.patient_label} = target); split {split_counts}.",
+        f"**Input**: volumes resampled to grid {tuple(config.preprocess.grid_shape)} "
+        f"(voxel {config.preprocess.voxel_size or 'as the cohort'}), intensity `{config.preprocess.intensity}` "
+        f"(scale {config.preprocess.scale}).",
+        f"**Optimisation**: Adam lr {config.optim.lr:g}, {config.optim.epochs} epochs, batch "
+        f"{config.optim.batch_size}, seed {config.seed}.",
+        f"**Last epoch**: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items()
+                                        if isinstance(v, float) and k.startswith(("train_", "val_"))),
+        "",
+        "**Use**: `sepclr-med embed --run RUN --cohort FILE --out latents.csv` gives common and salient "
+        "reps for any cohort on the same kind of images; the run's own preprocessing is applied.",
+        "**Limits**: research software, not a medical device. Trained on the cohort above only; "
+        "salient reps are meaningful relative to this run's controls.",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+    ]
+    return "\n".join(lines) + "\n"

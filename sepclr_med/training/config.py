@@ -1,0 +1,148 @@
+"""Training configuration: every hyper-parameter, loaded from TOML, overridden from the CLI.
+
+A config file has one table per part::
+
+    [train]       seed, device, num_workers, val_fraction, cache, cache_dir, amp, channels_last
+    [optim]       epochs, batch_size, lr, weight_decay
+    [loss]        beta_salient, beta_infoless, lambda_jem
+    [model]       backbone, common_dim, salient_dim, head_hidden
+    [preprocess]  voxel_size, spatial_size, intensity, scale, mask
+    [augment]     see sepclr_med.data.AugmentConfig
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sepclr_med.data.augment import AugmentConfig
+from sepclr_med.data.preprocess import PreprocessConfig
+from sepclr_med.errors import SepclrError
+from sepclr_med.models.sepclr import ModelConfig
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation: Adam, as in the paper (no schedule)."""
+
+    epochs: int = 60
+    batch_size: int = 16
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+
+
+@dataclass
+class LossConfig:
+    """Weights of the SepCLR terms (method page: (1, 10, 10) is the MRI default)."""
+
+    beta_salient: float = 1.0
+    beta_infoless: float = 10.0
+    lambda_jem: float = 10.0
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; stored resolved in the run directory."""
+
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    val_fraction: float = 0.15
+    cache: str = "memory"
+    cache_dir: str | None = None
+    amp: bool = True
+    channels_last: bool = True
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    SECTIONS = {"optim": OptimConfig, "loss": LossConfig, "model": ModelConfig,
+                "preprocess": PreprocessConfig, "augment": AugmentConfig}
+
+    def to_dict(self) -> dict:
+        """Nested plain dictionary: ``{"train": {...}, "optim": {...}, ...}``."""
+        train = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                 if f.name not in self.SECTIONS}
+        out = {"train": {k: v for k, v in train.items() if v is not None}}
+        for name in self.SECTIONS:
+            part = getattr(self, name)
+            data = part.to_dict() if hasattr(part, "to_dict") else dataclasses.asdict(part)
+            out[name] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items() if v is not None}
+        return out
+
+    def to_toml(self) -> str:
+        """TOML text of :meth:`to_dict`."""
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> TrainConfig:
+        """Build from the nested dictionary of a TOML file; unknown keys are errors."""
+        unknown = set(data) - {"train", *cls.SECTIONS}
+        if unknown:
+            raise SepclrError(f"{source}: unknown table(s) {sorted(unknown)}")
+        kwargs: dict[str, Any] = {}
+        for name, kind in cls.SECTIONS.items():
+            section = dict(data.get(name, {}))
+            known = {f.name for f in dataclasses.fields(kind) if not f.name.startswith("_")}
+            bad = set(section) - known
+            if bad:
+                raise SepclrError(f"{source}: unknown key(s) {sorted(bad)} in [{name}]")
+            for key, value in section.items():
+                if isinstance(value, list) and key not in ("grid_affine",):
+                    section[key] = tuple(value)
+            kwargs[name] = PreprocessConfig.from_dict(section) if kind is PreprocessConfig else kind(**section)
+        train = data.get("train", {})
+        known = {f.name for f in dataclasses.fields(cls)} - set(cls.SECTIONS)
+        bad = set(train) - known
+        if bad:
+            raise SepclrError(f"{source}: unknown key(s) {sorted(bad)} in [train]")
+        return cls(**train, **kwargs).validate()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TrainConfig:
+        """Read a TOML config file."""
+        path = Path(path)
+        if not path.is_file():
+            raise SepclrError(f"config file not found: {path}")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SepclrError(f"{path}: invalid TOML ({exc})") from None
+        return cls.from_dict(data, str(path))
+
+    def override(self, **changes: Any) -> TrainConfig:
+        """A copy with ``section.key`` or top-level keys changed; None values are ignored."""
+        data = self.to_dict()
+        for key, value in changes.items():
+            if value is None:
+                continue
+            section, _, name = key.rpartition(".")
+            data.setdefault(section or "train", {})[name] = value
+        return self.from_dict(data, "overrides")
+
+    def validate(self) -> TrainConfig:
+        """Check values; raise :class:`SepclrError` naming the bad one."""
+        checks = [
+            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+             f"device must be auto, cpu or cuda, not {self.device!r}"),
+            (self.optim.epochs >= 1, "epochs must be >= 1"),
+            (self.optim.batch_size >= 4, "batch_size must be >= 4 (2 controls + 2 patients)"),
+            (self.optim.lr > 0, "lr must be > 0"),
+            (0.0 <= self.val_fraction < 0.5, "val_fraction must be in [0, 0.5)"),
+            (self.num_workers >= 0, "num_workers must be >= 0"),
+            (self.cache in ("memory", "disk", "none"), "cache must be memory, disk or none"),
+            (min(self.loss.beta_salient, self.loss.beta_infoless, self.loss.lambda_jem) >= 0,
+             "loss weights must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SepclrError(f"training config: {message}")
+        return self

@@ -1,0 +1,302 @@
+"""The training loop: seeded, stratified, checkpointed every epoch, resumable, DDP-aware."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sepclr_med.atomic import write_text
+from sepclr_med.cohort import Cohort
+from sepclr_med.data import (ContrastiveViewsd, GroupStratifiedBatchSampler, TwoViewDataset,
+                             cached_dataset)
+from sepclr_med.errors import SepclrError
+from sepclr_med.losses import TERMS, SepCLRLoss
+from sepclr_med.models import SepCLRModel
+from sepclr_med.run import library_versions, model_card, sha256
+from sepclr_med.training.checkpoint import load_checkpoint, save_checkpoint
+from sepclr_med.training.config import TrainConfig
+from sepclr_med.training.distributed import DistContext, init_distributed, shutdown
+
+
+class TrainingDiverged(SepclrError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA). Transforms are seeded per item."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def split_subjects(cohort: Cohort, val_fraction: float, seed: int) -> np.ndarray:
+    """``"train"``/``"val"`` per subject, stratified by group, >= 2 of each group in val.
+
+    A group too small to spare 2 validation subjects and keep 2 for training gives no
+    validation split at all.
+    """
+    rng = np.random.default_rng([seed, 7])
+    split = np.array(["train"] * len(cohort), dtype=object)
+    if val_fraction <= 0:
+        return split
+    picks = []
+    for group in (False, True):
+        idx = np.flatnonzero(cohort.is_target == group)
+        n_val = max(2, int(round(val_fraction * len(idx))))
+        if len(idx) - n_val < 2:
+            return split
+        picks.append(rng.choice(idx, n_val, replace=False))
+    split[np.concatenate(picks)] = "val"
+    return split
+
+
+class Trainer:
+    """Train SepCLR on a cohort into a run directory.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Hyper-parameters.
+    console : rich.console.Console, optional
+        Where the main process prints; progress bars need one.
+    """
+
+    def __init__(self, config: TrainConfig, console=None) -> None:
+        self.config = config
+        self.console = console
+
+    # -- setup -------------------------------------------------------------------------------
+    def _prepare_run(self, cohort: Cohort, out: Path, resume: bool, ctx: DistContext):
+        config = self.config
+        if resume:
+            if not (out / "checkpoints" / "last.pt").is_file():
+                raise SepclrError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+            stored = TrainConfig.load(out / "config.toml")
+            config = dataclasses.replace(stored, optim=dataclasses.replace(
+                stored.optim, epochs=config.optim.epochs), device=config.device,
+                num_workers=config.num_workers)
+            split = pd.read_csv(out / "split.csv", dtype=str).set_index("subject_id")["split"]
+            missing = set(cohort.subject_ids) - set(split.index)
+            if missing:
+                raise SepclrError(f"--resume: subjects not in the run's split: {sorted(missing)[:5]}")
+            split = split.loc[cohort.subject_ids].to_numpy()
+        else:
+            if (out / "checkpoints" / "last.pt").exists() or (out / "model.pt").exists():
+                raise SepclrError(f"{out} already holds a run; use --resume or another --out")
+            split = split_subjects(cohort, config.val_fraction, config.seed)
+            train = cohort.subset(split == "train")
+            if not config.preprocess.resolved:
+                pre = config.preprocess.resolve(train.table["image"].tolist(),
+                                                train.table["image"][~train.is_target].tolist())
+                config = dataclasses.replace(config, preprocess=pre)
+            if ctx.is_main:
+                self._write_static(cohort, out, config, split)
+        return config, split
+
+    @staticmethod
+    def _write_static(cohort: Cohort, out: Path, config: TrainConfig, split: np.ndarray) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "config.toml", config.to_toml())
+        write_text(out / "split.csv", pd.DataFrame({
+            "subject_id": cohort.subject_ids, "group": cohort.table["group"], "split": split,
+        }).to_csv(index=False))
+        shutil.copyfile(cohort.source, out / ".cohort.csv.tmp")
+        (out / ".cohort.csv.tmp").replace(out / "cohort.csv")
+        write_text(out / "cohort.sha256", f"{sha256(out / 'cohort.csv')}  {cohort.source}\n")
+        write_text(out / "versions.json", json.dumps(library_versions(), indent=2))
+
+    def _loader(self, cohort: Cohort, config: TrainConfig, ctx: DistContext, *, shuffle: bool,
+                seed: int, world: int, rank: int):
+        base = cached_dataset(cohort.records(), config.preprocess, cache=config.cache,
+                              cache_dir=config.cache_dir, num_workers=config.num_workers)
+        views = ContrastiveViewsd("image", config.augment.compose(config.preprocess.output_shape))
+        data = TwoViewDataset(base, views, seed=seed)
+        batch = min(config.optim.batch_size, len(cohort))
+        sampler = GroupStratifiedBatchSampler(cohort.is_target, batch, shuffle=shuffle, seed=seed,
+                                              num_replicas=world, rank=rank)
+        loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=config.num_workers,
+                                             pin_memory=ctx.device.type == "cuda")
+        return data, sampler, loader
+
+    # -- steps -------------------------------------------------------------------------------
+    def _step(self, model, batch, ctx: DistContext, loss_fn: SepCLRLoss, gather: bool):
+        config = self.config
+        device = ctx.device
+        fmt = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+        x = torch.cat([batch["view1"], batch["view2"]]).to(device, non_blocking=True, memory_format=fmt)
+        y = batch["is_target"].to(device).bool()
+        amp = config.amp and device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
+            out = model(x, gather=ctx.gather if gather else None, n_views=2)
+        y = ctx.gather_nograd(y) if gather else y
+        c1, c2 = out.common_head.chunk(2)
+        s1, s2 = out.salient_head.chunk(2)
+        total, terms = loss_fn(c1, c2, s1, s2, y)
+        norms = torch.cat([s1, s2]).detach().norm(dim=1)
+        yy = torch.cat([y, y])
+        stats = {"loss": total.detach(), **{k: v.detach() for k, v in terms.items()},
+                 "salient_norm_control": norms[~yy].mean(), "salient_norm_patient": norms[yy].mean()}
+        return total, stats
+
+    def _epoch_means(self, records: list[dict]) -> dict:
+        return {k: float(np.mean([float(r[k]) for r in records])) for k in records[0]} if records else {}
+
+    # -- main --------------------------------------------------------------------------------
+    def fit(self, cohort: Cohort, out, *, resume: bool = False) -> Path:
+        """Train on ``cohort`` and write the run directory ``out``; return its path."""
+        out = Path(out)
+        ctx = init_distributed(self.config.device)
+        try:
+            return self._fit(cohort, out, resume, ctx)
+        finally:
+            shutdown(ctx)
+
+    def _fit(self, cohort: Cohort, out: Path, resume: bool, ctx: DistContext) -> Path:
+        config, split = self._prepare_run(cohort, out, resume, ctx)
+        self.config = config
+        ctx.barrier()
+        seed_everything(config.seed)
+        train_c = cohort.subset(split == "train")
+        val_c = cohort.subset(split == "val")
+        train_data, sampler, loader = self._loader(train_c, config, ctx, shuffle=True, seed=config.seed,
+                                                   world=ctx.world_size, rank=ctx.rank)
+        val = self._loader(val_c, config, ctx, shuffle=False, seed=config.seed + 1, world=1, rank=0) \
+            if len(val_c) else None
+
+        model = SepCLRModel(config.model).to(ctx.device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last_3d)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr,
+                                     weight_decay=config.optim.weight_decay)
+        start, history = 0, []
+        if resume:
+            state = load_checkpoint(out / "checkpoints" / "last.pt", ctx.device)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start = int(state["epoch"])
+            history = [m for m in _read_metrics(out) if m["epoch"] <= start]
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) \
+            if ctx.enabled else model
+        loss_fn = SepCLRLoss(**dataclasses.asdict(config.loss))
+
+        for epoch in range(start, config.optim.epochs):
+            sampler.set_epoch(epoch)
+            train_data.set_epoch(epoch)
+            model.train()
+            tic, records, seen = time.perf_counter(), [], 0
+            with self._progress(len(sampler), epoch, config.optim.epochs, ctx) as advance:
+                for step, batch in enumerate(loader):
+                    total, stats = self._step(wrapped, batch, ctx, loss_fn, gather=ctx.enabled)
+                    if not torch.isfinite(total):
+                        detail = ", ".join(f"{k}={float(v):.4g}" for k, v in stats.items())
+                        raise TrainingDiverged(
+                            f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({detail}); training "
+                            f"stopped, the last good checkpoint (epoch {epoch}) is kept in "
+                            f"{out / 'checkpoints'}. Lower --lr or the loss weights.")
+                    optimizer.zero_grad(set_to_none=True)
+                    total.backward()
+                    optimizer.step()
+                    records.append(stats)
+                    seen += len(batch["is_target"]) * ctx.world_size
+                    advance(stats, seen / (time.perf_counter() - tic))
+            seconds = time.perf_counter() - tic
+            metrics = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in self._epoch_means(records).items()}}
+            metrics.update(self._validate(model, val, ctx, loss_fn))
+            metrics.update({"lr": optimizer.param_groups[0]["lr"], "epoch_seconds": seconds,
+                            "volumes_per_second": len(train_c) / seconds})
+            history.append(metrics)
+            if ctx.is_main:
+                write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+                save_checkpoint(out / "checkpoints" / "last.pt", model=model, optimizer=optimizer,
+                                epoch=epoch + 1)
+                self._say(metrics)
+            ctx.barrier()
+
+        if ctx.is_main:
+            from sepclr_med.atomic import atomic_path
+
+            with atomic_path(out / "model.pt") as tmp:
+                torch.save(model.state_dict(), tmp)
+            counts = dict(zip(*np.unique(split, return_counts=True), strict=True))
+            write_text(out / "MODEL_CARD.md", model_card(config, cohort, {k: int(v) for k, v in counts.items()},
+                                                         history, library_versions()))
+        ctx.barrier()
+        return out
+
+    @torch.no_grad()
+    def _validate(self, model, val, ctx: DistContext, loss_fn: SepCLRLoss) -> dict:
+        if val is None:
+            return {}
+        data, sampler, loader = val
+        model.eval()
+        records = [self._step(model, batch, ctx, loss_fn, gather=False)[1] for batch in loader]
+        model.train()
+        return {f"val_{k}": v for k, v in self._epoch_means(records).items()}
+
+    def _say(self, m: dict) -> None:
+        if self.console is None:
+            return
+        terms = " ".join(f"{k}={m['train_' + k]:.3f}" for k in TERMS)
+        val = f" val_loss={m['val_loss']:.3f}" if "val_loss" in m else ""
+        self.console.print(
+            f"epoch {m['epoch']:>3}: loss={m['train_loss']:.3f} ({terms}){val} | salient norm "
+            f"control {m['train_salient_norm_control']:.2f} patient {m['train_salient_norm_patient']:.2f}"
+            f" | {m['epoch_seconds']:.1f} s, {m['volumes_per_second']:.1f} vol/s")
+
+    def _progress(self, total: int, epoch: int, epochs: int, ctx: DistContext):
+        from contextlib import contextmanager
+
+        @contextmanager
+        def bar():
+            if self.console is None or not ctx.is_main:
+                yield lambda stats, rate: None
+                return
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
+                          TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
+                          TimeElapsedColumn(), console=self.console, transient=True) as progress:
+                task = progress.add_task("train", total=total, epoch=f"{epoch + 1}/{epochs}", info="")
+
+                def advance(stats, rate):
+                    info = " ".join(f"{k}={float(stats[k]):.3f}" for k in ("loss", *TERMS)) + f" {rate:.1f} vol/s"
+                    progress.update(task, advance=1, info=info)
+
+                yield advance
+
+        return bar()
+
+
+def _read_metrics(out: Path) -> list[dict]:
+    path = out / "metrics.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+
+
+def train(cohort: Cohort, out, config: TrainConfig | None = None, *, resume: bool = False,
+          console=None) -> Path:
+    """Train SepCLR on ``cohort`` into the run directory ``out`` (see :mod:`sepclr_med.run`).
+
+    Parameters
+    ----------
+    cohort : Cohort
+        Validated cohort (controls = background, patients = target).
+    out : path-like
+        Run directory.
+    config : TrainConfig, optional
+        Hyper-parameters (defaults: :class:`TrainConfig`).
+    resume : bool
+        Continue from ``out/checkpoints/last.pt``.
+    console : rich.console.Console, optional
+        Progress and per-epoch lines.
+    """
+    return Trainer(config or TrainConfig(), console).fit(cohort, out, resume=resume)

@@ -1,0 +1,197 @@
+"""Training: the run directory, seeding, resume, divergence, embeddings and DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import tiny_config
+from sepclr_med.cli.main import app
+from sepclr_med.cohort import read_cohort
+from sepclr_med.errors import SepclrError
+from sepclr_med.run import Run
+from sepclr_med.training import TrainConfig
+from sepclr_med.training.loop import TrainingDiverged, train
+
+runner = CliRunner()
+
+
+def losses(run_dir) -> list[float]:
+    return [m["train_loss"] for m in Run(run_dir).metrics()]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    train(read_cohort(tiny_cohort.cohort_csv), out, tiny_config())
+    return out
+
+
+def test_run_directory_is_self_contained(trained, tiny_cohort):
+    run = Run(trained)
+    assert run.verify() == []
+    state = torch.load(trained / "model.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    checkpoint = torch.load(trained / "checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["epoch"] == 2 and "optimizer" in checkpoint
+    assert run.config.preprocess.resolved and run.config.preprocess.grid_shape is not None
+    assert run.config.optim.epochs == 2 and run.config.model.common_dim == 8
+    metrics = run.metrics()
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    for key in ("train_loss", "train_common", "train_salient", "train_infoless", "train_jem",
+                "train_salient_norm_control", "train_salient_norm_patient", "val_loss", "lr",
+                "epoch_seconds", "volumes_per_second"):
+        assert key in metrics[0], key
+    split = pd.read_csv(trained / "split.csv")
+    assert (split.groupby("group")["split"].apply(lambda s: (s == "val").sum()) >= 2).all()
+    assert (trained / "cohort.csv").read_bytes() == tiny_cohort.cohort_csv.read_bytes()
+    assert "torch" in json.loads((trained / "versions.json").read_text())
+    assert "SepCLR" in (trained / "MODEL_CARD.md").read_text()
+    model = run.load_model()
+    assert not model.training
+
+
+def test_same_seed_same_losses_other_seed_other_losses(trained, tiny_cohort, tmp_path):
+    cohort = read_cohort(tiny_cohort.cohort_csv)
+    train(cohort, tmp_path / "again", tiny_config())
+    assert losses(tmp_path / "again") == losses(trained)
+    train(cohort, tmp_path / "other", tiny_config(seed=1))
+    assert losses(tmp_path / "other") != losses(trained)
+
+
+def test_resume_gives_the_losses_of_an_uninterrupted_run(tiny_cohort, tmp_path):
+    cohort = read_cohort(tiny_cohort.cohort_csv)
+    train(cohort, tmp_path / "full", tiny_config(**{"optim.epochs": 3}))
+    train(cohort, tmp_path / "cut", tiny_config(**{"optim.epochs": 1}))  # "killed" after epoch 1
+    (tmp_path / "cut" / "model.pt").unlink()
+    result = runner.invoke(app, ["train", "--cohort", str(tiny_cohort.cohort_csv), "--out",
+                                 str(tmp_path / "cut"), "--resume", "--epochs", "3"])
+    assert result.exit_code == 0, result.output
+    assert losses(tmp_path / "cut") == pytest.approx(losses(tmp_path / "full"), rel=1e-6, abs=1e-7)
+    with pytest.raises(SepclrError, match="already holds a run"):
+        train(cohort, tmp_path / "full", tiny_config())
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_cohort, tmp_path, monkeypatch):
+    from sepclr_med import losses as loss_module
+
+    original = loss_module.SepCLRLoss.forward
+    calls = {"n": 0}
+
+    def flaky(self, *args):
+        calls["n"] += 1
+        total, terms = original(self, *args)
+        return (total * float("nan"), terms) if calls["n"] > 3 else (total, terms)
+
+    monkeypatch.setattr(loss_module.SepCLRLoss, "forward", flaky)
+    with pytest.raises(TrainingDiverged, match="non-finite loss at epoch 2"):
+        train(read_cohort(tiny_cohort.cohort_csv), tmp_path / "nan", tiny_config(**{"optim.epochs": 3}))
+    checkpoint = torch.load(tmp_path / "nan" / "checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["epoch"] == 1
+    assert not (tmp_path / "nan" / "model.pt").exists()
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[optim]\nepochs = 7\nlr = 0.001\n[loss]\nlambda_jem = 100.0\n")
+    config = TrainConfig.load(path).override(**{"optim.lr": 0.002})
+    assert (config.optim.epochs, config.optim.lr, config.loss.lambda_jem) == (7, 0.002, 100.0)
+    path.write_text("[optim]\nepoch = 7\n")
+    with pytest.raises(SepclrError, match="unknown key"):
+        TrainConfig.load(path)
+
+
+def test_embed_unseen_patients_only(trained, tmp_path):
+    from sepclr_med.simulate import load_recipe, simulate_cohort
+
+    new = simulate_cohort(load_recipe().replace(n_controls=2, n_patients=5, resolution_mm=8.0, seed=99),
+                          tmp_path / "new")
+    table = pd.read_csv(new.cohort_csv)
+    patients = tmp_path / "new" / "patients.csv"
+    table[table["group"] == "patient"].to_csv(patients, index=False)
+    out = tmp_path / "latents.csv"
+    result = runner.invoke(app, ["embed", "--run", str(trained), "--cohort", str(patients), "--out", str(out),
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    latents = pd.read_csv(out)
+    assert list(latents.columns) == (["subject_id", "group"] + [f"common_{i}" for i in range(8)]
+                                     + [f"salient_{i}" for i in range(8)])
+    assert len(latents) == 5 and (latents["group"] == "patient").all()
+    assert latents.iloc[:, 2:].notna().all().all() and latents.iloc[:, 2:].std().gt(0).any()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, x, y, result):
+    import torch.distributed as dist
+
+    from sepclr_med.losses import SepCLRLoss
+    from sepclr_med.models import ModelConfig, SepCLRModel
+    from sepclr_med.training.distributed import DistContext
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = torch.nn.parallel.DistributedDataParallel(SepCLRModel(ModelConfig(common_dim=4, salient_dim=4, head_hidden=8)))
+    ctx = DistContext(rank, world)
+    n = len(y) // world
+    local = slice(rank * n, (rank + 1) * n)
+    views = torch.cat([x[0][local], x[1][local]])
+    out = model(views, gather=ctx.gather, n_views=2)
+    c1, c2 = out.common_head.chunk(2)
+    s1, s2 = out.salient_head.chunk(2)
+    total, _ = SepCLRLoss()(c1, c2, s1, s2, ctx.gather_nograd(y[local]))
+    total.backward()
+    grad = model.module.common_encoder.fc.weight.grad.clone()
+    result[rank] = (float(total), grad)
+    dist.destroy_process_group()
+
+
+def test_ddp_two_ranks_equal_one_process_with_double_batch():
+    import torch.multiprocessing as mp
+
+    from sepclr_med.losses import SepCLRLoss
+    from sepclr_med.models import ModelConfig, SepCLRModel
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 8, 1, 9, 10, 11, generator=g)  # two views of 8 subjects (rank 0: 0-3, rank 1: 4-7)
+    y = torch.tensor([0, 1, 0, 1, 1, 0, 1, 0], dtype=torch.bool)
+    torch.manual_seed(0)
+    single = SepCLRModel(ModelConfig(common_dim=4, salient_dim=4, head_hidden=8))
+    out = single(torch.cat([x[0], x[1]]), n_views=2)
+    c1, c2 = out.common_head.chunk(2)
+    s1, s2 = out.salient_head.chunk(2)
+    total, _ = SepCLRLoss()(c1, c2, s1, s2, y)
+    total.backward()
+
+    manager = mp.Manager()
+    result = manager.dict()
+    mp.spawn(_ddp_worker, args=(2, _free_port(), x, y, result), nprocs=2, join=True)
+    for rank in (0, 1):
+        loss, grad = result[rank]
+        assert loss == pytest.approx(total.item(), rel=1e-5, abs=1e-6)
+        assert torch.allclose(grad, single.common_encoder.fc.weight.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_train_with_two_gloo_processes_writes_one_run(tiny_cohort, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "sepclr_med.cli.main", "train", "--cohort", str(tiny_cohort.cohort_csv), "--out", str(out),
+           "--epochs", "1", "--batch-size", "4", "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["last.pt"]
+    assert len(Run(out).metrics()) == 1 and (out / "model.pt").is_file()
+    assert proc.stdout.count("epoch   1:") == 1  # only rank 0 prints
