@@ -69,14 +69,15 @@ def pipeline(
 @user_errors
 def demo(
     out: Path = typer.Option(Path("sepclr_demo"), "--out", "-o", help="Folder for everything the demo writes."),
-    quick: bool = typer.Option(False, help="A smaller cohort (40 subjects) for a fast check."),
+    quick: bool = typer.Option(False, help="40 subjects and 2 epochs: a fast smoke run."),
+    epochs: int = typer.Option(None, min=1, help="Training epochs (default 20; 2 with --quick)."),
 ) -> None:
-    """End-to-end demo on the embedded default data: simulate, validate, run the data pipeline."""
+    """End-to-end demo on embedded default data: simulate, validate, train, embed, probe."""
     from rich.console import Console
 
     from sepclr_med.demo import run_demo
 
-    run_demo(out, quick=quick, console=Console(highlight=False))
+    run_demo(out, quick=quick, epochs=epochs, console=Console(highlight=False))
 
 
 def register(app: typer.Typer) -> None:

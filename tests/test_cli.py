@@ -23,7 +23,7 @@ def test_help_lists_commands_and_imports_no_torch():
     for flag in ("--help", "-h"):
         result = runner.invoke(app, [flag])
         assert result.exit_code == 0
-        for command in ("simulate", "validate", "pipeline", "demo", "recipes"):
+        for command in ("simulate", "validate", "pipeline", "demo", "recipes", "train", "embed"):
             assert command in result.output
 
 
@@ -61,6 +61,9 @@ def test_demo_quick_runs_end_to_end(tmp_path):
     assert "Demo finished" in result.output
     assert (tmp_path / "demo" / "cohort" / "cohort.csv").is_file()
     assert "pass 2: from the memory cache" in result.output
+    assert (tmp_path / "demo" / "run" / "model.pt").is_file()
+    latents = (tmp_path / "demo" / "latents_heldout.csv").read_text().splitlines()
+    assert latents[0].startswith("subject_id,group,common_0") and len(latents) == 41
 
 
 def test_ci_runs_the_readme_test_command():

@@ -195,3 +195,43 @@ def test_train_with_two_gloo_processes_writes_one_run(tiny_cohort, tmp_path):
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["last.pt"]
     assert len(Run(out).metrics()) == 1 and (out / "model.pt").is_file()
     assert proc.stdout.count("epoch   1:") == 1  # only rank 0 prints
+
+
+def test_validation_forward_leaves_batchnorm_statistics_untouched():
+    import copy
+
+    from sepclr_med.models import ProjectionHead
+    from sepclr_med.training.loop import batch_statistics_frozen
+
+    head = ProjectionHead(4, 8).train()
+    reference = copy.deepcopy(head)
+    x = torch.randn(6, 4) + 5
+    with torch.no_grad(), batch_statistics_frozen(head):
+        out = head(x)
+    with torch.no_grad():
+        expected = reference(x)  # plain train mode: batch statistics, running stats updated
+    assert torch.allclose(out, expected)  # same normalisation as the training loss
+    bn, ref_bn = head[1], reference[1]
+    assert torch.equal(bn.running_mean, torch.zeros(8)) and torch.equal(bn.running_var, torch.ones(8))
+    assert int(bn.num_batches_tracked) == 0 and bn.momentum == 0.1
+    assert not torch.equal(ref_bn.running_mean, torch.zeros(8))
+
+
+def test_nproc_launches_torchrun_with_the_same_options(monkeypatch, tmp_path):
+    from sepclr_med.cli import train_commands
+
+    seen = {}
+
+    def fake_call(command, env):
+        seen["command"], seen["env"] = command, env
+        return 0
+
+    monkeypatch.setattr(train_commands.subprocess, "call", fake_call)
+    result = runner.invoke(app, ["train", "--cohort", "c.csv", "--out", str(tmp_path / "r"), "--nproc", "2",
+                                 "--epochs", "3", "--lambda-jem", "100", "--resume"])
+    assert result.exit_code == 0, result.output
+    command = seen["command"]
+    assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert command[command.index("--epochs") + 1] == "3" and "--resume" in command
+    assert command[command.index("--lambda-jem") + 1] == "100.0" and "--nproc" not in command
+    assert seen["env"]["OMP_NUM_THREADS"]

@@ -7,7 +7,7 @@ import json
 import random
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,22 @@ def split_subjects(cohort: Cohort, val_fraction: float, seed: int) -> np.ndarray
         picks.append(rng.choice(idx, n_val, replace=False))
     split[np.concatenate(picks)] = "val"
     return split
+
+
+@contextmanager
+def batch_statistics_frozen(model: torch.nn.Module):
+    """Train-mode forward (BatchNorm uses batch statistics, as in the training loss) without
+    updating running statistics: the validation loss is then on the training loss's scale."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
 
 
 class Trainer:
@@ -238,9 +254,8 @@ class Trainer:
         if val is None:
             return {}
         data, sampler, loader = val
-        model.eval()
-        records = [self._step(model, batch, ctx, loss_fn, gather=False)[1] for batch in loader]
-        model.train()
+        with batch_statistics_frozen(model):
+            records = [self._step(model, batch, ctx, loss_fn, gather=False)[1] for batch in loader]
         return {f"val_{k}": v for k, v in self._epoch_means(records).items()}
 
     def _say(self, m: dict) -> None:
@@ -254,8 +269,6 @@ class Trainer:
             f" | {m['epoch_seconds']:.1f} s, {m['volumes_per_second']:.1f} vol/s")
 
     def _progress(self, total: int, epoch: int, epochs: int, ctx: DistContext):
-        from contextlib import contextmanager
-
         @contextmanager
         def bar():
             if self.console is None or not ctx.is_main:
