@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from sepclr_med.cli import data_commands, simulate_commands, train_commands
+from sepclr_med.cli import data_commands, evaluate_commands, simulate_commands, train_commands
 from sepclr_med.cli.errors import STATE
 
 app = typer.Typer(
@@ -40,6 +40,7 @@ def _root(
 simulate_commands.register(app)
 data_commands.register(app)
 train_commands.register(app)
+evaluate_commands.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,46 @@
+"""``sepclr-med evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sepclr_med.cli.errors import user_errors
+
+
+@user_errors
+def evaluate(
+    run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
+    cohort: Path = typer.Option(..., "--cohort", "-c", help="Cohort to embed and probe (ideally held out)."),
+    out: Path = typer.Option(Path("evaluation"), "--out", "-o", help="Folder for probes.csv/json."),
+    factors: str = typer.Option(None, help="Comma-separated target-only factors to probe on patients "
+                                           "(default: subtype, severity and panss* scores)."),
+    truth: Path = typer.Option(None, help="Ground-truth CSV (default: ground_truth.csv beside the cohort)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Probe how well a run separates common from salient variation."""
+    from rich.console import Console
+
+    from sepclr_med.cohort import read_cohort
+    from sepclr_med.embed import embed
+    from sepclr_med.evaluation import evaluate_latents
+    from sepclr_med.evaluation.table import cohort_factors, print_evaluation, write_evaluation
+    from sepclr_med.run import Run
+
+    console = Console(highlight=False)
+    data = read_cohort(cohort)
+    table_factors, truth_path = cohort_factors(data, truth)
+    if truth_path:
+        console.print(f"ground truth: {truth_path}")
+    latents = embed(Run(run), data, device=device)
+    names = [f.strip() for f in factors.split(",")] if factors else None
+    table = evaluate_latents(latents, table_factors, target_factors=names)
+    print_evaluation(table, console)
+    paths = write_evaluation(table, out)
+    console.print(f"Wrote {paths['csv']} and {paths['json']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands of this module to ``app``."""
+    app.command()(evaluate)
