@@ -111,3 +111,18 @@ class SepCLRLoss(torch.nn.Module):
         total = (terms["common"] + self.beta_salient * terms["salient"]
                  + self.beta_infoless * terms["infoless"] + self.lambda_jem * terms["jem"])
         return total, terms
+
+
+def distance_correlation_sq(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """Squared (biased) distance correlation of the rows of ``x`` and ``y``, differentiable.
+
+    0 when the samples are independent in the population; used as an optional penalty between
+    the common and salient *reps* of patients, to reduce leakage of patient-only information
+    into the common space.
+    """
+    def centred(a):
+        d = torch.sqrt(squared_distances(a.float()) + eps)
+        return d - d.mean(0, keepdim=True) - d.mean(1, keepdim=True) + d.mean()
+
+    a, b = centred(x), centred(y)
+    return (a * b).mean() / torch.sqrt((a * a).mean() * (b * b).mean() + eps)

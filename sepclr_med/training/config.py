@@ -4,7 +4,7 @@ A config file has one table per part::
 
     [train]       seed, device, num_workers, val_fraction, cache, cache_dir, amp, channels_last
     [optim]       epochs, batch_size, lr, weight_decay
-    [loss]        beta_salient, beta_infoless, lambda_jem
+    [loss]        beta_salient, beta_infoless, lambda_jem, lambda_independence
     [model]       backbone, common_dim, salient_dim, head_hidden
     [preprocess]  voxel_size, spatial_size, intensity, scale, mask
     [augment]     see sepclr_med.data.AugmentConfig
@@ -42,6 +42,7 @@ class LossConfig:
     beta_salient: float = 1.0
     beta_infoless: float = 10.0
     lambda_jem: float = 10.0
+    lambda_independence: float = 0.0  # optional: dCor^2 between patients' common and salient reps
 
 
 @dataclass
@@ -139,7 +140,8 @@ class TrainConfig:
             (0.0 <= self.val_fraction < 0.5, "val_fraction must be in [0, 0.5)"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
             (self.cache in ("memory", "disk", "none"), "cache must be memory, disk or none"),
-            (min(self.loss.beta_salient, self.loss.beta_infoless, self.loss.lambda_jem) >= 0,
+            (min(self.loss.beta_salient, self.loss.beta_infoless, self.loss.lambda_jem,
+                 self.loss.lambda_independence) >= 0,
              "loss weights must be >= 0"),
         ]
         for ok, message in checks:

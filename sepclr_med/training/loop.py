@@ -19,7 +19,7 @@ from sepclr_med.cohort import Cohort
 from sepclr_med.data import (ContrastiveViewsd, GroupStratifiedBatchSampler, TwoViewDataset,
                              cached_dataset)
 from sepclr_med.errors import SepclrError
-from sepclr_med.losses import TERMS, SepCLRLoss
+from sepclr_med.losses import TERMS, SepCLRLoss, distance_correlation_sq
 from sepclr_med.models import SepCLRModel
 from sepclr_med.run import library_versions, model_card, sha256
 from sepclr_med.training.checkpoint import load_checkpoint, save_checkpoint
@@ -157,6 +157,13 @@ class Trainer:
         c1, c2 = out.common_head.chunk(2)
         s1, s2 = out.salient_head.chunk(2)
         total, terms = loss_fn(c1, c2, s1, s2, y)
+        terms = dict(terms)
+        if config.loss.lambda_independence > 0:
+            rep_c = torch.cat([ctx.gather(r) if gather else r for r in out.common_rep.chunk(2)])
+            rep_s = torch.cat([ctx.gather(r) if gather else r for r in out.salient_rep.chunk(2)])
+            yy = torch.cat([y, y])
+            terms["independence"] = distance_correlation_sq(rep_c[yy], rep_s[yy])
+            total = total + config.loss.lambda_independence * terms["independence"]
         norms = torch.cat([s1, s2]).detach().norm(dim=1)
         yy = torch.cat([y, y])
         stats = {"loss": total.detach(), **{k: v.detach() for k, v in terms.items()},
@@ -203,7 +210,7 @@ class Trainer:
         wrapped = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) \
             if ctx.enabled else model
-        loss_fn = SepCLRLoss(**dataclasses.asdict(config.loss))
+        loss_fn = SepCLRLoss(config.loss.beta_salient, config.loss.beta_infoless, config.loss.lambda_jem)
 
         for epoch in range(start, config.optim.epochs):
             sampler.set_epoch(epoch)

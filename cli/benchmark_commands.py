@@ -1,0 +1,42 @@
+"""``sepclr-med benchmark``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sepclr_med.cli.errors import user_errors
+
+DEFAULT_METHODS = "sepclr,sepclr-indep,sepclr-no-jem,sepclr-no-infoless,simclr,untrained,cpca,cvae,mm-cvae"
+
+
+@user_errors
+def benchmark(
+    out: Path = typer.Option(Path("benchmark"), "--out", "-o", help="Output folder."),
+    recipe: str = typer.Option("schizophrenia", help="Recipe name or .toml path of the simulated cohort."),
+    methods: str = typer.Option(DEFAULT_METHODS, help="Comma-separated methods."),
+    seeds: str = typer.Option("0,1,2", help="Comma-separated seeds."),
+    epochs: int = typer.Option(None, help="Training epochs of every deep method (same budget)."),
+    n: int = typer.Option(None, help="Subjects per group in the training cohort (default: recipe)."),
+    n_test: int = typer.Option(None, help="Subjects per group in the held-out cohort (default: recipe)."),
+    resolution: float = typer.Option(None, help="Voxel size of the simulated cohorts (mm)."),
+) -> None:
+    """Train every method on the same simulated cohort and probe held-out subjects."""
+    from rich.console import Console
+
+    from sepclr_med.evaluation.benchmark import run_benchmark
+    from sepclr_med.simulate import load_recipe
+
+    console = Console(highlight=False)
+    spec = load_recipe(recipe).replace(n_controls=n, n_patients=n, resolution_mm=resolution)
+    summary = run_benchmark(out, methods=[m.strip() for m in methods.split(",") if m.strip()],
+                            seeds=[int(s) for s in seeds.split(",")], recipe=spec, epochs=epochs,
+                            n_test=n_test, console=console)
+    console.print(summary.to_markdown(index=False))
+    console.print(f"Wrote {out / 'results.csv'}, {out / 'summary.csv'} and {out / 'summary.md'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands of this module to ``app``."""
+    app.command()(benchmark)
