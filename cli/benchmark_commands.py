@@ -17,7 +17,7 @@ def benchmark(
     recipe: str = typer.Option("schizophrenia", help="Recipe name or .toml path of the simulated cohort."),
     methods: str = typer.Option(DEFAULT_METHODS, help="Comma-separated methods."),
     seeds: str = typer.Option("0,1,2", help="Comma-separated seeds."),
-    epochs: int = typer.Option(None, help="Training epochs of every deep method (same budget)."),
+    epochs: int = typer.Option(20, help="Training epochs of every deep method (the same budget for all)."),
     n: int = typer.Option(None, help="Subjects per group in the training cohort (default: recipe)."),
     n_test: int = typer.Option(None, help="Subjects per group in the held-out cohort (default: recipe)."),
     resolution: float = typer.Option(None, help="Voxel size of the simulated cohorts (mm)."),

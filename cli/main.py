@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import typer
 
-from sepclr_med.cli import (benchmark_commands, data_commands, evaluate_commands, simulate_commands,
-                            train_commands)
+from sepclr_med.cli import (benchmark_commands, data_commands, evaluate_commands, explain_commands,
+                            simulate_commands, train_commands)
 from sepclr_med.cli.errors import STATE
 
 app = typer.Typer(
@@ -43,6 +43,7 @@ data_commands.register(app)
 train_commands.register(app)
 evaluate_commands.register(app)
 benchmark_commands.register(app)
+explain_commands.register(app)
 
 
 def main() -> None:

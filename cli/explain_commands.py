@@ -1,0 +1,45 @@
+"""``sepclr-med explain``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sepclr_med.cli.errors import user_errors
+
+
+@user_errors
+def explain(
+    run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
+    cohort: Path = typer.Option(..., "--cohort", "-c", help="Cohort with controls and patients."),
+    out: Path = typer.Option(Path("explain"), "--out", "-o", help="Output folder."),
+    atlas: str = typer.Option("AAL", help="AAL | AAL3 | HCPEx, or a labels NIfTI (with --atlas-lut)."),
+    atlas_lut: Path = typer.Option(None, help="Lookup table 'id name' of a custom labels NIfTI."),
+    method: str = typer.Option("ig", help="ig (integrated gradients) | grad | ablation (regions)"),
+    subjects: str = typer.Option(None, help="Comma-separated subjects with own maps (default: all patients)."),
+    steps: int = typer.Option(24, min=2, help="Integrated-gradient steps (the attribution budget)."),
+    truth: Path = typer.Option(None, help="Ground-truth CSV with subtypes (default: beside the cohort)."),
+    permutations: int = typer.Option(0, min=0, help="Max-T permutations for clinical p-values (0 = off)."),
+    no_figures: bool = typer.Option(False, "--no-figures", help="Skip PNG figures."),
+) -> None:
+    """Map salient directions to voxels, atlas regions and clinical scores."""
+    import pandas as pd
+    from rich.console import Console
+
+    from sepclr_med.cohort import read_cohort
+    from sepclr_med.explain.pipeline import explain as run_explain
+    from sepclr_med.run import Run
+
+    console = Console(highlight=False)
+    data = read_cohort(cohort)
+    truth_path = truth or Path(data.source).parent / "ground_truth.csv"
+    table = pd.read_csv(truth_path, keep_default_na=False) if truth_path.is_file() else None
+    run_explain(Run(run), data, out, atlas=atlas, atlas_lut=atlas_lut, method=method,
+                subjects=[s.strip() for s in subjects.split(",")] if subjects else None, n_steps=steps,
+                truth=table, n_permutations=permutations, figures=not no_figures, console=console)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands of this module to ``app``."""
+    app.command()(explain)

@@ -1,0 +1,1 @@
+"""Explain the salient space: directions, voxel saliency maps, atlas regions, clinical scores."""

@@ -1,0 +1,97 @@
+"""Association of salient (and, as a control, common) latent variables with clinical scores.
+
+For every score x variable: Pearson and Spearman correlations, an OLS regression of the score on
+the variable adjusted for confounds (age, sex, site), their p-values, Benjamini-Hochberg q-values
+over the whole table, and optionally max-T permutation p-values (nilearn ``permuted_ols``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+def confound_matrix(table: pd.DataFrame, confounds: list[str]) -> np.ndarray:
+    """Intercept plus numeric and one-hot-encoded categorical confounds."""
+    parts = [np.ones((len(table), 1))]
+    for name in confounds:
+        if name not in table.columns:
+            continue
+        values = table[name]
+        if pd.api.types.is_numeric_dtype(values):
+            v = values.to_numpy(float)
+            parts.append(((v - np.nanmean(v)) / (np.nanstd(v) + 1e-12))[:, None])
+        else:
+            parts.append(pd.get_dummies(values.astype(str), drop_first=True).to_numpy(float))
+    return np.hstack(parts)
+
+
+def adjusted_effect(y: np.ndarray, x: np.ndarray, confounds: np.ndarray) -> tuple[float, float]:
+    """Standardised OLS coefficient of ``x`` on ``y`` given ``confounds``, and its two-sided p."""
+    design = np.column_stack([confounds, (x - x.mean()) / (x.std() + 1e-12)])
+    beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+    resid = y - design @ beta
+    dof = len(y) - design.shape[1]
+    if dof <= 0:
+        return float("nan"), float("nan")
+    sigma2 = resid @ resid / dof
+    cov = sigma2 * np.linalg.pinv(design.T @ design)
+    t = beta[-1] / np.sqrt(cov[-1, -1])
+    return float(beta[-1]), float(2 * stats.t.sf(abs(t), dof))
+
+
+def associate(scores: pd.DataFrame, variables: pd.DataFrame, confounds: pd.DataFrame | None = None,
+              *, n_permutations: int = 0, seed: int = 0) -> pd.DataFrame:
+    """Association table of every score with every variable (rows with NaN scores dropped).
+
+    Parameters
+    ----------
+    scores : pandas.DataFrame
+        Clinical scores, one column each (patients).
+    variables : pandas.DataFrame
+        Latent variables (salient dims, directions, deviation, common dims), same rows.
+    confounds : pandas.DataFrame, optional
+        ``age``, ``sex``, ``site`` (whichever exist), same rows.
+    n_permutations : int
+        > 0 adds max-T permutation p-values per score (nilearn ``permuted_ols``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``score, variable, n, pearson_r, pearson_p, spearman_rho, spearman_p, adjusted_beta,
+        adjusted_p, q_value`` (BH over all adjusted p-values) [, ``permutation_p``].
+    """
+    rows = []
+    conf_cols = [] if confounds is None else list(confounds.columns)
+    for score in scores.columns:
+        y_all = pd.to_numeric(scores[score], errors="coerce").to_numpy(float)
+        keep = np.isfinite(y_all)
+        y = y_all[keep]
+        c = confound_matrix(confounds.loc[keep], conf_cols) if confounds is not None else np.ones((keep.sum(), 1))
+        for variable in variables.columns:
+            x = variables[variable].to_numpy(float)[keep]
+            if len(y) < 4 or np.ptp(x) == 0:
+                continue
+            r, p_r = stats.pearsonr(x, y)
+            rho, p_rho = stats.spearmanr(x, y)
+            beta, p_adj = adjusted_effect(y, x, c)
+            rows.append({"score": score, "variable": variable, "n": int(len(y)), "pearson_r": float(r),
+                         "pearson_p": float(p_r), "spearman_rho": float(rho), "spearman_p": float(p_rho),
+                         "adjusted_beta": beta, "adjusted_p": p_adj})
+        if n_permutations > 0 and len(y) >= 4:
+            from nilearn.mass_univariate import permuted_ols
+
+            out = permuted_ols(variables.to_numpy(float)[keep], y[:, None], confounding_vars=c[:, 1:] if c.shape[1] > 1 else None,
+                               n_perm=n_permutations, random_state=seed, two_sided_test=True, verbose=0,
+                               output_type="dict")
+            neg_log = np.asarray(out["logp_max_t"]).ravel()
+            for variable, value in zip(variables.columns, neg_log, strict=True):
+                for row in rows:
+                    if row["score"] == score and row["variable"] == variable:
+                        row["permutation_p"] = float(10 ** -value)
+    table = pd.DataFrame(rows)
+    if len(table):
+        p = table["adjusted_p"].fillna(1.0).to_numpy()
+        table["q_value"] = stats.false_discovery_control(p, method="bh")
+    return table

@@ -1,0 +1,74 @@
+"""Figures of explanations: glass brains and slices (nilearn), region bars, score scatters.
+
+File names are predictable: ``<stem>_glass.png``, ``<stem>_slices.png``, ``<stem>_regions.png``,
+``scatter_<score>_<variable>.png``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def brain_figures(img, out_dir: Path, stem: str, title: str) -> list[Path]:
+    """Glass brain and orthogonal slices of a signed map (threshold: 90th percentile of |map|)."""
+    from nilearn import plotting
+
+    plt = _pyplot()
+    data = np.asarray(img.dataobj)
+    threshold = float(np.percentile(np.abs(data[data != 0]), 90)) if np.any(data) else 0.0
+    paths = [out_dir / f"{stem}_glass.png", out_dir / f"{stem}_slices.png"]
+    display = plotting.plot_glass_brain(img, threshold=threshold, plot_abs=False, colorbar=True, title=title)
+    display.savefig(str(paths[0]), dpi=90)
+    display.close()
+    display = plotting.plot_stat_map(img, threshold=threshold, display_mode="ortho", title=title,
+                                     colorbar=True, draw_cross=False)
+    display.savefig(str(paths[1]), dpi=90)
+    display.close()
+    plt.close("all")
+    return paths
+
+
+def region_bars(table: pd.DataFrame, path: Path, title: str, value: str = "mean_attribution",
+                top: int = 15) -> Path:
+    """Horizontal bar chart of the top regions."""
+    plt = _pyplot()
+    head = table.head(top).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(head) + 1.2))
+    colors = ["#c0392b" if v > 0 else "#2c7fb8" for v in head[value]]
+    ax.barh(head["name"], head[value], color=colors)
+    ax.set_xlabel(value.replace("_", " "))
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def score_scatter(x: np.ndarray, y: np.ndarray, path: Path, xlabel: str, ylabel: str) -> Path:
+    """Scatter plot with a least-squares line."""
+    plt = _pyplot()
+    keep = np.isfinite(x) & np.isfinite(y)
+    fig, ax = plt.subplots(figsize=(4, 3.2))
+    ax.scatter(x[keep], y[keep], s=12, alpha=0.7)
+    if keep.sum() > 2:
+        slope, intercept = np.polyfit(x[keep], y[keep], 1)
+        grid = np.linspace(x[keep].min(), x[keep].max(), 50)
+        ax.plot(grid, slope * grid + intercept, color="black", lw=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,239 @@
+"""``explain``: from a run and a cohort to directions, maps, region tables, clinical statistics
+and figures, with an index of every file written."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sepclr_med.atomic import save_nifti, write_text
+from sepclr_med.errors import SepclrError
+from sepclr_med.explain.clinical import associate
+from sepclr_med.explain.directions import SalientDirections
+from sepclr_med.explain.regions import ablation_table, region_table
+from sepclr_med.explain.saliency import attribute, region_ablation
+
+METHODS = ("ig", "grad", "ablation")
+
+
+def load_atlas(atlas: str | os.PathLike, grid_img, lookup: str | os.PathLike | None = None):
+    """A packaged atlas by name, or a labels NIfTI plus lookup table, on the run's grid."""
+    from sepclr_med.atlas import Atlas
+
+    if lookup is not None or str(atlas).endswith((".nii", ".nii.gz")):
+        if lookup is None:
+            raise SepclrError(f"atlas {atlas}: a labels image needs a lookup table (--atlas-lut)")
+        base = Atlas.from_files(atlas, lookup)
+    else:
+        base = Atlas.load(str(atlas))
+    return base.resample_to(grid_img)
+
+
+def _volumes(cohort, preprocess) -> torch.Tensor:
+    from sepclr_med.data import cached_dataset
+
+    data = cached_dataset(cohort.records(), preprocess, cache="memory")
+    return torch.stack([data[i]["image"] for i in range(len(data))])
+
+
+def _groups_of_patients(salient: np.ndarray, patient: np.ndarray, subjects: list[str], truth) -> dict:
+    """Patient subgroups: ground-truth subtypes when known, else k-means clusters in salient space."""
+    if truth is not None and "subtype" in truth.columns:
+        subtype = truth.set_index("subject_id").reindex(subjects)["subtype"].fillna("").to_numpy()
+        return {f"subtype-{k}": patient & (subtype == k) for k in sorted(set(subtype[patient])) if k}
+    from sepclr_med.evaluation.dependence import patient_cluster_silhouette
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import StandardScaler
+
+    k = patient_cluster_silhouette(salient[patient])["n_clusters"] or 2
+    labels = KMeans(k, n_init=10, random_state=0).fit_predict(StandardScaler().fit_transform(salient[patient]))
+    out = {}
+    for c in range(k):
+        mask = np.zeros_like(patient)
+        mask[np.flatnonzero(patient)[labels == c]] = True
+        out[f"cluster-{c + 1}"] = mask
+    return out
+
+
+def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lut=None, method: str = "ig",
+            subjects: list[str] | None = None, n_steps: int = 24, truth=None, n_permutations: int = 0,
+            figures: bool = True, console=None) -> dict:
+    """Explain a run's salient space on ``cohort`` and write everything into ``out``.
+
+    Parameters
+    ----------
+    run : Run
+        Trained run.
+    cohort : Cohort
+        Controls and patients (controls give the baseline image and the deviation reference).
+    out : path-like
+        Output folder.
+    atlas, atlas_lut
+        Packaged atlas name (``AAL``, ``AAL3``, ``HCPEx``) or a labels NIfTI plus its lookup table.
+    method : {"ig", "grad", "ablation"}
+        Voxel attribution (integrated or plain gradients) or region ablation only.
+    subjects : list of str, optional
+        Subjects that get their own map and region table (default: every patient).
+    n_steps : int
+        Integrated-gradient steps.
+    truth : pandas.DataFrame, optional
+        Ground truth with ``subject_id`` and ``subtype`` (group maps per subtype); else clusters.
+    n_permutations : int
+        Max-T permutations for the clinical table (0 = none).
+    figures : bool
+        Write PNG figures.
+
+    Returns
+    -------
+    dict
+        The index written to ``index.json``: every output path by kind, and timings.
+    """
+    from sepclr_med.embed import encode_cohort
+
+    if method not in METHODS:
+        raise SepclrError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    say = console.print if console is not None else (lambda *a, **k: None)
+    out = Path(out)
+    for sub in ("maps", "regions", "figures", "subjects"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    index: dict = {"maps": {}, "regions": {}, "figures": [], "tables": {}, "subjects": {}, "timings": {}}
+    model = run.load_model("cpu")
+    pre = run.config.preprocess
+    ids = cohort.subject_ids
+    patient = cohort.is_target
+    if (~patient).sum() < 2 or patient.sum() < 2:
+        raise SepclrError("explain needs at least 2 controls and 2 patients in the cohort")
+    wanted = set(subjects) if subjects else {s for s, p in zip(ids, patient, strict=True) if p}
+    unknown = wanted - set(ids)
+    if unknown:
+        raise SepclrError(f"--subjects not in the cohort: {', '.join(sorted(unknown))}")
+
+    from functools import partial
+
+    from sepclr_med.data.grid import grid_image
+
+    to_img = partial(grid_image, affine=pre.grid_affine)
+    brain = pre.mask_array() if pre.mask != "nonzero" else None
+    labels_atlas = load_atlas(atlas, to_img(np.zeros(pre.grid_shape, np.float32)), atlas_lut)
+    labels = labels_atlas.data
+
+    latents = encode_cohort(model, pre, cohort)
+    salient = latents.filter(like="salient_").to_numpy()
+    common = latents.filter(like="common_").to_numpy()
+    scores = cohort.table[list(cohort.score_columns)].reset_index(drop=True)
+    directions = SalientDirections().fit(salient, patient, scores)
+    deviation = directions.deviation(salient)
+    deviation.insert(0, "group", cohort.table["group"].to_numpy())
+    deviation.insert(0, "subject_id", ids)
+    index["tables"]["deviation"] = str(write_text(out / "deviation.csv", deviation.to_csv(index=False)))
+    named = directions.directions()
+    dir_table = pd.DataFrame([{"direction": k, "explained_variance_ratio":
+                               directions.explained_variance_ratio_[int(k[2:]) - 1] if k.startswith("pc") else np.nan,
+                               "cv_r2": directions.score_cv_r2_.get(k.split(":", 1)[-1], np.nan),
+                               **{f"u_{i}": v for i, v in enumerate(u)}} for k, u in named.items()])
+    index["tables"]["directions"] = str(write_text(out / "directions.csv", dir_table.to_csv(index=False)))
+
+    volumes = _volumes(cohort, pre)
+    baseline = volumes[~torch.as_tensor(patient)].mean(dim=0)
+    save_nifti(to_img(baseline[0].numpy()), out / "maps" / "baseline_control_mean.nii.gz")
+    own = (salient - directions.control_mean_)
+    own = own / (np.linalg.norm(own, axis=1, keepdims=True) + 1e-12)
+    pidx = np.flatnonzero(patient)
+    groups = {"patients": patient, **_groups_of_patients(salient, patient, ids, truth)}
+
+    tic = time.perf_counter()
+    if method in ("ig", "grad"):
+        maps = attribute(model, volumes[pidx], own[pidx], baseline, method=method, n_steps=n_steps)
+        if brain is not None:
+            maps = maps * brain
+        index["timings"]["maps_per_second"] = len(pidx) / (time.perf_counter() - tic)
+        by_subject = dict(zip([ids[i] for i in pidx], maps, strict=True))
+        for name, mask in groups.items():
+            group_map = np.mean([by_subject[ids[i]] for i in np.flatnonzero(mask)], axis=0)
+            _write_map(group_map, f"deviation_{name}", to_img, labels, labels_atlas.regions, out, index, figures,
+                       f"{name}: attribution of salient deviation ({method})")
+        for dname, u in named.items():
+            mean_map = attribute(model, volumes[pidx], u, baseline, method=method, n_steps=n_steps).mean(axis=0)
+            if brain is not None:
+                mean_map = mean_map * brain
+            _write_map(mean_map, f"direction_{dname.replace(':', '-')}_patients", to_img, labels,
+                       labels_atlas.regions, out, index, figures, f"patients: attribution of {dname} ({method})")
+        for sid in sorted(wanted & set(by_subject)):
+            path = save_nifti(_in_input_space(to_img(by_subject[sid]), cohort, sid), out / "subjects" / f"{sid}_saliency.nii.gz")
+            table = region_table(by_subject[sid], labels, labels_atlas.regions)
+            index["subjects"][sid] = {"map": str(path), "regions": str(write_text(
+                out / "subjects" / f"{sid}_regions.csv", table.to_csv(index=False)))}
+    else:
+        region_ids = [int(r) for r in labels_atlas.regions["id"] if (labels == r).any()]
+        effects = region_ablation(model, volumes[pidx], own[pidx], baseline, labels, region_ids)
+        index["timings"]["subjects_per_second"] = len(pidx) / (time.perf_counter() - tic)
+        voxels = np.array([(labels == r).sum() for r in region_ids])
+        for name, mask in groups.items():
+            rows = np.isin(pidx, np.flatnonzero(mask))
+            table = ablation_table(effects[rows], region_ids, labels_atlas.regions, voxels)
+            index["regions"][f"ablation_{name}"] = str(write_text(out / "regions" / f"ablation_{name}.csv",
+                                                                  table.to_csv(index=False)))
+            painted = np.zeros(labels.shape, np.float32)
+            for rid, value in zip(table["region_id"], table["mean_projection_drop"], strict=True):
+                painted[labels == rid] = value
+            index["maps"][f"ablation_{name}"] = str(save_nifti(to_img(painted), out / "maps" / f"ablation_{name}.nii.gz"))
+        for k, sid in enumerate(ids[i] for i in pidx):
+            if sid in wanted:
+                table = ablation_table(effects[k:k + 1], region_ids, labels_atlas.regions, voxels)
+                index["subjects"][sid] = {"regions": str(write_text(out / "subjects" / f"{sid}_regions.csv",
+                                                                    table.to_csv(index=False)))}
+
+    variables = pd.DataFrame({"deviation": deviation["deviation"],
+                              **{f"proj_{k}": salient @ u for k, u in named.items()},
+                              **{f"salient_{i}": salient[:, i] for i in range(salient.shape[1])},
+                              **{f"common_{i}": common[:, i] for i in range(common.shape[1])}})
+    confounds = cohort.table[[c for c in ("age", "sex", "site") if c in cohort.table.columns]].reset_index(drop=True)
+    if len(scores.columns):
+        clinical = associate(scores[patient].reset_index(drop=True), variables[patient].reset_index(drop=True),
+                             confounds[patient].reset_index(drop=True), n_permutations=n_permutations)
+        clinical["space"] = np.where(clinical["variable"].str.startswith("common_"), "common", "salient")
+        index["tables"]["clinical"] = str(write_text(out / "clinical.csv", clinical.to_csv(index=False)))
+        if figures:
+            from sepclr_med.explain.figures import score_scatter
+
+            for score in scores.columns:
+                path = score_scatter(deviation["deviation"].to_numpy()[patient],
+                                     pd.to_numeric(scores[score], errors="coerce").to_numpy()[patient],
+                                     out / "figures" / f"scatter_{score}_deviation.png", "salient deviation", score)
+                index["figures"].append(str(path))
+    write_text(out / "index.json", json.dumps(index, indent=1))
+    say(f"explain: {len(index['maps'])} maps, {len(index['regions'])} region tables, "
+        f"{len(index['subjects'])} subjects, {len(index['figures'])} figures -> {out / 'index.json'}")
+    return index
+
+
+def _in_input_space(img, cohort, subject_id: str):
+    """The map on the subject's own image grid when it differs from the run's grid."""
+    import nibabel as nib
+
+    path = cohort.table.loc[cohort.table["subject_id"] == subject_id, "image"].iloc[0]
+    source = nib.load(path)
+    if source.shape[:3] == img.shape and np.allclose(source.affine, img.affine, atol=1e-3):
+        return img
+    from nilearn.image import resample_to_img
+
+    return resample_to_img(img, source, interpolation="continuous", force_resample=True, copy_header=True)
+
+
+def _write_map(data: np.ndarray, stem: str, to_img, labels, regions, out: Path, index: dict, figures: bool,
+               title: str) -> None:
+    img = to_img(data)
+    index["maps"][stem] = str(save_nifti(img, out / "maps" / f"{stem}.nii.gz"))
+    table = region_table(data, labels, regions)
+    index["regions"][stem] = str(write_text(out / "regions" / f"{stem}.csv", table.to_csv(index=False)))
+    if figures:
+        from sepclr_med.explain.figures import brain_figures, region_bars
+
+        index["figures"] += [str(p) for p in brain_figures(img, out / "figures", stem, title)]
+        index["figures"].append(str(region_bars(table, out / "figures" / f"{stem}_regions.png", title)))

@@ -1,0 +1,49 @@
+"""Aggregate voxel maps (or ablation effects) per atlas region, with real region names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def region_table(attribution: np.ndarray, labels: np.ndarray, regions: pd.DataFrame) -> pd.DataFrame:
+    """Mean attribution per region, ranked by magnitude.
+
+    Parameters
+    ----------
+    attribution : numpy.ndarray
+        A voxel map on the same grid as ``labels``.
+    labels : numpy.ndarray
+        Integer atlas labels (0 = background).
+    regions : pandas.DataFrame
+        ``id``, ``name``, ``hemisphere`` (as :class:`~sepclr_med.atlas.Atlas.regions`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``region_id, name, hemisphere, voxels, mean_attribution, sum_attribution, rank`` for regions
+        with at least one voxel on the grid; rank 1 = largest absolute mean attribution.
+    """
+    flat_labels = labels.ravel()
+    flat = attribution.ravel().astype(np.float64)
+    ids = regions["id"].to_numpy()
+    counts = np.bincount(flat_labels, minlength=ids.max() + 1)
+    sums = np.bincount(flat_labels, weights=flat, minlength=ids.max() + 1)
+    table = regions.rename(columns={"id": "region_id"}).copy()
+    table["voxels"] = counts[ids]
+    table = table[table["voxels"] > 0].copy()
+    table["sum_attribution"] = sums[table["region_id"]]
+    table["mean_attribution"] = table["sum_attribution"] / table["voxels"]
+    table["rank"] = table["mean_attribution"].abs().rank(ascending=False, method="first").astype(int)
+    columns = ["region_id", "name", "hemisphere", "voxels", "mean_attribution", "sum_attribution", "rank"]
+    return table[columns].sort_values("rank").reset_index(drop=True)
+
+
+def ablation_table(effects: np.ndarray, region_ids: list[int], regions: pd.DataFrame,
+                   voxels: np.ndarray) -> pd.DataFrame:
+    """Mean projection drop per region across subjects, ranked (largest drop first)."""
+    table = regions.set_index("id").loc[region_ids].reset_index().rename(columns={"id": "region_id"})
+    table["voxels"] = voxels
+    table["mean_projection_drop"] = effects.mean(axis=0)
+    table["rank"] = table["mean_projection_drop"].rank(ascending=False, method="first").astype(int)
+    return table.sort_values("rank").reset_index(drop=True)
