@@ -140,7 +140,7 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
     index["tables"]["directions"] = str(write_text(out / "directions.csv", dir_table.to_csv(index=False)))
 
     volumes = _volumes(cohort, pre)
-    baseline = volumes[~torch.as_tensor(patient)].mean(dim=0)
+    baseline = volumes[torch.from_numpy(~patient)].mean(dim=0)
     save_nifti(to_img(baseline[0].numpy()), out / "maps" / "baseline_control_mean.nii.gz")
     own = (salient - directions.control_mean_)
     own = own / (np.linalg.norm(own, axis=1, keepdims=True) + 1e-12)

@@ -75,7 +75,7 @@ def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, 
             a = explainer.attribute(x, baselines=base.expand_as(x), additional_forward_args=(ub,),
                                     n_steps=n_steps, internal_batch_size=min(64, len(x) * n_steps))
         elif method == "grad":
-            a = Saliency(projection).attribute(x, additional_forward_args=(ub,), abs=False)
+            a = Saliency(projection).attribute(x.clone().requires_grad_(), additional_forward_args=(ub,), abs=False)
         else:
             raise ValueError(f"unknown attribution method {method!r} (ig or grad)")
         maps.append(a.detach()[:, 0].numpy().astype(np.float32))

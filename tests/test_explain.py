@@ -1,0 +1,131 @@
+"""Explain: a planted blob is found; directions, deviation and clinical statistics behave."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sepclr_med.explain.clinical import associate
+from sepclr_med.explain.directions import SalientDirections
+from sepclr_med.explain.regions import region_table
+from sepclr_med.explain.saliency import attribute, region_ablation
+
+SHAPE = (10, 11, 12)
+
+
+def blob_atlas():
+    labels = np.zeros(SHAPE, np.int32)
+    labels[:5, :, :6], labels[5:, :, :6], labels[:5, :, 6:], labels[5:, :, 6:] = 1, 2, 3, 4
+    regions = pd.DataFrame({"id": [1, 2, 3, 4], "name": ["Frontal_L", "Frontal_R", "Occipital_L", "Occipital_R"],
+                            "hemisphere": ["left", "right", "left", "right"]})
+    return labels, regions
+
+
+class Oracle(torch.nn.Module):
+    """A 'salient encoder' that measures GM loss in region 2 (with some weight elsewhere)."""
+
+    def __init__(self, labels):
+        super().__init__()
+        weight = np.where(labels == 2, -1.0, 0.0) + 0.05 * np.random.default_rng(0).standard_normal(SHAPE)
+        self.register_buffer("weight", torch.tensor(weight, dtype=torch.float32))
+
+    def forward(self, x):
+        signal = (x[:, 0] * self.weight).flatten(1).sum(1, keepdim=True)
+        return torch.cat([signal, torch.tanh(signal / 50)], dim=1)
+
+
+def test_planted_blob_is_the_top_region(rng):
+    labels, regions = blob_atlas()
+    model = type("M", (), {"salient_encoder": Oracle(labels)})()
+    base = np.ones(SHAPE, np.float32)
+    patients = np.stack([base - 0.3 * s * (labels == 2) + 0.02 * rng.standard_normal(SHAPE)
+                         for s in rng.uniform(0.5, 1, 6)]).astype(np.float32)[:, None]
+    volumes = torch.tensor(patients)
+    u = np.array([1.0, 0.0])
+    for method in ("ig", "grad"):
+        maps = attribute(model, volumes, u, torch.tensor(base)[None], method=method, n_steps=16, batch_size=4)
+        assert maps.shape == (6, *SHAPE)
+        table = region_table(maps.mean(axis=0), labels, regions)
+        assert table.iloc[0]["name"] == "Frontal_R" and table.iloc[0]["rank"] == 1
+        assert table.iloc[0]["voxels"] == (labels == 2).sum()
+    ig = attribute(model, volumes, u, torch.tensor(base)[None], method="ig", n_steps=32)
+    projection = model.salient_encoder(volumes)[:, 0] - model.salient_encoder(torch.tensor(base)[None, None])[:, 0]
+    assert np.allclose(ig.reshape(6, -1).sum(1), projection.numpy(), rtol=1e-3)  # completeness
+    drops = region_ablation(model, volumes, u, torch.tensor(base)[None], labels, [1, 2, 3, 4])
+    assert np.all(np.argmax(drops, axis=1) == 1)
+
+
+def test_directions_and_deviation(rng):
+    n = 60
+    patient = np.r_[np.zeros(n, bool), np.ones(n, bool)]
+    severity = rng.uniform(0, 1, n)
+    salient = 0.1 * rng.standard_normal((2 * n, 4))
+    salient[patient, 0] += 2 * severity
+    scores = pd.DataFrame({"panss": np.r_[np.full(n, np.nan), 10 + 30 * severity + rng.standard_normal(n)]})
+    est = SalientDirections(n_components=2).fit(salient, patient, scores)
+    assert est is not None and est.components_.shape == (2, 4)
+    assert abs(est.components_[0][0]) > 0.95 and est.explained_variance_ratio_[0] > 0.8
+    assert abs(est.score_directions_["panss"][0]) > 0.95 and est.score_cv_r2_["panss"] > 0.8
+    deviation = est.deviation(salient)
+    assert deviation.loc[patient, "deviation"].mean() > 3 * deviation.loc[~patient, "deviation"].mean()
+    assert deviation.loc[~patient, "control_percentile"].between(0, 100).all()
+    assert deviation.loc[patient, "control_percentile"].median() == 100
+
+
+def test_clinical_association_with_confounds_and_fdr(rng):
+    n = 80
+    age = rng.uniform(20, 60, n)
+    severity = rng.uniform(0, 1, n)
+    scores = pd.DataFrame({"panss": 10 + 30 * severity + rng.standard_normal(n)})
+    variables = pd.DataFrame({"deviation": severity + 0.1 * rng.standard_normal(n),
+                              "noise": rng.standard_normal(n), "age_like": age + rng.standard_normal(n)})
+    confounds = pd.DataFrame({"age": age, "site": rng.choice(["A", "B"], n)})
+    table = associate(scores, variables, confounds, n_permutations=200).set_index("variable")
+    assert table.loc["deviation", "q_value"] < 1e-6 and table.loc["deviation", "pearson_r"] > 0.9
+    assert table.loc["noise", "q_value"] > 0.05
+    assert table.loc["age_like", "adjusted_p"] > 0.01  # age explained by the confound
+    assert table.loc["deviation", "permutation_p"] < 0.01 and table.loc["noise", "permutation_p"] > 0.05
+    assert (table["q_value"] >= table["adjusted_p"] - 1e-12).all()
+
+
+@pytest.fixture(scope="module")
+def explained(tiny_cohort, tmp_path_factory):
+    from conftest import tiny_config
+    from sepclr_med.cohort import read_cohort
+    from sepclr_med.explain.pipeline import explain
+    from sepclr_med.run import Run
+    from sepclr_med.training.loop import train
+
+    root = tmp_path_factory.mktemp("explain")
+    cohort = read_cohort(tiny_cohort.cohort_csv)
+    run = train(cohort, root / "run", tiny_config(**{"optim.epochs": 1}))
+    truth = pd.read_csv(tiny_cohort.ground_truth_csv, keep_default_na=False)
+    index = explain(Run(run), cohort, root / "out", n_steps=4, truth=truth)
+    return root, index, cohort
+
+
+def test_explain_writes_nifti_maps_on_the_runs_grid(explained):
+    from nilearn import plotting
+    from nilearn.image import load_img
+
+    root, index, cohort = explained
+    assert {"deviation_patients", "deviation_subtype-positive", "deviation_subtype-negative"} <= set(index["maps"])
+    reference = nib.load(cohort.table["image"].iloc[0])
+    img = load_img(index["maps"]["deviation_patients"])
+    assert img.shape == reference.shape and np.allclose(img.affine, reference.affine)
+    display = plotting.plot_glass_brain(img, threshold=0)
+    display.close()
+    assert len(index["subjects"]) == int(cohort.is_target.sum())
+    table = pd.read_csv(index["regions"]["deviation_patients"])
+    assert {"region_id", "name", "hemisphere", "voxels", "mean_attribution", "rank"} <= set(table.columns)
+    assert table["name"].str.contains("_L|_R|Vermis").all()
+    clinical = pd.read_csv(index["tables"]["clinical"])
+    assert {"panss_positive", "panss_negative"} == set(clinical["score"])
+    assert {"common", "salient"} == set(clinical["space"])
+    assert json.loads((root / "out" / "index.json").read_text())["maps"] == index["maps"]
+    assert all(p.endswith(".png") for p in index["figures"]) and len(index["figures"]) >= 9
