@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from sepclr_med.cli import (benchmark_commands, data_commands, evaluate_commands, explain_commands,
-                            simulate_commands, train_commands)
+                            report_commands, simulate_commands, train_commands)
 from sepclr_med.cli.errors import STATE
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ train_commands.register(app)
 evaluate_commands.register(app)
 benchmark_commands.register(app)
 explain_commands.register(app)
+report_commands.register(app)
 
 
 def main() -> None:

@@ -149,7 +149,8 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
     scores : list of str, optional
         Clinical-score columns to require as numeric. None infers them.
     check_images : bool
-        Also open every image (readability, 3D, finite voxels, grid agreement).
+        Check that every image exists and open it (readability, 3D, finite voxels, grid
+        agreement). False checks the table only (e.g. to report the readable subjects of a batch).
     min_per_group : int
         Subjects required in each group (2 for training; 0 to embed e.g. patients only).
     extra_problems : list of Problem, optional
@@ -216,7 +217,7 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
         path = Path(os.path.expanduser(cell))
         path = path if path.is_absolute() else image_base / path
         images.append(str(path.resolve()))
-        if not path.is_file():
+        if check_images and not path.is_file():
             problems.append(Problem(file, f"image file not found: {cell}", int(rows[idx]), "image"))
     table["image"] = images
 

@@ -8,6 +8,8 @@
       checkpoints/last.pt  model + optimizer + epoch, for --resume
       metrics.jsonl        one JSON object per epoch
       split.csv            subject_id, group, split (train / val)
+      reference_latents.csv        reps of every training-cohort subject (eval mode)
+      reference_control_mean.nii.gz  mean preprocessed image of the training controls
       cohort.csv           copy of the training cohort table; cohort.sha256 its digest
       versions.json        library versions
       MODEL_CARD.md        what was trained, on what, how to use it
@@ -85,6 +87,21 @@ class Run:
         model.load_state_dict(state)
         return model.to(device).eval()
 
+    def reference_latents(self):
+        """Reps of the training cohort (``subject_id, group, split, common_*, salient_*``)."""
+        import pandas as pd
+
+        path = self.path / "reference_latents.csv"
+        if not path.is_file():
+            raise SepclrError(f"{self.path} has no reference_latents.csv (trained by an older version?)")
+        return pd.read_csv(path, keep_default_na=False)
+
+    def reference_control_mean(self):
+        """Mean preprocessed image of the training controls (the healthy baseline)."""
+        import nibabel as nib
+
+        return nib.load(self.path / "reference_control_mean.nii.gz")
+
     def metrics(self) -> list[dict]:
         """Per-epoch metrics."""
         path = self.path / "metrics.jsonl"
@@ -95,7 +112,8 @@ class Run:
     def verify(self) -> list[str]:
         """Problems with the directory (missing files, cohort copy not matching its digest)."""
         problems = [f"missing {name}" for name in ("model.pt", "cohort.csv", "cohort.sha256",
-                                                   "versions.json", "MODEL_CARD.md", "split.csv")
+                                                   "versions.json", "MODEL_CARD.md", "split.csv",
+                                                   "reference_latents.csv", "reference_control_mean.nii.gz")
                     if not (self.path / name).is_file()]
         if (self.path / "cohort.csv").is_file() and (self.path / "cohort.sha256").is_file():
             if (self.path / "cohort.sha256").read_text().split()[0] != sha256(self.path / "cohort.csv"):

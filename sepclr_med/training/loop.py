@@ -250,6 +250,7 @@ class Trainer:
 
             with atomic_path(out / "model.pt") as tmp:
                 torch.save(model.state_dict(), tmp)
+            write_reference(model, config, cohort, split, out)
             counts = dict(zip(*np.unique(split, return_counts=True), strict=True))
             write_text(out / "MODEL_CARD.md", model_card(config, cohort, {k: int(v) for k, v in counts.items()},
                                                          history, library_versions()))
@@ -295,6 +296,26 @@ class Trainer:
                 yield advance
 
         return bar()
+
+
+@torch.no_grad()
+def write_reference(model: SepCLRModel, config: TrainConfig, cohort: Cohort, split: np.ndarray, out: Path) -> None:
+    """Store what later stages compare new subjects with, so they never re-read training images:
+    ``reference_latents.csv`` (reps of every training-cohort subject, eval mode, with its split)
+    and ``reference_control_mean.nii.gz`` (mean preprocessed image of the training controls)."""
+    from sepclr_med.atomic import save_nifti
+    from sepclr_med.data.grid import grid_image
+    from sepclr_med.embed import encode_cohort
+
+    model = model.float().eval()
+    latents = encode_cohort(model, config.preprocess, cohort, device=next(model.parameters()).device)
+    latents.insert(2, "split", split)
+    write_text(out / "reference_latents.csv", latents.to_csv(index=False, float_format="%.6g"))
+    controls = cohort.subset((~cohort.is_target) & (split == "train"))
+    data = cached_dataset(controls.records(), config.preprocess, cache="none")
+    mean = sum(data[i]["image"][0].numpy().astype(np.float64) for i in range(len(data))) / len(data)
+    save_nifti(grid_image(mean, config.preprocess.grid_affine), out / "reference_control_mean.nii.gz")
+    model.train()
 
 
 def _read_metrics(out: Path) -> list[dict]:

@@ -1,0 +1,47 @@
+"""``sepclr-med report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sepclr_med.cli.errors import user_errors
+
+
+@user_errors
+def report(
+    run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
+    cohort: Path = typer.Option(..., "--cohort", "-c", help="The batch of subjects to report (e.g. new patients)."),
+    out: Path = typer.Option(Path("reports"), "--out", "-o", help="Output folder."),
+    explain_dir: Path = typer.Option(None, "--explain", help="An `explain` output folder (cohort associations)."),
+    include: str = typer.Option(None, help="Comma-separated cohort columns to show on each page (default none)."),
+    steps: int = typer.Option(16, min=2, help="Integrated-gradient steps."),
+    no_pdf: bool = typer.Option(False, "--no-pdf", help="Skip the PDF pages."),
+) -> None:
+    """One page per subject (HTML + PDF), an index sortable by deviation, and summary.csv."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from sepclr_med.report.batch import make_reports
+    from sepclr_med.run import Run
+
+    console = Console(highlight=False)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("rendering", total=None)
+        result = make_reports(Run(run), cohort, out, explain_dir=explain_dir,
+                              include=tuple(c.strip() for c in include.split(",")) if include else (),
+                              n_steps=steps, pdf=not no_pdf,
+                              progress=lambda done, total, sid: bar.update(task, completed=done, total=total,
+                                                                           description=f"rendering {sid}"))
+    console.print(f"Reported {len(result['rows'])} subject(s): {result['index']} "
+                  f"({result['seconds_per_page']:.2f} s per page)")
+    if result["failures"]:
+        for failure in result["failures"]:
+            console.print(f"[red]failed[/] {failure['subject_id']}: {failure['error']}")
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands of this module to ``app``."""
+    app.command()(report)

@@ -1,0 +1,1 @@
+"""Clinicians' batch reports: one page per subject, an index, a summary table and PDFs."""

@@ -1,0 +1,192 @@
+"""Render a batch of subjects: one HTML page (and PDF) each, ``index.html`` and ``summary.csv``.
+
+A subject that fails (unreadable image, ...) is listed, the others are still reported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sepclr_med.atomic import write_text
+
+CAVEAT = ("These figures compare one scan with the research cohort the model was trained on. They are "
+          "not validated for diagnosis or treatment decisions and must be interpreted by a qualified "
+          "clinician together with all other information.")
+
+
+def slug(subject_id: str) -> str:
+    """A file-name-safe, collision-free name for a subject id."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", subject_id)[:40].strip("._") or "subject"
+    return f"{safe}-{hashlib.sha1(subject_id.encode()).hexdigest()[:6]}"
+
+
+def _environment():
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    return Environment(loader=PackageLoader("sepclr_med.report", "templates"),
+                       autoescape=select_autoescape(["html", "j2"], default=True))
+
+
+def _associations(explain_dir) -> dict[str, str]:
+    if explain_dir is None or not (Path(explain_dir) / "clinical.csv").is_file():
+        return {}
+    table = pd.read_csv(Path(explain_dir) / "clinical.csv")
+    rows = table[table["variable"] == "deviation"]
+    return {r.score: f"r = {r.pearson_r:.2f}, adjusted q = {r.q_value:.3g} (n = {r.n})" for r in rows.itertuples()}
+
+
+def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: float) -> dict:
+    import nibabel as nib
+
+    from sepclr_med.image_checks import Grid
+
+    img = nib.load(image_path)
+    grid = Grid.of(img)
+    run_grid = tuple(pre.grid_shape)
+    codes = "".join(nib.aff2axcodes(img.affine))
+    inside = volume[mask] if mask is not None else volume[volume != 0]
+    warnings = []
+    resampled = grid.shape != run_grid or not np.allclose(np.asarray(grid.affine), np.asarray(pre.grid_affine), atol=1e-3)
+    if codes != "RAS":
+        warnings.append(f"scan stored as {codes}; reoriented to RAS before analysis")
+    ratio = float(inside.mean()) / reference_mean if reference_mean else float("nan")
+    if not 0.6 <= ratio <= 1.4:
+        warnings.append(f"mean intensity is {ratio:.2f} x the training controls' mean: check the scan's preprocessing")
+    return {"orientation": codes, "grid": grid.describe(),
+            "resampling": "resampled onto the model's grid" if resampled else "none (already on the model's grid)",
+            "intensity": f"mean {inside.mean():.3f}, 1st-99th percentile {np.percentile(inside, 1):.3f}-"
+                         f"{np.percentile(inside, 99):.3f} (training controls' mean {reference_mean:.3f})",
+            "warnings": warnings}
+
+
+def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str, ...] = (), atlas: str = "AAL",
+                 n_steps: int = 16, pdf: bool = True, progress=None) -> dict:
+    """Render reports for every subject of a cohort file (typically new patients).
+
+    Parameters
+    ----------
+    run : Run
+        Trained run (its reference latents and control-mean image are the comparison).
+    cohort_path : path-like
+        The batch's cohort table.
+    out : path-like
+        Output folder.
+    explain_dir : path-like, optional
+        An ``explain`` output folder whose ``clinical.csv`` gives the cohort's score associations.
+    include : tuple of str
+        Extra cohort columns to show in the identification block (none by default).
+    atlas : str
+        Packaged atlas for the region table.
+    n_steps : int
+        Integrated-gradient steps.
+    pdf : bool
+        Also write one PDF per subject.
+    progress : callable, optional
+        ``progress(done, total, subject_id)``.
+
+    Returns
+    -------
+    dict
+        ``rows`` (reported subjects), ``failures`` (subject_id, error), ``seconds_per_page``.
+    """
+    import torch
+
+    from sepclr_med import __version__
+    from sepclr_med.cohort import read_cohort
+    from sepclr_med.data import cached_dataset
+    from sepclr_med.data.grid import grid_image
+    from sepclr_med.explain.pipeline import load_atlas
+    from sepclr_med.explain.regions import region_table
+    from sepclr_med.explain.saliency import attribute
+    from sepclr_med.image_checks import check_image
+    from sepclr_med.report import figures
+    from sepclr_med.report.reference import Reference
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cohort = read_cohort(cohort_path, check_images=False, min_per_group=0)
+    failures, ok = [], []
+    for i, (sid, path) in enumerate(zip(cohort.subject_ids, cohort.table["image"], strict=True)):
+        errors, _ = check_image(path) if Path(path).is_file() else ([f"image file not found: {path}"], None)
+        (failures.append({"subject_id": sid, "error": "; ".join(errors)}) if errors else ok.append(i))
+    batch = cohort.subset(np.isin(np.arange(len(cohort)), ok))
+
+    pre = run.config.preprocess
+    model = run.load_model("cpu")
+    reference = Reference(run.reference_latents(), cohort.patient_label)
+    baseline_img = run.reference_control_mean()
+    baseline = torch.tensor(np.asarray(baseline_img.dataobj), dtype=torch.float32)[None]
+    mask = pre.mask_array() if pre.mask != "nonzero" else None
+    labels_atlas = load_atlas(atlas, baseline_img)
+    meta = {"version": __version__, "run_id": f"{Path(run.path).name}:{_short_hash(run.weights_path)}",
+            "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "caveat": CAVEAT, "atlas": labels_atlas.name}
+    env = _environment()
+    associations = _associations(explain_dir)
+    rows, timings = [], []
+    if len(batch):
+        data = cached_dataset(batch.records(), pre, cache="none")
+        volumes = torch.stack([data[i]["image"] for i in range(len(data))])
+        with torch.no_grad():
+            salient = model.salient_encoder(volumes).numpy()
+        placed = reference.place(salient)
+        own = salient - reference.directions_.control_mean_
+        own /= np.linalg.norm(own, axis=1, keepdims=True) + 1e-12
+        maps = attribute(model, volumes, own, baseline, method="ig", n_steps=n_steps)
+        if mask is not None:
+            maps *= mask
+        reference_mean = float(baseline[0][torch.as_tensor(mask)].mean()) if mask is not None else float(baseline.mean())
+        for k, sid in enumerate(batch.subject_ids):
+            tic = time.perf_counter()
+            try:
+                row = batch.table.iloc[k]
+                p = placed.iloc[k]
+                overlays = figures.brain_overlays(grid_image(maps[k], pre.grid_affine))
+                s = {"subject_id": sid, "image": row["image"], **p.to_dict(),
+                     "extra": {c: row[c] for c in include if c in batch.table.columns},
+                     "scores": {c: row[c] for c in batch.score_columns if pd.notna(row[c])},
+                     "deviation_png": figures.deviation_plot(reference.control_deviation_,
+                                                             reference.patient_deviation_, p["deviation"]),
+                     "position_png": figures.position_plot(reference.patient_points_, reference.patient_clusters_,
+                                                           (p["x"], p["y"])),
+                     "glass_png": overlays["glass"], "slices_png": overlays["slices"],
+                     "regions": region_table(maps[k], labels_atlas.data, labels_atlas.regions).head(8).to_dict("records"),
+                     "quality": _quality(row["image"], volumes[k, 0].numpy(), mask, pre, reference_mean)}
+                page = f"subject-{slug(sid)}.html"
+                write_text(out / page, env.get_template("subject.html.j2").render(s=s, associations=associations, **meta))
+                if pdf:
+                    from sepclr_med.report.pdf import subject_pdf
+
+                    subject_pdf(s, meta, out / f"subject-{slug(sid)}.pdf")
+                rows.append({"subject_id": sid, "page": page, "deviation": float(p["deviation"]),
+                             "percentile_controls": float(p["percentile_controls"]),
+                             "percentile_patients": float(p["percentile_patients"]), "cluster": p["cluster"],
+                             "top_region": s["regions"][0]["name"] if s["regions"] else "",
+                             "warnings": len(s["quality"]["warnings"])})
+                timings.append(time.perf_counter() - tic)
+            except Exception as exc:  # one subject must not stop the batch
+                failures.append({"subject_id": sid, "error": f"{type(exc).__name__}: {exc}"})
+            if progress is not None:
+                progress(k + 1, len(batch), sid)
+    rows.sort(key=lambda r: -r["deviation"])
+    summary = pd.DataFrame(rows + [{"subject_id": f["subject_id"], "status": "failed: " + f["error"]} for f in failures])
+    if "status" not in summary.columns:
+        summary["status"] = "ok"
+    summary["status"] = summary["status"].fillna("ok")
+    write_text(out / "summary.csv", summary.to_csv(index=False))
+    write_text(out / "index.html", env.get_template("index.html.j2").render(
+        rows=rows, failures=failures, cohort=str(cohort_path), **meta))
+    return {"rows": rows, "failures": failures, "index": str(out / "index.html"),
+            "seconds_per_page": float(np.mean(timings)) if timings else float("nan")}
+
+
+def _short_hash(path: os.PathLike) -> str:
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return digest[:10]

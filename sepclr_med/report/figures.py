@@ -1,0 +1,73 @@
+"""Figures of a subject page, rendered to PNG bytes (embedded in HTML as data URIs)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png_data_uri(fig) -> str:
+    """Close ``fig`` and return it as a ``data:image/png;base64,...`` URI."""
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def deviation_plot(controls: np.ndarray, patients: np.ndarray, value: float) -> str:
+    """Histograms of the reference deviations with the subject's position."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 2.4))
+    bins = np.linspace(0, max(controls.max(), patients.max(), value) * 1.05, 30)
+    ax.hist(controls, bins=bins, alpha=0.6, label="training controls", color="#4c72b0")
+    ax.hist(patients, bins=bins, alpha=0.6, label="training patients", color="#dd8452")
+    ax.axvline(value, color="black", lw=2, label="this subject")
+    ax.set_xlabel("salient deviation (Mahalanobis distance from controls)")
+    ax.set_ylabel("subjects")
+    ax.legend(fontsize=8, frameon=False)
+    return png_data_uri(fig)
+
+
+def position_plot(points: np.ndarray, clusters: np.ndarray, subject_xy: tuple[float, float]) -> str:
+    """The training patients in salient space (first two principal axes), the subject as a star."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.2, 3.4))
+    for c in np.unique(clusters):
+        ax.scatter(*points[clusters == c].T, s=12, alpha=0.6, label=f"cluster {c + 1}")
+    ax.scatter([subject_xy[0]], [subject_xy[1]], marker="*", s=220, color="black", label="this subject")
+    ax.set_xlabel("salient PC 1")
+    ax.set_ylabel("salient PC 2")
+    ax.legend(fontsize=7, frameon=False)
+    return png_data_uri(fig)
+
+
+def brain_overlays(img) -> dict[str, str]:
+    """Glass brain and three orthogonal slices of a saliency map, as data URIs."""
+    from nilearn import plotting
+
+    plt = _pyplot()
+    data = np.asarray(img.dataobj)
+    nonzero = np.abs(data[data != 0])
+    threshold = float(np.percentile(nonzero, 90)) if nonzero.size else 0.0
+    out = {}
+    for key, draw in (("glass", lambda f: plotting.plot_glass_brain(img, threshold=threshold, plot_abs=False,
+                                                                    colorbar=True, figure=f)),
+                      ("slices", lambda f: plotting.plot_stat_map(img, threshold=threshold, display_mode="ortho",
+                                                                  colorbar=True, draw_cross=False, figure=f))):
+        fig = plt.figure(figsize=(7, 2.6))
+        display = draw(fig)
+        out[key] = png_data_uri(fig)
+        display.close()
+    return out

@@ -1,0 +1,64 @@
+"""The reference a new subject is placed against: the run's training controls and patients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from sepclr_med.explain.directions import SalientDirections
+
+
+class Reference:
+    """Deviation distributions, patient clusters and a 2D map of the training patients.
+
+    Parameters
+    ----------
+    latents : pandas.DataFrame
+        ``reference_latents.csv`` of a run (``group``, ``salient_*``).
+    patient_label : str
+        Label of the target group.
+
+    Attributes
+    ----------
+    directions_ : SalientDirections
+    control_deviation_, patient_deviation_ : ndarray
+    cluster_model_ : KMeans fitted on standardised patients' salient reps
+    projection_ : PCA (2 components) of the patients' salient reps
+    """
+
+    def __init__(self, latents: pd.DataFrame, patient_label: str = "patient") -> None:
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import PCA
+        from sklearn.preprocessing import StandardScaler
+
+        from sepclr_med.evaluation.dependence import patient_cluster_silhouette
+
+        salient = latents.filter(like="salient_").to_numpy(float)
+        patient = (latents["group"] == patient_label).to_numpy()
+        self.directions_ = SalientDirections().fit(salient, patient)
+        deviation = self.directions_.deviation(salient)["deviation"].to_numpy()
+        self.control_deviation_ = deviation[~patient]
+        self.patient_deviation_ = deviation[patient]
+        self.scaler_ = StandardScaler().fit(salient[patient])
+        k = patient_cluster_silhouette(salient[patient])["n_clusters"] or 2
+        self.cluster_model_ = KMeans(k, n_init=10, random_state=0).fit(self.scaler_.transform(salient[patient]))
+        self.projection_ = PCA(n_components=2).fit(salient[patient])
+        self.patient_points_ = self.projection_.transform(salient[patient])
+        self.patient_clusters_ = self.cluster_model_.labels_
+
+    def place(self, salient: np.ndarray) -> pd.DataFrame:
+        """Deviation, percentiles among training controls and patients, cluster, 2D position."""
+        salient = np.atleast_2d(np.asarray(salient, dtype=np.float64))
+        deviation = self.directions_.deviation(salient)["deviation"].to_numpy()
+        scaled = self.scaler_.transform(salient)
+        cluster = self.cluster_model_.predict(scaled)
+        distance = np.linalg.norm(scaled - self.cluster_model_.cluster_centers_[cluster], axis=1)
+        xy = self.projection_.transform(salient)
+        return pd.DataFrame({
+            "deviation": deviation,
+            "percentile_controls": [stats.percentileofscore(self.control_deviation_, d, kind="weak") for d in deviation],
+            "percentile_patients": [stats.percentileofscore(self.patient_deviation_, d, kind="weak") for d in deviation],
+            "cluster": [f"cluster {c + 1}" for c in cluster], "cluster_distance": distance,
+            "x": xy[:, 0], "y": xy[:, 1],
+        })

@@ -1,0 +1,114 @@
+"""Batch reports: pages for every subject, failures listed, nothing injected, opens in Chromium."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from conftest import tiny_config
+from sepclr_med.cli.main import app
+
+XSS_ID = "<script>alert('id')</script>"
+XSS_NOTE = '"><img onerror=alert(1) src=x>'
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_cohort, tmp_path_factory):
+    from sepclr_med.cohort import read_cohort
+    from sepclr_med.training.loop import train
+
+    root = tmp_path_factory.mktemp("report")
+    run = train(read_cohort(tiny_cohort.cohort_csv), root / "run", tiny_config(**{"optim.epochs": 1}))
+    table = pd.read_csv(tiny_cohort.cohort_csv)
+    table["image"] = [str(tiny_cohort.root / p) for p in table["image"]]
+    patients = table[table["group"] == "patient"].head(3).copy()
+    patients.iloc[0, patients.columns.get_loc("subject_id")] = XSS_ID
+    patients["note"] = ["plain", XSS_NOTE, "plain"]
+    broken = patients.iloc[[2]].assign(subject_id="sub-broken", image=str(root / "missing.nii.gz"))
+    path = root / "batch.csv"
+    pd.concat([patients, broken]).to_csv(path, index=False)
+    return root, run, path
+
+
+def test_reports_every_subject_and_lists_failures(batch):
+    from sepclr_med.report.batch import make_reports
+    from sepclr_med.run import Run
+
+    root, run, path = batch
+    out = root / "out"
+    result = make_reports(Run(run), path, out, include=("note",), n_steps=4)
+    assert len(result["rows"]) == 3
+    assert [f["subject_id"] for f in result["failures"]] == ["sub-broken"]
+    assert "not found" in result["failures"][0]["error"]
+    pages = sorted(out.glob("subject-*.html"))
+    assert len(pages) == 3 and len(sorted(out.glob("subject-*.pdf"))) == 3
+    assert all(p.read_bytes().startswith(b"%PDF") for p in out.glob("*.pdf"))
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary["status"]) == {"ok", "failed: image file not found: " + str(root / "missing.nii.gz")}
+    deviations = [r["deviation"] for r in result["rows"]]
+    assert deviations == sorted(deviations, reverse=True)
+    index = (out / "index.html").read_text()
+    assert "<script>alert" not in index and "&lt;script&gt;alert" in index
+    for page in pages:
+        html = page.read_text()
+        assert "<script" not in html  # subject pages run no script at all
+        assert "<img onerror" not in html
+        assert "not a diagnosis" in html and "data:image/png;base64," in html
+    assert any("&#34;&gt;&lt;img onerror=alert(1) src=x&gt;" in p.read_text() for p in pages)
+    assert result["seconds_per_page"] > 0
+
+
+def test_report_cli_exits_non_zero_when_a_subject_fails(batch):
+    root, run, path = batch
+    result = CliRunner().invoke(app, ["report", "--run", str(run), "--cohort", str(path), "--out",
+                                      str(root / "cli"), "--steps", "2", "--no-pdf"])
+    assert result.exit_code == 1
+    assert "sub-broken" in result.output and (root / "cli" / "index.html").is_file()
+
+
+def _chrome():
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.skip("Chromium or chromedriver is not installed (Debian packages chromium, chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1200,1600"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_pages_open_in_headless_chromium_without_errors(batch, tmp_path):
+    from sepclr_med.report.batch import make_reports
+    from sepclr_med.run import Run
+
+    root, run, path = batch
+    out = root / "browser"
+    make_reports(Run(run), path, out, n_steps=2, pdf=False)
+    driver = _chrome()
+    try:
+        for page in ("index.html", sorted(p.name for p in out.glob("subject-*.html"))[0]):
+            driver.get((out / page).as_uri())
+            images = driver.execute_script(
+                "return Array.from(document.images).map(i => [i.complete, i.naturalWidth]);")
+            assert all(done and width > 0 for done, width in images)
+            errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+            assert errors == [], errors
+            shot = tmp_path / f"{page}.png"
+            driver.save_screenshot(str(shot))
+            assert shot.stat().st_size > 1000
+        driver.get((out / "index.html").as_uri())
+        first = lambda: driver.execute_script("return document.querySelector('#subjects tbody tr td').textContent")  # noqa: E731
+        before = first()
+        driver.execute_script("document.querySelectorAll('th.sortable')[1].click()")  # sort by deviation
+        after_asc = first()
+        assert before != after_asc or len(driver.find_elements("css selector", "#subjects tbody tr")) == 1
+    finally:
+        driver.quit()
