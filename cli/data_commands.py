@@ -69,10 +69,10 @@ def pipeline(
 @user_errors
 def demo(
     out: Path = typer.Option(Path("sepclr_demo"), "--out", "-o", help="Folder for everything the demo writes."),
-    quick: bool = typer.Option(False, help="40 subjects and 2 epochs: a fast smoke run."),
-    epochs: int = typer.Option(None, min=1, help="Training epochs (default 20; 2 with --quick)."),
+    quick: bool = typer.Option(False, help="40 subjects, 2 epochs: a fast smoke run (numbers mean nothing)."),
+    epochs: int = typer.Option(None, min=1, help="Training epochs (default 40; 2 with --quick)."),
 ) -> None:
-    """End-to-end demo on embedded default data: simulate, validate, train, embed, probe."""
+    """End-to-end demo on embedded default data: simulate, validate, train, evaluate, explain, report."""
     from rich.console import Console
 
     from sepclr_med.demo import run_demo

@@ -1,7 +1,6 @@
-"""The end-to-end demo on the embedded default data.
+"""The end-to-end demo on embedded default data.
 
-simulate -> validate -> data pipeline -> train -> embed held-out subjects -> probes.
-Later stages (explain, report) join here as they land.
+simulate -> validate -> data pipeline -> train -> evaluate (held-out cohort) -> explain -> report.
 """
 
 from __future__ import annotations
@@ -18,24 +17,29 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, epochs: int | None 
     Parameters
     ----------
     out : path-like
-        Output folder (cohorts, run directory, latents).
+        Output folder (cohorts, run directory, evaluation, explanations, reports).
     quick : bool
-        40 training subjects and 2 epochs: a fast smoke run, too small for meaningful probes.
+        40 training subjects, 2 epochs and tiny attribution budgets: a fast smoke run whose
+        numbers mean nothing.
     epochs : int, optional
-        Training epochs (default 20, or 2 with ``quick``).
+        Training epochs (default 40, or 2 with ``quick``).
     console : rich.console.Console, optional
         Where to print progress.
 
     Returns
     -------
     dict
-        Wall times (s) of each stage, pipeline timings and probe scores.
+        Wall time (s) of each stage, pipeline timings, probe scores and output paths.
     """
     import pandas as pd
 
     from sepclr_med.cohort import read_cohort
     from sepclr_med.data.passes import timed_passes
-    from sepclr_med.embed import embed, write_latents
+    from sepclr_med.embed import embed
+    from sepclr_med.evaluation import evaluate_latents
+    from sepclr_med.evaluation.table import cohort_factors, print_evaluation, write_evaluation
+    from sepclr_med.explain.pipeline import explain
+    from sepclr_med.report.batch import make_reports
     from sepclr_med.run import Run
     from sepclr_med.simulate import load_recipe, simulate_cohort
     from sepclr_med.training import TrainConfig
@@ -46,56 +50,61 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, epochs: int | None 
     recipe = load_recipe("schizophrenia")
     if quick:
         recipe = recipe.replace(n_controls=20, n_patients=20)
-    epochs = epochs or (2 if quick else 20)
+    epochs = epochs or (2 if quick else 40)
     figures: dict = {}
+    clock = time.perf_counter()
 
-    start = time.perf_counter()
+    def lap(name: str) -> float:
+        nonlocal clock
+        now = time.perf_counter()
+        figures[f"{name}_s"] = now - clock
+        clock = now
+        return figures[f"{name}_s"]
+
     sim = simulate_cohort(recipe, out / "cohort")
-    figures["simulate_s"] = time.perf_counter() - start
     say(f"[bold]1. simulate[/] {recipe.n_controls} controls + {recipe.n_patients} patients "
-        f"({recipe.resolution_mm:g} mm) -> {sim.cohort_csv} ({figures['simulate_s']:.1f} s)")
+        f"({recipe.resolution_mm:g} mm) -> {sim.cohort_csv} ({lap('simulate'):.1f} s)")
 
-    start = time.perf_counter()
     cohort = read_cohort(sim.cohort_csv)
-    figures["validate_s"] = time.perf_counter() - start
     say(f"[bold]2. validate[/] {len(cohort)} subjects, scores: {', '.join(cohort.score_columns)} "
-        f"({figures['validate_s']:.1f} s)")
+        f"({lap('validate'):.1f} s)")
 
     timings = timed_passes(cohort, epochs=2, batch_size=16)
-    figures["passes"] = [(t.label, t.seconds, t.volumes_per_second) for t in timings]
-    say("[bold]3. data pipeline[/]")
+    say(f"[bold]3. data pipeline[/] ({lap('pipeline'):.1f} s)")
     for t in timings:
-        say(f"   {t.label}: {t.seconds:.2f} s ({t.volumes_per_second:.0f} subjects/s), "
-            f"batches of {t.batch_shape}")
+        say(f"   {t.label}: {t.seconds:.2f} s ({t.volumes_per_second:.0f} subjects/s)")
 
-    say(f"[bold]4. train[/] SepCLR, {epochs} epochs (the full default is "
-        f"{TrainConfig().optim.epochs}: `sepclr-med train --cohort {sim.cohort_csv}`)")
-    start = time.perf_counter()
+    say(f"[bold]4. train[/] SepCLR, {epochs} epochs (the full default is {TrainConfig().optim.epochs})")
     run_dir = train(cohort, out / "run", TrainConfig().override(**{"optim.epochs": epochs}), console=console)
-    figures["train_s"] = time.perf_counter() - start
+    say(f"   run directory {run_dir} ({lap('train'):.0f} s)")
 
-    held_out = simulate_cohort(recipe.replace(seed=recipe.seed + 1000,
-                                              n_controls=min(recipe.n_controls, 40),
-                                              n_patients=min(recipe.n_patients, 40)), out / "cohort_heldout")
+    n_test = 20 if quick else 40
+    held_out = simulate_cohort(recipe.replace(seed=recipe.seed + 1000, n_controls=n_test, n_patients=n_test),
+                               out / "cohort_heldout")
     test = read_cohort(held_out.cohort_csv)
-    latents = embed(Run(run_dir), test)
-    write_latents(latents, out / "latents_heldout.csv")
-    say(f"[bold]5. embed[/] {len(test)} held-out subjects -> {out / 'latents_heldout.csv'}")
+    factors, _ = cohort_factors(test)
+    table = evaluate_latents(embed(Run(run_dir), test), factors)
+    paths = write_evaluation(table, out / "evaluation")
+    say(f"[bold]5. evaluate[/] {len(test)} held-out subjects -> {paths['csv']} ({lap('evaluate'):.0f} s)")
+    if console is not None and not quick:
+        print_evaluation(table, console)
+    cells = table.set_index(["space", "factor", "metric"])["value"]
+    figures["salient_patient_bacc"] = float(cells[("salient", "group", "balanced_accuracy")])
+    figures["common_patient_bacc"] = float(cells[("common", "group", "balanced_accuracy")])
 
-    if not quick:
-        from sepclr_med.evaluation import probe_classification
+    truth = pd.read_csv(held_out.ground_truth_csv, keep_default_na=False)
+    explain(Run(run_dir), test, out / "explain", n_steps=4 if quick else 16, truth=truth,
+            figures=not quick)
+    say(f"[bold]6. explain[/] maps, regions, clinical statistics -> {out / 'explain'} ({lap('explain'):.0f} s)")
 
-        truth = pd.read_csv(held_out.ground_truth_csv, keep_default_na=False)
-        df = latents.merge(truth[["subject_id", "subtype"]], on="subject_id")
-        patient = (df["group"] == "patient").to_numpy()
-        for space in ("common", "salient"):
-            x = df[[c for c in df.columns if c.startswith(space + "_")]].to_numpy()
-            figures[f"{space}_patient_bacc"] = probe_classification(x, patient)
-            figures[f"{space}_subtype_bacc"] = probe_classification(x[patient], df.loc[patient, "subtype"])
-        say("[bold]6. probes[/] on held-out subjects (5-fold CV, balanced accuracy):")
-        say(f"   patient vs control: salient {figures['salient_patient_bacc']:.2f}, "
-            f"common {figures['common_patient_bacc']:.2f} (should be high / near 0.5)")
-        say(f"   patient subtype:    salient {figures['salient_subtype_bacc']:.2f}, "
-            f"common {figures['common_subtype_bacc']:.2f}")
-    say(f"[green]Demo finished[/]: outputs in {out}")
+    batch = test.table[test.is_target].head(3 if quick else 5)
+    batch_csv = out / "new_patients.csv"
+    batch[["subject_id", "image", "group", *test.score_columns]].to_csv(batch_csv, index=False)
+    result = make_reports(Run(run_dir), batch_csv, out / "reports", explain_dir=out / "explain",
+                          n_steps=4 if quick else 16, pdf=not quick)
+    say(f"[bold]7. report[/] {len(result['rows'])} patients ({result['seconds_per_page']:.1f} s per page) "
+        f"({lap('report'):.0f} s)")
+    figures["report_index"] = result["index"]
+    figures["total_s"] = sum(v for k, v in figures.items() if k.endswith("_s"))
+    say(f"[green]Demo finished[/] in {figures['total_s'] / 60:.1f} min. Open the report: {result['index']}")
     return figures

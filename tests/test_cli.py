@@ -62,8 +62,10 @@ def test_demo_quick_runs_end_to_end(tmp_path):
     assert (tmp_path / "demo" / "cohort" / "cohort.csv").is_file()
     assert "pass 2: from the memory cache" in result.output
     assert (tmp_path / "demo" / "run" / "model.pt").is_file()
-    latents = (tmp_path / "demo" / "latents_heldout.csv").read_text().splitlines()
-    assert latents[0].startswith("subject_id,group,common_0") and len(latents) == 41
+    assert (tmp_path / "demo" / "evaluation" / "probes.csv").is_file()
+    assert (tmp_path / "demo" / "explain" / "index.json").is_file()
+    assert (tmp_path / "demo" / "reports" / "index.html").is_file()
+    assert "Open the report" in result.output
 
 
 def test_ci_runs_the_readme_test_command():
