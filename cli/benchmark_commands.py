@@ -28,10 +28,16 @@ def benchmark(
     from sepclr_med.evaluation.benchmark import run_benchmark
     from sepclr_med.simulate import load_recipe
 
+    from sepclr_med.errors import SepclrError
+
     console = Console(highlight=False)
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise SepclrError(f"--seeds must be comma-separated integers, not {seeds!r}") from None
     spec = load_recipe(recipe).replace(n_controls=n, n_patients=n, resolution_mm=resolution)
     summary = run_benchmark(out, methods=[m.strip() for m in methods.split(",") if m.strip()],
-                            seeds=[int(s) for s in seeds.split(",")], recipe=spec, epochs=epochs,
+                            seeds=seed_list, recipe=spec, epochs=epochs,
                             n_test=n_test, console=console)
     console.print(summary.to_markdown(index=False))
     console.print(f"Wrote {out / 'results.csv'}, {out / 'summary.csv'} and {out / 'summary.md'}")

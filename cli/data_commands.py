@@ -24,6 +24,7 @@ def validate(
 ) -> None:
     """Check a cohort before any training; list every problem with file, row and column."""
     from rich.console import Console
+    from rich.markup import escape
 
     from sepclr_med.cohort import read_cohort
     from sepclr_med.image_checks import reference_grid
@@ -38,7 +39,7 @@ def validate(
     console.print(f"  clinical scores: {', '.join(result.score_columns) or 'none'}")
     console.print(f"  reference grid: {reference_grid(result.table['image'].tolist()).describe()}")
     for problem in result.warnings:
-        console.print(f"  [yellow]{problem}[/]")
+        console.print(f"  [yellow]{escape(str(problem))}[/]")
 
 
 @user_errors

@@ -27,8 +27,9 @@ def user_errors(command: Callable) -> Callable:
             if STATE["debug"]:
                 raise
             from rich.console import Console
+            from rich.markup import escape
 
-            Console(stderr=True, highlight=False).print(f"[bold red]Error:[/] {exc}", markup=True,
+            Console(stderr=True, highlight=False).print(f"[bold red]Error:[/] {escape(str(exc))}",
                                                         soft_wrap=True)
             raise typer.Exit(USER_ERROR_EXIT) from None
 

@@ -21,21 +21,27 @@ def evaluate(
 ) -> None:
     """Probe how well a run separates common from salient variation."""
     from rich.console import Console
+    from rich.markup import escape
 
-    from sepclr_med.cohort import read_cohort
     from sepclr_med.embed import embed
     from sepclr_med.evaluation import evaluate_latents
     from sepclr_med.evaluation.table import cohort_factors, print_evaluation, write_evaluation
     from sepclr_med.run import Run
 
     console = Console(highlight=False)
-    data = read_cohort(cohort)
+    trained = Run(run)
+    data = trained.read_cohort(cohort, min_per_group=0)
+    seen = trained.training_subjects() & set(data.subject_ids)
+    if seen:
+        console.print(f"[yellow]warning: {len(seen)} of {len(data)} subjects were used to train this run; "
+                      "probes on them measure memorisation, not generalisation[/]")
     table_factors, truth_path = cohort_factors(data, truth)
     if truth_path:
-        console.print(f"ground truth: {truth_path}")
-    latents = embed(Run(run), data, device=device)
+        console.print(f"ground truth: {escape(truth_path)}")
+    latents = embed(trained, data, device=device)
     names = [f.strip() for f in factors.split(",")] if factors else None
-    table = evaluate_latents(latents, table_factors, target_factors=names)
+    table = evaluate_latents(latents, table_factors, target_factors=names,
+                             patient_label=trained.config.patient_label)
     print_evaluation(table, console)
     paths = write_evaluation(table, out)
     console.print(f"Wrote {paths['csv']} and {paths['json']}")

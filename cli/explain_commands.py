@@ -27,15 +27,15 @@ def explain(
     import pandas as pd
     from rich.console import Console
 
-    from sepclr_med.cohort import read_cohort
     from sepclr_med.explain.pipeline import explain as run_explain
     from sepclr_med.run import Run
 
     console = Console(highlight=False)
-    data = read_cohort(cohort)
+    trained = Run(run)
+    data = trained.read_cohort(cohort)
     truth_path = truth or Path(data.source).parent / "ground_truth.csv"
     table = pd.read_csv(truth_path, keep_default_na=False) if truth_path.is_file() else None
-    run_explain(Run(run), data, out, atlas=atlas, atlas_lut=atlas_lut, method=method,
+    run_explain(trained, data, out, atlas=atlas, atlas_lut=atlas_lut, method=method,
                 subjects=[s.strip() for s in subjects.split(",")] if subjects else None, n_steps=steps,
                 truth=table, n_permutations=permutations, figures=not no_figures, console=console)
 

@@ -18,9 +18,11 @@ def report(
     include: str = typer.Option(None, help="Comma-separated cohort columns to show on each page (default none)."),
     steps: int = typer.Option(16, min=2, help="Integrated-gradient steps."),
     no_pdf: bool = typer.Option(False, "--no-pdf", help="Skip the PDF pages."),
+    full_paths: bool = typer.Option(False, "--full-paths", help="Show full scan paths (default: file names)."),
 ) -> None:
     """One page per subject (HTML + PDF), an index sortable by deviation, and summary.csv."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
 
     from sepclr_med.report.batch import make_reports
@@ -31,14 +33,14 @@ def report(
         task = bar.add_task("rendering", total=None)
         result = make_reports(Run(run), cohort, out, explain_dir=explain_dir,
                               include=tuple(c.strip() for c in include.split(",")) if include else (),
-                              n_steps=steps, pdf=not no_pdf,
-                              progress=lambda done, total, sid: bar.update(task, completed=done, total=total,
-                                                                           description=f"rendering {sid}"))
+                              n_steps=steps, pdf=not no_pdf, full_paths=full_paths,
+                              progress=lambda done, total, sid: bar.update(
+                                  task, completed=done, total=total, description=f"rendering {escape(sid)}"))
     console.print(f"Reported {len(result['rows'])} subject(s): {result['index']} "
                   f"({result['seconds_per_page']:.2f} s per page)")
     if result["failures"]:
         for failure in result["failures"]:
-            console.print(f"[red]failed[/] {failure['subject_id']}: {failure['error']}")
+            console.print(f"[red]failed[/] {escape(failure['subject_id'])}: {escape(failure['error'])}")
         raise typer.Exit(1)
 
 

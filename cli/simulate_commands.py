@@ -12,7 +12,7 @@ from sepclr_med.cli.errors import user_errors
 @user_errors
 def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder of the cohort."),
-    recipe: str = typer.Option("schizophrenia", "--recipe", "-r",
+    recipe: str = typer.Option("schizophrenia", "--recipe",
                                help="Shipped recipe name (see `sepclr-med recipes`) or a .toml path."),
     n_controls: int = typer.Option(None, "--n-controls", help="Override the number of controls."),
     n_patients: int = typer.Option(None, "--n-patients", help="Override the number of patients."),

@@ -70,7 +70,7 @@ def train(
     data = read_cohort(cohort, control_label=control_label, patient_label=patient_label)
     main = int(os.environ.get("RANK", "0")) == 0
     console = Console(highlight=False) if main else None
-    run = run_training(data, out, resolved, resume=resume, console=console)
+    run = run_training(data, out, resolved, resume=resume, console=console, epochs=epochs)
     if console is not None:
         console.print(f"[green]Trained[/]: run directory {run}")
 
@@ -82,16 +82,17 @@ def embed(
     out: Path = typer.Option(Path("latents.csv"), "--out", "-o", help="Latents CSV to write."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     batch_size: int = typer.Option(16, min=1, help="Volumes per forward pass."),
-    control_label: str = typer.Option("control", help="Group label of controls."),
-    patient_label: str = typer.Option("patient", help="Group label of patients."),
+    control_label: str = typer.Option(None, help="Group label of controls (default: the run's)."),
+    patient_label: str = typer.Option(None, help="Group label of patients (default: the run's)."),
 ) -> None:
     """Write common and salient reps of every subject of a cohort (seen or unseen) to CSV."""
-    from sepclr_med.cohort import read_cohort
     from sepclr_med.embed import embed as compute, write_latents
     from sepclr_med.run import Run
 
-    data = read_cohort(cohort, control_label=control_label, patient_label=patient_label, min_per_group=0)
-    latents = compute(Run(run), data, batch_size=batch_size, device=device)
+    trained = Run(run)
+    labels = {k: v for k, v in (("control_label", control_label), ("patient_label", patient_label)) if v}
+    data = trained.read_cohort(cohort, min_per_group=0, **labels)
+    latents = compute(trained, data, batch_size=batch_size, device=device)
     write_latents(latents, out)
     typer.echo(f"Wrote {len(latents)} subjects x {latents.shape[1] - 2} latent columns to {out}")
 

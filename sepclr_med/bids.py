@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from sepclr_med.cohort import Cohort, build_cohort
 from sepclr_med.errors import CohortError, Problem
+
+BIDS_ID = re.compile(r"(sub-)?[A-Za-z0-9]+")
 
 
 def find_t1w(root: Path, subject: str) -> list[Path]:
@@ -41,14 +44,27 @@ def read_bids_cohort(path: str | os.PathLike, *, group_column: str = "group", **
     tsv = root / "participants.tsv"
     if not tsv.is_file():
         raise CohortError([Problem(str(tsv), "BIDS participants.tsv not found")])
-    raw = pd.read_csv(tsv, sep="\t", dtype=str, keep_default_na=False)
+    try:
+        raw = pd.read_csv(tsv, sep="\t", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CohortError([Problem(str(tsv), f"cannot parse the table: {exc}")]) from None
     problems: list[Problem] = []
+    for clash in ("subject_id", *(["group"] if group_column != "group" else [])):
+        if clash in raw.columns:
+            raise CohortError([Problem(str(tsv), f"column '{clash}' clashes with the BIDS mapping "
+                                                 f"(participant_id -> subject_id, {group_column} -> group)",
+                                       None, clash)])
     if "participant_id" not in raw.columns:
         raise CohortError([Problem(str(tsv), "required column is missing", None, "participant_id")])
     if group_column not in raw.columns:
         raise CohortError([Problem(str(tsv), "group column is missing", None, group_column)])
     images = []
     for i, pid in enumerate(raw["participant_id"].str.strip()):
+        if not BIDS_ID.fullmatch(pid):
+            problems.append(Problem(str(tsv), f"participant_id {pid!r} is not a BIDS label (sub-<alphanumeric>)",
+                                    i + 2, "participant_id"))
+            images.append("")
+            continue
         found = find_t1w(root, pid)
         if not found:
             problems.append(Problem(str(tsv), f"no {pid}/anat/*_T1w.nii[.gz] image found",

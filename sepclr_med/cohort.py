@@ -32,6 +32,7 @@ import pandas as pd
 from sepclr_med.errors import CohortError, Problem
 
 REQUIRED_COLUMNS = ("subject_id", "image", "group")
+RESERVED_COLUMNS = ("row", "is_target")  # added by sepclr-med; a cohort may not define them
 CONFOUND_COLUMNS = ("age", "sex", "site")
 NUMERIC_CONFOUNDS = ("age",)
 MISSING_TOKENS = {"", "na", "n/a", "nan", "none", "null"}
@@ -175,6 +176,9 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
     for col in missing_cols:
         problems.append(Problem(file, f"required column is missing (columns: {list(raw.columns)})",
                                 None, col))
+    for col in RESERVED_COLUMNS:
+        if col in raw.columns:
+            problems.append(Problem(file, f"column name '{col}' is reserved by sepclr-med; rename it", None, col))
     if len(raw) == 0:
         problems.append(Problem(file, "the table has no subject rows"))
     if missing_cols or len(raw) == 0:
@@ -228,7 +232,7 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
         else:
             table[col] = raw[col].str.strip().where(~raw[col].map(_is_missing), None)
 
-    others = [c for c in raw.columns if c not in REQUIRED_COLUMNS + CONFOUND_COLUMNS]
+    others = [c for c in raw.columns if c not in REQUIRED_COLUMNS + CONFOUND_COLUMNS + RESERVED_COLUMNS]
     for col in scores or []:
         if col not in raw.columns:
             problems.append(Problem(file, "declared clinical-score column is missing", None, col))

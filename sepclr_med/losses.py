@@ -34,7 +34,7 @@ def align(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def unif(a: torch.Tensor) -> torch.Tensor:
-    """``log mean_{i<j} exp(-||a_i - a_j||^2)`` (Wang & Isola uniformity, t = 2)."""
+    """``log mean_{i<j} exp(-||a_i - a_j||^2)`` (Wang & Isola's uniformity with t = 1, i.e. tau = 0.5)."""
     n = a.shape[0]
     i, j = torch.triu_indices(n, n, offset=1, device=a.device)
     d2 = squared_distances(a)[i, j]
@@ -49,8 +49,9 @@ def joint_entropy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def teacher(salient: torch.Tensor, is_target: torch.Tensor) -> torch.Tensor:
-    """Copy of ``salient`` with background rows replaced by the information-less point 0."""
-    return salient * is_target.unsqueeze(1).to(salient.dtype)
+    """Copy of ``salient`` with background rows replaced by the information-less point 0
+    (an overwrite, so even a non-finite background row becomes exactly 0)."""
+    return torch.where(is_target.unsqueeze(1), salient, torch.zeros_like(salient))
 
 
 class SepCLRLoss(torch.nn.Module):
@@ -91,7 +92,7 @@ class SepCLRLoss(torch.nn.Module):
         ValueError
             If the batch holds no background (control) or no target (patient) subject.
         """
-        is_target = is_target.to(torch.bool).reshape(-1)
+        is_target = is_target.to(device=salient_1.device, dtype=torch.bool).reshape(-1)
         if not bool(is_target.any()):
             raise ValueError("SepCLR batch has no target (patient) subject; use stratified batches")
         if bool(is_target.all()):

@@ -73,6 +73,24 @@ class Run:
         final = self.path / "model.pt"
         return final if final.is_file() else self.path / "checkpoints" / "last.pt"
 
+    def training_subjects(self) -> set[str]:
+        """Ids of the subjects the encoders were trained on (``split == "train"``)."""
+        import pandas as pd
+
+        path = self.path / "split.csv"
+        if not path.is_file():
+            return set()
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        return set(table.loc[table["split"] == "train", "subject_id"])
+
+    def read_cohort(self, path, **kwargs):
+        """Read a cohort with the run's group labels (unless ``control_label``/``patient_label`` given)."""
+        from sepclr_med.cohort import read_cohort
+
+        kwargs.setdefault("control_label", self.config.control_label)
+        kwargs.setdefault("patient_label", self.config.patient_label)
+        return read_cohort(path, **kwargs)
+
     def load_model(self, device: str = "cpu"):
         """The trained :class:`~sepclr_med.models.SepCLRModel`, in eval mode."""
         import torch

@@ -137,6 +137,7 @@ def test_two_views_are_seeded_by_seed_epoch_and_index(cohort):
     assert torch.equal(a[2]["view1"], b[2]["view1"])
 
 
+@pytest.mark.filterwarnings("ignore:groups are imbalanced")
 @pytest.mark.parametrize("n_controls, n_patients, batch_size", [
     (100, 100, 16), (37, 23, 8), (5, 4, 4), (11, 50, 7), (9, 9, 32), (2, 3, 4)])
 def test_sampler_every_batch_has_both_groups(n_controls, n_patients, batch_size):
@@ -161,6 +162,11 @@ def test_sampler_splits_ranks_without_overlap():
     flat = [i for rank in batches for b in rank for i in b]
     assert sorted(flat) == list(range(39))
     assert all(is_target[b].sum() >= 2 and (~is_target[b]).sum() >= 2 for rank in batches for b in rank)
+
+
+def test_sampler_warns_when_imbalance_inflates_batches():
+    with pytest.warns(UserWarning, match="batches hold ~42 subjects instead of 16"):
+        GroupStratifiedBatchSampler([False] * 200 + [True] * 10, 16)
 
 
 def test_sampler_rejects_impossible_settings():

@@ -134,7 +134,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, x, y, result):
+def _ddp_worker(rank: int, world: int, port: int, x, y, split_at, result):
     import torch.distributed as dist
 
     from sepclr_med.losses import SepCLRLoss
@@ -145,8 +145,7 @@ def _ddp_worker(rank: int, world: int, port: int, x, y, result):
     torch.manual_seed(0)
     model = torch.nn.parallel.DistributedDataParallel(SepCLRModel(ModelConfig(common_dim=4, salient_dim=4, head_hidden=8)))
     ctx = DistContext(rank, world)
-    n = len(y) // world
-    local = slice(rank * n, (rank + 1) * n)
+    local = slice(0, split_at) if rank == 0 else slice(split_at, len(y))
     views = torch.cat([x[0][local], x[1][local]])
     out = model(views, gather=ctx.gather, n_views=2)
     c1, c2 = out.common_head.chunk(2)
@@ -158,7 +157,8 @@ def _ddp_worker(rank: int, world: int, port: int, x, y, result):
     dist.destroy_process_group()
 
 
-def test_ddp_two_ranks_equal_one_process_with_double_batch():
+@pytest.mark.parametrize("split_at", [4, 3])  # equal batches per rank, and 3 + 5 (stratified sizes differ)
+def test_ddp_two_ranks_equal_one_process_with_double_batch(split_at):
     import torch.multiprocessing as mp
 
     from sepclr_med.losses import SepCLRLoss
@@ -177,7 +177,7 @@ def test_ddp_two_ranks_equal_one_process_with_double_batch():
 
     manager = mp.Manager()
     result = manager.dict()
-    mp.spawn(_ddp_worker, args=(2, _free_port(), x, y, result), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), x, y, split_at, result), nprocs=2, join=True)
     for rank in (0, 1):
         loss, grad = result[rank]
         assert loss == pytest.approx(total.item(), rel=1e-5, abs=1e-6)

@@ -93,7 +93,8 @@ class TwoViewDataset(torch.utils.data.Dataset):
         return len(self.base)
 
     def __getitem__(self, index: int) -> dict:
-        item = self.base[index]
+        item = dict(self.base[index])
+        item["image"] = item["image"].clone()  # some MONAI transforms write in place: keep the cache intact
         seed = np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1)[0]
         self.views.set_random_state(seed=int(seed))
         out = self.views(item)

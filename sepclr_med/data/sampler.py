@@ -3,6 +3,7 @@ patients, on every rank, so that the SepCLR loss terms are always defined."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,7 +17,8 @@ class GroupStratifiedBatchSampler(Sampler[list[int]]):
 
     All subjects are used once per epoch: each group is shuffled and split into as many near-equal
     chunks as there are batches, and chunks are paired largest-with-smallest so that batch sizes
-    differ by at most one or two. Under DDP each rank takes every ``num_replicas``-th batch of the
+    differ by at most one or two. With very imbalanced groups the number of batches is capped by
+    the smaller group, so batches grow beyond ``batch_size`` (a warning says so). Under DDP each rank takes every ``num_replicas``-th batch of the
     same global draw (same ``seed`` and epoch on all ranks).
 
     Parameters
@@ -53,6 +55,11 @@ class GroupStratifiedBatchSampler(Sampler[list[int]]):
             raise SepclrError(f"too few subjects in the smaller group ({n_small}) for "
                               f"{self.num_replicas} rank(s) x {self.min_per_group} per batch")
         self.n_batches = self._count_batches(n_small)
+        mean_size = len(self.is_target) / self.n_batches
+        if mean_size > 1.5 * self.batch_size:
+            warnings.warn(f"groups are imbalanced ({n_small} subjects in the smaller group): to keep "
+                          f">= {self.min_per_group} of each group per batch, batches hold ~{mean_size:.0f} "
+                          f"subjects instead of {self.batch_size}", stacklevel=2)
 
     def _count_batches(self, n_small: int) -> int:
         world = self.num_replicas

@@ -9,6 +9,7 @@ with another seed (subjects no encoder saw), probes it (:func:`evaluate_latents`
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -73,9 +74,22 @@ def run_benchmark(out: str | os.PathLike, *, methods: list[str], seeds: list[int
     from sepclr_med.evaluation.table import cohort_factors
     from sepclr_med.simulate import load_recipe, simulate_cohort
 
+    from sepclr_med.baselines import METHODS
+    from sepclr_med.errors import SepclrError
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods or not seeds:
+        raise SepclrError(f"benchmark needs known methods and at least one seed; unknown: {unknown}; "
+                          f"methods: {', '.join(METHODS)}")
     out = Path(out)
     recipe = recipe or load_recipe()
     say = console.print if console is not None else (lambda *a, **k: None)
+    manifest = json.dumps({"recipe": recipe.to_dict(), "epochs": epochs, "n_test": n_test}, sort_keys=True, default=str)
+    if (out / "manifest.json").is_file() and (out / "manifest.json").read_text() != manifest:
+        raise SepclrError(f"{out} holds a benchmark made with another recipe, budget or test size; "
+                          "use another --out (results are reused only for identical settings)")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "manifest.json", manifest)
     folders = {"train": out / "cohort_train", "test": out / "cohort_test"}
     specs = {"train": recipe, "test": recipe.replace(seed=recipe.seed + 1000, n_controls=n_test, n_patients=n_test)}
     for name, folder in folders.items():

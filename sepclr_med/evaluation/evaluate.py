@@ -62,7 +62,8 @@ def _cells_for(factor: str, values: pd.Series, spaces: dict[str, np.ndarray], ma
 
 def evaluate_latents(latents: pd.DataFrame, factors: pd.DataFrame | None = None, *,
                      target_factors: list[str] | None = None,
-                     shared_factors: list[str] | None = None, seed: int = 0) -> pd.DataFrame:
+                     shared_factors: list[str] | None = None, patient_label: str = "patient",
+                     seed: int = 0) -> pd.DataFrame:
     """Probe every factor from each space, plus label-free checks.
 
     Parameters
@@ -76,6 +77,8 @@ def evaluate_latents(latents: pd.DataFrame, factors: pd.DataFrame | None = None,
         ``panss_*``-like score present; give names to choose).
     shared_factors : list of str, optional
         Shared factors (default ``age``, ``sex``, ``site``).
+    patient_label : str
+        Value of ``group`` marking patients.
     seed : int
         Seed of the CV splits.
 
@@ -88,7 +91,7 @@ def evaluate_latents(latents: pd.DataFrame, factors: pd.DataFrame | None = None,
     df = latents if factors is None else latents.merge(
         factors.drop(columns=[c for c in ("group",) if c in factors.columns]), on="subject_id", how="left")
     spaces = {s: df[[c for c in df.columns if c.startswith(f"{s}_")]].to_numpy(float) for s in SPACES}
-    patient = (df["group"] == df.attrs.get("patient_label", "patient")).to_numpy()
+    patient = (df["group"] == patient_label).to_numpy()
     everyone = np.ones(len(df), dtype=bool)
     rows = _cells_for("group", pd.Series(np.where(patient, "patient", "control")), spaces, everyone,
                       "all", {"common": "chance", "salient": "high"}, seed)

@@ -64,5 +64,7 @@ def print_evaluation(table: pd.DataFrame, console) -> None:
         view.add_row(factor, first.subjects, metric, fmt(by_space.get("common")), fmt(by_space.get("salient")),
                      chance, expected)
     console.print(view)
+    from rich.markup import escape
+
     for note in table.loc[table["note"].str.startswith("not computed"), ["space", "factor", "note"]].itertuples():
-        console.print(f"[yellow]{note.space} -> {note.factor}: {note.note}[/]")
+        console.print(f"[yellow]{escape(f'{note.space} -> {note.factor}: {note.note}')}[/]")

@@ -19,6 +19,8 @@ def confound_matrix(table: pd.DataFrame, confounds: list[str]) -> np.ndarray:
         if name not in table.columns:
             continue
         values = table[name]
+        if values.isna().all():
+            continue
         if pd.api.types.is_numeric_dtype(values):
             v = values.to_numpy(float)
             parts.append(((v - np.nanmean(v)) / (np.nanstd(v) + 1e-12))[:, None])
@@ -64,9 +66,10 @@ def associate(scores: pd.DataFrame, variables: pd.DataFrame, confounds: pd.DataF
     """
     rows = []
     conf_cols = [] if confounds is None else list(confounds.columns)
+    complete = np.ones(len(scores), dtype=bool) if confounds is None else confounds.notna().all(axis=1).to_numpy()
     for score in scores.columns:
         y_all = pd.to_numeric(scores[score], errors="coerce").to_numpy(float)
-        keep = np.isfinite(y_all)
+        keep = np.isfinite(y_all) & complete  # subjects with the score and every confound
         y = y_all[keep]
         c = confound_matrix(confounds.loc[keep], conf_cols) if confounds is not None else np.ones((keep.sum(), 1))
         for variable in variables.columns:
@@ -82,7 +85,10 @@ def associate(scores: pd.DataFrame, variables: pd.DataFrame, confounds: pd.DataF
         if n_permutations > 0 and len(y) >= 4:
             from nilearn.mass_univariate import permuted_ols
 
-            out = permuted_ols(variables.to_numpy(float)[keep], y[:, None], confounding_vars=c[:, 1:] if c.shape[1] > 1 else None,
+            # the score is the tested variable and the latent variables are the targets, so that the
+            # maximum statistic is taken over variables: family-wise corrected p-values per score
+            out = permuted_ols(y[:, None], variables.to_numpy(float)[keep],
+                               confounding_vars=c[:, 1:] if c.shape[1] > 1 else None,
                                n_perm=n_permutations, random_state=seed, two_sided_test=True, verbose=0,
                                output_type="dict")
             neg_log = np.asarray(out["logp_max_t"]).ravel()

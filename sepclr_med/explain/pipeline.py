@@ -18,6 +18,7 @@ from sepclr_med.explain.clinical import associate
 from sepclr_med.explain.directions import SalientDirections
 from sepclr_med.explain.regions import ablation_table, region_table
 from sepclr_med.explain.saliency import attribute, region_ablation
+from sepclr_med.naming import slug
 
 METHODS = ("ig", "grad", "ablation")
 
@@ -113,6 +114,10 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
     unknown = wanted - set(ids)
     if unknown:
         raise SepclrError(f"--subjects not in the cohort: {', '.join(sorted(unknown))}")
+    controls = wanted & {s for s, p in zip(ids, patient, strict=True) if not p}
+    if controls:
+        raise SepclrError(f"--subjects names controls, which define the reference and get no map: "
+                          f"{', '.join(sorted(controls))}")
 
     from functools import partial
 
@@ -165,10 +170,12 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
             _write_map(mean_map, f"direction_{dname.replace(':', '-')}_patients", to_img, labels,
                        labels_atlas.regions, out, index, figures, f"patients: attribution of {dname} ({method})")
         for sid in sorted(wanted & set(by_subject)):
-            path = save_nifti(_in_input_space(to_img(by_subject[sid]), cohort, sid), out / "subjects" / f"{sid}_saliency.nii.gz")
+            name = slug(sid)
+            path = save_nifti(_in_input_space(to_img(by_subject[sid]), cohort, sid),
+                              out / "subjects" / f"{name}_saliency.nii.gz")
             table = region_table(by_subject[sid], labels, labels_atlas.regions)
             index["subjects"][sid] = {"map": str(path), "regions": str(write_text(
-                out / "subjects" / f"{sid}_regions.csv", table.to_csv(index=False)))}
+                out / "subjects" / f"{name}_regions.csv", table.to_csv(index=False)))}
     else:
         region_ids = [int(r) for r in labels_atlas.regions["id"] if (labels == r).any()]
         effects = region_ablation(model, volumes[pidx], own[pidx], baseline, labels, region_ids)
@@ -186,11 +193,13 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
         for k, sid in enumerate(ids[i] for i in pidx):
             if sid in wanted:
                 table = ablation_table(effects[k:k + 1], region_ids, labels_atlas.regions, voxels)
-                index["subjects"][sid] = {"regions": str(write_text(out / "subjects" / f"{sid}_regions.csv",
+                index["subjects"][sid] = {"regions": str(write_text(out / "subjects" / f"{slug(sid)}_regions.csv",
                                                                     table.to_csv(index=False)))}
 
+    # score directions are fitted on the very scores tested here: their projections would be circular,
+    # so only the label-free variables enter the table (score directions keep their CV R^2 above)
     variables = pd.DataFrame({"deviation": deviation["deviation"],
-                              **{f"proj_{k}": salient @ u for k, u in named.items()},
+                              **{f"proj_{k}": salient @ u for k, u in named.items() if k.startswith("pc")},
                               **{f"salient_{i}": salient[:, i] for i in range(salient.shape[1])},
                               **{f"common_{i}": common[:, i] for i in range(common.shape[1])}})
     confounds = cohort.table[[c for c in ("age", "sex", "site") if c in cohort.table.columns]].reset_index(drop=True)
@@ -205,7 +214,7 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
             for score in scores.columns:
                 path = score_scatter(deviation["deviation"].to_numpy()[patient],
                                      pd.to_numeric(scores[score], errors="coerce").to_numpy()[patient],
-                                     out / "figures" / f"scatter_{score}_deviation.png", "salient deviation", score)
+                                     out / "figures" / f"scatter_{slug(score)}_deviation.png", "salient deviation", score)
                 index["figures"].append(str(path))
     write_text(out / "index.json", json.dumps(index, indent=1))
     say(f"explain: {len(index['maps'])} maps, {len(index['regions'])} region tables, "

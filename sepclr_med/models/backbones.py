@@ -2,7 +2,8 @@
 
 ``small`` (default, CPU): four stride-2 conv blocks (16-32-64-128 channels) with GroupNorm,
 global average pooling and a linear map to ``d``. ``resnet10``/``resnet18``/``densenet121``: MONAI
-networks for GPUs, with GroupNorm/InstanceNorm instead of BatchNorm (small 3D batches, CPU DDP).
+networks for GPUs, with GroupNorm instead of BatchNorm (small 3D batches, CPU DDP; InstanceNorm
+would fail on DenseNet's 1-voxel last maps at 4 mm).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def _monai_resnet(depth: int, out_dim: int, in_channels: int) -> nn.Module:
 def _monai_densenet(out_dim: int, in_channels: int) -> nn.Module:
     from monai.networks.nets import DenseNet121
 
-    return DenseNet121(spatial_dims=3, in_channels=in_channels, out_channels=out_dim, norm="instance")
+    return DenseNet121(spatial_dims=3, in_channels=in_channels, out_channels=out_dim,
+                       norm=("group", {"num_groups": 8}))
 
 
 BACKBONES = ("small", "resnet10", "resnet18", "densenet121")

@@ -15,11 +15,18 @@ from torch import nn
 from sepclr_med.models.backbones import SmallCNN3D
 
 
-def rbf_mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float = 1.0) -> torch.Tensor:
-    """Biased MMD^2 estimate between samples ``x`` and ``y`` with a Gaussian kernel."""
-    def k(a, b):
-        return torch.exp(-torch.cdist(a, b).pow(2) / (2 * bandwidth**2))
-    return k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
+def rbf_mmd(x: torch.Tensor, y: torch.Tensor, scales: tuple[float, ...] = (0.25, 1.0, 4.0)) -> torch.Tensor:
+    """Biased MMD^2 estimate between samples ``x`` and ``y`` with a sum of Gaussian kernels.
+
+    Bandwidths are ``scales`` times the median pairwise distance of the pooled sample (median
+    heuristic), so the penalty stays informative whatever the latent dimension and scale.
+    """
+    pooled = torch.cat([x, y])
+    d2 = torch.cdist(pooled, pooled).pow(2)
+    median = d2.detach()[d2.detach() > 0].median() if bool((d2 > 0).any()) else torch.tensor(1.0)
+    kernel = sum(torch.exp(-d2 / (2 * s * median.clamp(min=1e-6))) for s in scales)
+    n = len(x)
+    return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
 
 
 class Decoder3D(nn.Module):

@@ -98,6 +98,7 @@ class SepCLRModel(nn.Module):
         """
         common, salient = self.encode(x)
         gather = gather or (lambda t: t)
-        heads_c = [self.common_head(gather(c).float()) for c in common.chunk(n_views)]
-        heads_s = [self.salient_head(gather(s).float()) for s in salient.chunk(n_views)]
+        with torch.autocast(device_type=x.device.type, enabled=False):  # heads and loss in float32
+            heads_c = [self.common_head(gather(c).float()) for c in common.chunk(n_views)]
+            heads_s = [self.salient_head(gather(s).float()) for s in salient.chunk(n_views)]
         return SepCLROutput(common, salient, torch.cat(heads_c), torch.cat(heads_s))

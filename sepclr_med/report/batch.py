@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-import re
 import time
 from pathlib import Path
 
@@ -16,16 +15,11 @@ import numpy as np
 import pandas as pd
 
 from sepclr_med.atomic import write_text
+from sepclr_med.naming import slug
 
 CAVEAT = ("These figures compare one scan with the research cohort the model was trained on. They are "
           "not validated for diagnosis or treatment decisions and must be interpreted by a qualified "
           "clinician together with all other information.")
-
-
-def slug(subject_id: str) -> str:
-    """A file-name-safe, collision-free name for a subject id."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", subject_id)[:40].strip("._") or "subject"
-    return f"{safe}-{hashlib.sha1(subject_id.encode()).hexdigest()[:6]}"
 
 
 def _environment():
@@ -40,7 +34,8 @@ def _associations(explain_dir) -> dict[str, str]:
         return {}
     table = pd.read_csv(Path(explain_dir) / "clinical.csv")
     rows = table[table["variable"] == "deviation"]
-    return {r.score: f"r = {r.pearson_r:.2f}, adjusted q = {r.q_value:.3g} (n = {r.n})" for r in rows.itertuples()}
+    return {r.score: f"standardised effect {r.adjusted_beta:.2f} (adjusted for confounds), q = {r.q_value:.3g}, "
+                     f"Pearson r = {r.pearson_r:.2f}, n = {r.n}" for r in rows.itertuples()}
 
 
 def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: float) -> dict:
@@ -68,7 +63,7 @@ def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: flo
 
 
 def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str, ...] = (), atlas: str = "AAL",
-                 n_steps: int = 16, pdf: bool = True, progress=None) -> dict:
+                 n_steps: int = 16, pdf: bool = True, full_paths: bool = False, progress=None) -> dict:
     """Render reports for every subject of a cohort file (typically new patients).
 
     Parameters
@@ -89,6 +84,8 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
         Integrated-gradient steps.
     pdf : bool
         Also write one PDF per subject.
+    full_paths : bool
+        Show the scan's full path (default: its file name only; paths often hold names or ids).
     progress : callable, optional
         ``progress(done, total, subject_id)``.
 
@@ -100,7 +97,6 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
     import torch
 
     from sepclr_med import __version__
-    from sepclr_med.cohort import read_cohort
     from sepclr_med.data import cached_dataset
     from sepclr_med.data.grid import grid_image
     from sepclr_med.explain.pipeline import load_atlas
@@ -112,7 +108,7 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cohort = read_cohort(cohort_path, check_images=False, min_per_group=0)
+    cohort = run.read_cohort(cohort_path, check_images=False, min_per_group=0)
     failures, ok = [], []
     for i, (sid, path) in enumerate(zip(cohort.subject_ids, cohort.table["image"], strict=True)):
         errors, _ = check_image(path) if Path(path).is_file() else ([f"image file not found: {path}"], None)
@@ -121,27 +117,44 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
 
     pre = run.config.preprocess
     model = run.load_model("cpu")
-    reference = Reference(run.reference_latents(), cohort.patient_label)
+    reference = Reference(run.reference_latents(), run.config.patient_label)
     baseline_img = run.reference_control_mean()
     baseline = torch.tensor(np.asarray(baseline_img.dataobj), dtype=torch.float32)[None]
     mask = pre.mask_array() if pre.mask != "nonzero" else None
     labels_atlas = load_atlas(atlas, baseline_img)
     meta = {"version": __version__, "run_id": f"{Path(run.path).name}:{_short_hash(run.weights_path)}",
+            "reference_split": reference.reference_split_, "n_reference_controls": len(reference.control_deviation_),
+            "n_reference_patients": len(reference.patient_deviation_),
             "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "caveat": CAVEAT, "atlas": labels_atlas.name}
     env = _environment()
     associations = _associations(explain_dir)
     rows, timings = [], []
-    if len(batch):
-        data = cached_dataset(batch.records(), pre, cache="none")
+    def process(sub):
+        """Volumes, placement and maps of a sub-cohort, batched."""
+        data = cached_dataset(sub.records(), pre, cache="none")
         volumes = torch.stack([data[i]["image"] for i in range(len(data))])
         with torch.no_grad():
             salient = model.salient_encoder(volumes).numpy()
-        placed = reference.place(salient)
         own = salient - reference.directions_.control_mean_
         own /= np.linalg.norm(own, axis=1, keepdims=True) + 1e-12
         maps = attribute(model, volumes, own, baseline, method="ig", n_steps=n_steps)
-        if mask is not None:
-            maps *= mask
+        return volumes, reference.place(salient), maps * mask if mask is not None else maps
+
+    if len(batch):
+        try:
+            volumes, placed, maps = process(batch)
+        except Exception:  # find the subject that breaks the batch; report the others
+            parts, keep = [], []
+            for k, sid in enumerate(batch.subject_ids):
+                try:
+                    parts.append(process(batch.subset(np.arange(len(batch)) == k)))
+                    keep.append(k)
+                except Exception as exc:
+                    failures.append({"subject_id": sid, "error": f"{type(exc).__name__}: {exc}"})
+            batch = batch.subset(np.isin(np.arange(len(batch)), keep))
+            volumes = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0)
+            placed = pd.concat([p[1] for p in parts], ignore_index=True) if parts else pd.DataFrame()
+            maps = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0)
         reference_mean = float(baseline[0][torch.as_tensor(mask)].mean()) if mask is not None else float(baseline.mean())
         for k, sid in enumerate(batch.subject_ids):
             tic = time.perf_counter()
@@ -149,7 +162,7 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
                 row = batch.table.iloc[k]
                 p = placed.iloc[k]
                 overlays = figures.brain_overlays(grid_image(maps[k], pre.grid_affine))
-                s = {"subject_id": sid, "image": row["image"], **p.to_dict(),
+                s = {"subject_id": sid, "image": row["image"] if full_paths else Path(row["image"]).name, **p.to_dict(),
                      "extra": {c: row[c] for c in include if c in batch.table.columns},
                      "scores": {c: row[c] for c in batch.score_columns if pd.notna(row[c])},
                      "deviation_png": figures.deviation_plot(reference.control_deviation_,
@@ -182,7 +195,7 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
     summary["status"] = summary["status"].fillna("ok")
     write_text(out / "summary.csv", summary.to_csv(index=False))
     write_text(out / "index.html", env.get_template("index.html.j2").render(
-        rows=rows, failures=failures, cohort=str(cohort_path), **meta))
+        rows=rows, failures=failures, cohort=Path(cohort_path).name if not full_paths else str(cohort_path), **meta))
     return {"rows": rows, "failures": failures, "index": str(out / "index.html"),
             "seconds_per_page": float(np.mean(timings)) if timings else float("nan")}
 

@@ -21,6 +21,9 @@ class Reference:
 
     Attributes
     ----------
+    reference_split_ : {"validation", "training"}
+        Subjects the percentiles are computed among (validation subjects when the run has at
+        least 5 of each group; they were not used to fit the encoders).
     directions_ : SalientDirections
     control_deviation_, patient_deviation_ : ndarray
     cluster_model_ : KMeans fitted on standardised patients' salient reps
@@ -36,10 +39,23 @@ class Reference:
 
         salient = latents.filter(like="salient_").to_numpy(float)
         patient = (latents["group"] == patient_label).to_numpy()
-        self.directions_ = SalientDirections().fit(salient, patient)
+        if not patient.any() or patient.all():
+            from sepclr_med.errors import SepclrError
+
+            raise SepclrError(f"the run's reference holds no {patient_label!r} subjects or no controls; "
+                              "check --patient-label")
+        # Training subjects were fitted by the encoders (controls pulled to the information-less
+        # point): their distances are optimistic. The reference distributions use the run's
+        # validation subjects when there are enough of them.
+        held_out = (latents["split"] == "val").to_numpy() if "split" in latents.columns else np.zeros(len(latents), bool)
+        self.reference_split_ = "validation" if min((held_out & ~patient).sum(), (held_out & patient).sum()) >= 5 \
+            else "training"
+        fit_rows = ~held_out if self.reference_split_ == "validation" else np.ones(len(latents), bool)
+        ref_rows = held_out if self.reference_split_ == "validation" else np.ones(len(latents), bool)
+        self.directions_ = SalientDirections().fit(salient[fit_rows], patient[fit_rows])
         deviation = self.directions_.deviation(salient)["deviation"].to_numpy()
-        self.control_deviation_ = deviation[~patient]
-        self.patient_deviation_ = deviation[patient]
+        self.control_deviation_ = deviation[ref_rows & ~patient]
+        self.patient_deviation_ = deviation[ref_rows & patient]
         self.scaler_ = StandardScaler().fit(salient[patient])
         k = patient_cluster_silhouette(salient[patient])["n_clusters"] or 2
         self.cluster_model_ = KMeans(k, n_init=10, random_state=0).fit(self.scaler_.transform(salient[patient]))

@@ -2,7 +2,8 @@
 
 A config file has one table per part::
 
-    [train]       seed, device, num_workers, val_fraction, cache, cache_dir, amp, channels_last
+    [train]       seed, device, num_workers, val_fraction, cache, cache_dir, amp, channels_last,
+                  control_label, patient_label (recorded from the cohort: later commands reuse them)
     [optim]       epochs, batch_size, lr, weight_decay
     [loss]        beta_salient, beta_infoless, lambda_jem, lambda_independence
     [model]       backbone, common_dim, salient_dim, head_hidden
@@ -57,6 +58,8 @@ class TrainConfig:
     cache_dir: str | None = None
     amp: bool = True
     channels_last: bool = True
+    control_label: str = "control"
+    patient_label: str = "patient"
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

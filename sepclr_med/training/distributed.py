@@ -29,21 +29,39 @@ class DistContext:
         """True on the process that writes files and prints."""
         return self.rank == 0
 
+    def _sizes(self, x: torch.Tensor) -> list[int]:
+        size = torch.tensor([x.shape[0]], device=x.device)
+        sizes = [torch.zeros_like(size) for _ in range(self.world_size)]
+        dist.all_gather(sizes, size)
+        return [int(s) for s in sizes]
+
+    @staticmethod
+    def _pad(x: torch.Tensor, rows: int) -> torch.Tensor:
+        return torch.cat([x, x.new_zeros((rows - x.shape[0], *x.shape[1:]))]) if rows > x.shape[0] else x
+
     def gather(self, x: torch.Tensor) -> torch.Tensor:
-        """Concatenate ``x`` from all ranks in rank order, keeping gradients to every input."""
+        """Concatenate ``x`` from all ranks in rank order, keeping gradients to every input.
+
+        Ranks may hold different numbers of rows (stratified batches differ by one or two):
+        rows are padded to the largest size for the collective, then the padding is dropped.
+        """
         if not self.enabled:
             return x
         from torch.distributed.nn.functional import all_gather
 
-        return torch.cat(all_gather(x), dim=0)
+        sizes = self._sizes(x)
+        parts = all_gather(self._pad(x, max(sizes)))
+        return torch.cat([part[:n] for part, n in zip(parts, sizes, strict=True)], dim=0)
 
     def gather_nograd(self, x: torch.Tensor) -> torch.Tensor:
-        """Concatenate ``x`` from all ranks (no autograd), e.g. labels."""
+        """Concatenate ``x`` from all ranks (no autograd), e.g. labels; sizes may differ."""
         if not self.enabled:
             return x
-        parts = [torch.empty_like(x) for _ in range(self.world_size)]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts, dim=0)
+        sizes = self._sizes(x)
+        padded = self._pad(x.contiguous(), max(sizes))
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[:n] for part, n in zip(parts, sizes, strict=True)], dim=0)
 
     def mean(self, value: float) -> float:
         """Average a Python number over ranks."""
@@ -65,6 +83,8 @@ def resolve_device(name: str) -> torch.device:
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise SepclrError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise SepclrError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
     return torch.device(name)

@@ -64,15 +64,15 @@ def batch_statistics_frozen(model: torch.nn.Module):
     """Train-mode forward (BatchNorm uses batch statistics, as in the training loss) without
     updating running statistics: the validation loss is then on the training loss's scale."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
-    for m in norms:
-        m.momentum = 0.0
+    saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
+    was_training = model.training
+    model.train()
     try:
         yield
     finally:
-        for m, (momentum, tracked) in zip(norms, saved, strict=True):
-            m.momentum = momentum
-            m.num_batches_tracked.copy_(tracked)
+        for m, state in zip(norms, saved, strict=True):
+            m.load_state_dict(state)
+        model.train(was_training)
 
 
 class Trainer:
@@ -86,9 +86,10 @@ class Trainer:
         Where the main process prints; progress bars need one.
     """
 
-    def __init__(self, config: TrainConfig, console=None) -> None:
+    def __init__(self, config: TrainConfig, console=None, epochs_given: int | None = None) -> None:
         self.config = config
         self.console = console
+        self.epochs_given = epochs_given  # on resume: None keeps the run's own epoch count
 
     # -- setup -------------------------------------------------------------------------------
     def _prepare_run(self, cohort: Cohort, out: Path, resume: bool, ctx: DistContext):
@@ -97,17 +98,23 @@ class Trainer:
             if not (out / "checkpoints" / "last.pt").is_file():
                 raise SepclrError(f"--resume: no checkpoint in {out / 'checkpoints'}")
             stored = TrainConfig.load(out / "config.toml")
-            config = dataclasses.replace(stored, optim=dataclasses.replace(
-                stored.optim, epochs=config.optim.epochs), device=config.device,
-                num_workers=config.num_workers)
-            split = pd.read_csv(out / "split.csv", dtype=str).set_index("subject_id")["split"]
-            missing = set(cohort.subject_ids) - set(split.index)
+            given = self.epochs_given if self.epochs_given is not None else stored.optim.epochs
+            config = dataclasses.replace(stored, optim=dataclasses.replace(stored.optim, epochs=given),
+                                         device=config.device, num_workers=config.num_workers)
+            table = pd.read_csv(out / "split.csv", dtype=str, keep_default_na=False).set_index("subject_id")
+            missing = set(cohort.subject_ids) - set(table.index)
             if missing:
                 raise SepclrError(f"--resume: subjects not in the run's split: {sorted(missing)[:5]}")
-            split = split.loc[cohort.subject_ids].to_numpy()
+            changed = [s for s, g in zip(cohort.subject_ids, cohort.table["group"], strict=True)
+                       if table.loc[s, "group"] != g]
+            if changed:
+                raise SepclrError(f"--resume: group labels differ from the run's for {sorted(changed)[:5]}")
+            split = table.loc[cohort.subject_ids, "split"].to_numpy()
         else:
             if (out / "checkpoints" / "last.pt").exists() or (out / "model.pt").exists():
                 raise SepclrError(f"{out} already holds a run; use --resume or another --out")
+            config = dataclasses.replace(config, control_label=cohort.control_label,
+                                         patient_label=cohort.patient_label)
             split = split_subjects(cohort, config.val_fraction, config.seed)
             train = cohort.subset(split == "train")
             if not config.preprocess.resolved:
@@ -148,7 +155,7 @@ class Trainer:
         config = self.config
         device = ctx.device
         fmt = torch.channels_last_3d if config.channels_last else torch.contiguous_format
-        x = torch.cat([batch["view1"], batch["view2"]]).to(device, non_blocking=True, memory_format=fmt)
+        x = torch.cat([batch[v].to(device, non_blocking=True, memory_format=fmt) for v in ("view1", "view2")])
         y = batch["is_target"].to(device).bool()
         amp = config.amp and device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
@@ -254,7 +261,7 @@ class Trainer:
             counts = dict(zip(*np.unique(split, return_counts=True), strict=True))
             write_text(out / "MODEL_CARD.md", model_card(config, cohort, {k: int(v) for k, v in counts.items()},
                                                          history, library_versions()))
-        ctx.barrier()
+        # no barrier here: other ranks leave while rank 0 writes (a long barrier would hit NCCL's timeout)
         return out
 
     @torch.no_grad()
@@ -324,7 +331,7 @@ def _read_metrics(out: Path) -> list[dict]:
 
 
 def train(cohort: Cohort, out, config: TrainConfig | None = None, *, resume: bool = False,
-          console=None) -> Path:
+          console=None, epochs: int | None = None) -> Path:
     """Train SepCLR on ``cohort`` into the run directory ``out`` (see :mod:`sepclr_med.run`).
 
     Parameters
@@ -336,8 +343,10 @@ def train(cohort: Cohort, out, config: TrainConfig | None = None, *, resume: boo
     config : TrainConfig, optional
         Hyper-parameters (defaults: :class:`TrainConfig`).
     resume : bool
-        Continue from ``out/checkpoints/last.pt``.
+        Continue from ``out/checkpoints/last.pt`` with the run's stored configuration.
+    epochs : int, optional
+        With ``resume``: train up to this many epochs in total (default: the run's own count).
     console : rich.console.Console, optional
         Progress and per-epoch lines.
     """
-    return Trainer(config or TrainConfig(), console).fit(cohort, out, resume=resume)
+    return Trainer(config or TrainConfig(), console, epochs).fit(cohort, out, resume=resume)
