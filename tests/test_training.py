@@ -235,3 +235,25 @@ def test_nproc_launches_torchrun_with_the_same_options(monkeypatch, tmp_path):
     assert command[command.index("--epochs") + 1] == "3" and "--resume" in command
     assert command[command.index("--lambda-jem") + 1] == "100.0" and "--nproc" not in command
     assert seen["env"]["OMP_NUM_THREADS"]
+
+
+def test_gradient_reversal_adversary():
+    from sepclr_med.training.leakage import LeakageAdversary, reverse_gradient
+
+    x = torch.randn(5, 3, requires_grad=True)
+    reverse_gradient(x, 2.0).sum().backward()
+    assert torch.equal(x.grad, torch.full((5, 3), -2.0))
+    g = torch.Generator().manual_seed(0)
+    common = torch.randn(40, 4, generator=g, requires_grad=True)
+    salient = torch.nn.functional.normalize(common, dim=1).detach() @ torch.randn(4, 3, generator=g)
+    adversary = LeakageAdversary(4, 3)
+    optimiser = torch.optim.Adam(adversary.parameters(), lr=0.05)
+    for _ in range(300):  # the adversary alone learns to explain the salient reps
+        optimiser.zero_grad()
+        explained = adversary(common, salient)
+        explained.neg().backward()
+        optimiser.step()
+    assert explained.detach().item() > 0.95
+    common.grad = None
+    adversary(common, salient).backward()  # the encoder side receives the reversed gradient
+    assert common.grad is not None and torch.isfinite(common.grad).all()

@@ -32,6 +32,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("sepclr", "sepclr", "SepCLR, default weights (1, 10, 10)"),
     Method("sepclr-indep", "sepclr", "SepCLR + distance-correlation penalty between patients' common "
            "and salient reps (leakage option)", {"loss.lambda_independence": 10.0}),
+    Method("sepclr-adversary", "sepclr", "SepCLR + gradient-reversal adversary predicting patients' salient "
+           "reps from their common reps (leakage option)", {"loss.lambda_adversary": 10.0}),
     Method("sepclr-no-jem", "sepclr", "SepCLR without k-JEM (lambda_jem = 0)", {"loss.lambda_jem": 0.0}),
     Method("sepclr-no-infoless", "sepclr", "SepCLR without the info-less term (beta_infoless = 0)",
            {"loss.beta_infoless": 0.0}),

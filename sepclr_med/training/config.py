@@ -5,7 +5,7 @@ A config file has one table per part::
     [train]       seed, device, num_workers, val_fraction, cache, cache_dir, amp, channels_last,
                   control_label, patient_label (recorded from the cohort: later commands reuse them)
     [optim]       epochs, batch_size, lr, weight_decay
-    [loss]        beta_salient, beta_infoless, lambda_jem, lambda_independence
+    [loss]        beta_salient, beta_infoless, lambda_jem, lambda_independence, lambda_adversary
     [model]       backbone, common_dim, salient_dim, head_hidden
     [preprocess]  voxel_size, spatial_size, intensity, scale, mask
     [augment]     see sepclr_med.data.AugmentConfig
@@ -44,6 +44,7 @@ class LossConfig:
     beta_infoless: float = 10.0
     lambda_jem: float = 10.0
     lambda_independence: float = 0.0  # optional: dCor^2 between patients' common and salient reps
+    lambda_adversary: float = 0.0  # optional: gradient-reversal adversary predicting salient from common
 
 
 @dataclass
@@ -144,7 +145,7 @@ class TrainConfig:
             (self.num_workers >= 0, "num_workers must be >= 0"),
             (self.cache in ("memory", "disk", "none"), "cache must be memory, disk or none"),
             (min(self.loss.beta_salient, self.loss.beta_infoless, self.loss.lambda_jem,
-                 self.loss.lambda_independence) >= 0,
+                 self.loss.lambda_independence, self.loss.lambda_adversary) >= 0,
              "loss weights must be >= 0"),
         ]
         for ok, message in checks:

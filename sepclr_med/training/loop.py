@@ -25,6 +25,7 @@ from sepclr_med.run import library_versions, model_card, sha256
 from sepclr_med.training.checkpoint import load_checkpoint, save_checkpoint
 from sepclr_med.training.config import TrainConfig
 from sepclr_med.training.distributed import DistContext, init_distributed, shutdown
+from sepclr_med.training.leakage import LeakageAdversary
 
 
 class TrainingDiverged(SepclrError):
@@ -165,6 +166,13 @@ class Trainer:
         s1, s2 = out.salient_head.chunk(2)
         total, terms = loss_fn(c1, c2, s1, s2, y)
         terms = dict(terms)
+        if config.loss.lambda_adversary > 0 and self.adversary is not None:
+            rep_c = torch.cat([ctx.gather(r) if gather else r for r in out.common_rep.chunk(2)])
+            rep_s = torch.cat([ctx.gather(r) if gather else r for r in out.salient_rep.chunk(2)])
+            yy = torch.cat([y, y])
+            terms["adversary_r2"] = self.adversary(rep_c[yy], rep_s[yy])
+            # the adversary minimises the unexplained fraction; the reversal makes the encoder maximise it
+            total = total + config.loss.lambda_adversary * (1.0 - terms["adversary_r2"])
         if config.loss.lambda_independence > 0:
             rep_c = torch.cat([ctx.gather(r) if gather else r for r in out.common_rep.chunk(2)])
             rep_s = torch.cat([ctx.gather(r) if gather else r for r in out.salient_rep.chunk(2)])
@@ -205,12 +213,19 @@ class Trainer:
         model = SepCLRModel(config.model).to(ctx.device)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr,
-                                     weight_decay=config.optim.weight_decay)
+        params = list(model.parameters())
+        self.adversary = None
+        if config.loss.lambda_adversary > 0:
+            torch.manual_seed(config.seed + 1)
+            self.adversary = LeakageAdversary(config.model.common_dim, config.model.salient_dim).to(ctx.device)
+            params += list(self.adversary.parameters())
+        optimizer = torch.optim.Adam(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
         start, history = 0, []
         if resume:
             state = load_checkpoint(out / "checkpoints" / "last.pt", ctx.device)
             model.load_state_dict(state["model"])
+            if self.adversary is not None and "adversary" in state:
+                self.adversary.load_state_dict(state["adversary"])
             optimizer.load_state_dict(state["optimizer"])
             start = int(state["epoch"])
             history = [m for m in _read_metrics(out) if m["epoch"] <= start]
@@ -248,7 +263,8 @@ class Trainer:
             if ctx.is_main:
                 write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
                 save_checkpoint(out / "checkpoints" / "last.pt", model=model, optimizer=optimizer,
-                                epoch=epoch + 1)
+                                epoch=epoch + 1, extra={"adversary": self.adversary.state_dict()}
+                                if self.adversary is not None else None)
                 self._say(metrics)
             ctx.barrier()
 

@@ -1,0 +1,51 @@
+"""Options against leakage of patient-only information into the common space.
+
+``LeakageAdversary``: a linear regressor tries to predict the patients' salient reps from their
+(L2-normalised) common reps; a gradient-reversal layer makes the common encoder work against it.
+If the salient rep carries the subtype and the common rep lets a linear map recover the salient
+rep, the common rep leaks the subtype: the adversary removes exactly that linear predictability.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _Reverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.scale * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Identity forward; multiplies the gradient by ``-scale`` backward."""
+    return _Reverse.apply(x, scale)
+
+
+class LeakageAdversary(nn.Module):
+    """Linear predictor of salient reps from common reps, trained through gradient reversal.
+
+    Parameters
+    ----------
+    common_dim, salient_dim : int
+        Rep sizes.
+    """
+
+    def __init__(self, common_dim: int, salient_dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(common_dim, salient_dim)
+
+    def forward(self, common: torch.Tensor, salient: torch.Tensor) -> torch.Tensor:
+        """Explained fraction of the (detached, standardised) salient reps: minimised by the
+        adversary's own parameters, maximised (through the reversal) by the common encoder."""
+        target = salient.detach().float()
+        target = (target - target.mean(0)) / (target.std(0) + 1e-6)
+        predicted = self.linear(reverse_gradient(F.normalize(common.float(), dim=1)))
+        return 1.0 - F.mse_loss(predicted, target) / target.var(0, unbiased=False).mean().clamp(min=1e-6)
