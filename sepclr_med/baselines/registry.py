@@ -42,7 +42,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("untrained", "untrained", "the SepCLR encoders, randomly initialised, not trained"),
     Method("cpca", "cpca", "contrastive PCA on voxels in the brain mask (10 + 10 components)"),
     Method("cvae", "cvae", "3D contrastive VAE (Abid & Zou)"),
-    Method("mm-cvae", "cvae", "3D moment-matching contrastive VAE (Weinberger et al.)", {"mmd_weight": 100.0}),
+    Method("mm-cvae", "cvae", "3D moment-matching contrastive VAE (Weinberger et al.)", {"mmd_weight": 1000.0}),
 )}
 
 
