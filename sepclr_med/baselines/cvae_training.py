@@ -30,7 +30,7 @@ def train_cvae(cohort, preprocess, *, mmd_weight: float = 0.0, epochs: int = 30,
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
-            totals.append(float(total))
+            totals.append(total.detach().item())
         if log is not None:
             log(f"{'MM-cVAE' if mmd_weight else 'cVAE'} epoch {epoch + 1}/{epochs}: loss {np.mean(totals):.1f}")
     return model.eval()
