@@ -21,6 +21,7 @@ def validate(
     control_label: str = typer.Option("control", help="Group label of controls (background)."),
     patient_label: str = typer.Option("patient", help="Group label of patients (target)."),
     scores: str = typer.Option(None, help="Comma-separated clinical-score columns (default: inferred)."),
+    group_column: str = typer.Option("group", help="Column holding the group label."),
 ) -> None:
     """Check a cohort before any training; list every problem with file, row and column."""
     from rich.console import Console
@@ -30,7 +31,7 @@ def validate(
     from sepclr_med.image_checks import reference_grid
 
     result = read_cohort(cohort, control_label=control_label, patient_label=patient_label,
-                         scores=_split(scores))
+                         scores=_split(scores), group_column=group_column)
     console = Console(highlight=False)
     n_target = int(result.is_target.sum())
     console.print(f"[green]OK[/] {cohort}: {len(result)} subjects "

@@ -37,6 +37,7 @@ def train(
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine (DDP via torchrun)."),
     control_label: str = typer.Option("control", help="Group label of controls (background)."),
     patient_label: str = typer.Option("patient", help="Group label of patients (target)."),
+    group_column: str = typer.Option("group", help="Column holding the group label."),
 ) -> None:
     """Train SepCLR (controls = background, patients = target) into a run directory."""
     options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
@@ -45,7 +46,7 @@ def train(
                "val_fraction": val_fraction, "cache": cache, "cache_dir": cache_dir, "config": config}
     if nproc > 1:
         argv = ["--cohort", str(cohort), "--out", str(out), "--control-label", control_label,
-                "--patient-label", patient_label] + (["--resume"] if resume else [])
+                "--patient-label", patient_label, "--group-column", group_column] + (["--resume"] if resume else [])
         for key, value in options.items():
             if value is not None:
                 argv += [f"--{key.replace('_', '-')}", str(value)]
@@ -67,7 +68,7 @@ def train(
         "loss.beta_infoless": beta_infoless, "loss.lambda_jem": lambda_jem, "model.backbone": backbone,
         "preprocess.voxel_size": voxel_size, "val_fraction": val_fraction, "cache": cache,
         "cache_dir": str(cache_dir) if cache_dir is not None else None})
-    data = read_cohort(cohort, control_label=control_label, patient_label=patient_label)
+    data = read_cohort(cohort, control_label=control_label, patient_label=patient_label, group_column=group_column)
     main = int(os.environ.get("RANK", "0")) == 0
     console = Console(highlight=False) if main else None
     run = run_training(data, out, resolved, resume=resume, console=console, epochs=epochs)

@@ -258,8 +258,11 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
     return cohort
 
 
-def read_csv_cohort(path: str | os.PathLike, **kwargs) -> Cohort:
-    """Read and validate a cohort CSV (or TSV). See :func:`build_cohort` for options."""
+def read_csv_cohort(path: str | os.PathLike, *, group_column: str = "group", **kwargs) -> Cohort:
+    """Read and validate a cohort CSV (or TSV). See :func:`build_cohort` for options.
+
+    ``group_column`` names the column holding the group when it is not ``group``.
+    """
     path = Path(path)
     if not path.is_file():
         raise CohortError([Problem(str(path), "cohort file not found")])
@@ -268,6 +271,13 @@ def read_csv_cohort(path: str | os.PathLike, **kwargs) -> Cohort:
         raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise CohortError([Problem(str(path), f"cannot parse the table: {exc}")]) from None
+    if group_column != "group":
+        if group_column not in raw.columns:
+            raise CohortError([Problem(str(path), "group column is missing", None, group_column)])
+        if "group" in raw.columns:
+            raise CohortError([Problem(str(path), f"both 'group' and '{group_column}' exist; "
+                                                  "keep one group column", None, "group")])
+        raw = raw.rename(columns={group_column: "group"})
     return build_cohort(raw, path, image_base=path.parent, **kwargs)
 
 
@@ -280,8 +290,8 @@ def read_cohort(path: str | os.PathLike, **kwargs) -> Cohort:
         A CSV (``.csv``) or TSV table in the sepclr-med schema, a BIDS dataset folder, or
         its ``participants.tsv``.
     **kwargs
-        ``control_label``, ``patient_label``, ``scores``, ``check_images``, ``min_per_group``; BIDS datasets
-        also take ``group_column``.
+        ``control_label``, ``patient_label``, ``scores``, ``check_images``, ``min_per_group``,
+        ``group_column`` (the column holding the group, default ``group``).
 
     Returns
     -------

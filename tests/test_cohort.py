@@ -150,3 +150,13 @@ def test_bids_dataset(tmp_path, rng):
     (tmp_path / "sub-03" / "anat" / "sub-03_T1w.nii.gz").unlink()
     problems = problems_of(tmp_path / "participants.tsv")
     assert any(p.row == 5 and p.column == "participant_id" and "T1w" in p.message for p in problems)
+
+
+def test_group_column_can_be_named(tmp_path):
+    path = write_cohort(tmp_path)
+    pd.read_csv(path).rename(columns={"group": "diagnosis"}).to_csv(path, index=False)
+    assert read_cohort(path, group_column="diagnosis").is_target.sum() == 3
+    result = runner.invoke(app, ["validate", "--cohort", str(path), "--group-column", "diagnosis"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["validate", "--cohort", str(path)])
+    assert result.exit_code == 1 and "column 'group'" in result.output
