@@ -46,12 +46,6 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 
 
-def _latent_table(cohort, common: np.ndarray, salient: np.ndarray) -> pd.DataFrame:
-    table = pd.DataFrame({"subject_id": cohort.subject_ids, "group": cohort.table["group"].tolist()})
-    cols = [f"common_{i}" for i in range(common.shape[1])] + [f"salient_{i}" for i in range(salient.shape[1])]
-    return pd.concat([table, pd.DataFrame(np.hstack([common, salient]), columns=cols)], axis=1)
-
-
 def _voxels(cohort, preprocess) -> np.ndarray:
     from sepclr_med.data import cached_dataset
 
@@ -62,16 +56,6 @@ def _voxels(cohort, preprocess) -> np.ndarray:
         volume = data[i]["image"][0].numpy()
         rows.append(volume[mask] if mask is not None and mask.shape == volume.shape else volume.ravel())
     return np.stack(rows)
-
-
-@torch.no_grad()
-def _encode(model, preprocess, cohort) -> tuple[np.ndarray, np.ndarray]:
-    from sepclr_med.data import cached_dataset
-
-    data = cached_dataset(cohort.records(), preprocess, cache="none")
-    loader = torch.utils.data.DataLoader(data, batch_size=16)
-    parts = [model.encode(b["image"]) for b in loader]
-    return (torch.cat([p[0] for p in parts]).float().numpy(), torch.cat([p[1] for p in parts]).float().numpy())
 
 
 def fit_and_embed(name: str, train_cohort, test_cohort, out: str | Path, *, seed: int = 0,
@@ -96,7 +80,7 @@ def fit_and_embed(name: str, train_cohort, test_cohort, out: str | Path, *, seed
     (pandas.DataFrame, float)
         Latents of ``test_cohort`` and the wall time of fitting, in seconds.
     """
-    from sepclr_med.embed import embed
+    from sepclr_med.embed import embed, encode_cohort, latent_table
     from sepclr_med.models import SepCLRModel
     from sepclr_med.run import Run
     from sepclr_med.training import TrainConfig
@@ -119,22 +103,21 @@ def fit_and_embed(name: str, train_cohort, test_cohort, out: str | Path, *, seed
         latents = embed(Run(run_dir), test_cohort)
         if method.kind == "simclr":
             common = latents.filter(like="common_").to_numpy()
-            latents = _latent_table(test_cohort, common, common)
+            latents = latent_table(test_cohort, common, common)
         return latents, seconds
     if method.kind == "untrained":
         torch.manual_seed(seed)
-        common, salient = _encode(SepCLRModel(base.model).eval(), preprocess, test_cohort)
-        return _latent_table(test_cohort, common, salient), time.perf_counter() - tic
+        return encode_cohort(SepCLRModel(base.model), preprocess, test_cohort), time.perf_counter() - tic
     if method.kind == "cpca":
         from sepclr_med.baselines.cpca import ContrastivePCA
 
         model = ContrastivePCA().fit(_voxels(train_cohort, preprocess), train_cohort.is_target)
         seconds = time.perf_counter() - tic
-        return _latent_table(test_cohort, *model.transform(_voxels(test_cohort, preprocess))), seconds
+        return latent_table(test_cohort, *model.transform(_voxels(test_cohort, preprocess))), seconds
     from sepclr_med.baselines.cvae_training import train_cvae
 
     log = console.print if console is not None else None
     model = train_cvae(train_cohort, preprocess, mmd_weight=method.overrides.get("mmd_weight", 0.0),
                        epochs=base.optim.epochs, seed=seed, log=log)
     seconds = time.perf_counter() - tic
-    return _latent_table(test_cohort, *_encode(model, preprocess, test_cohort)), seconds
+    return encode_cohort(model, preprocess, test_cohort), seconds

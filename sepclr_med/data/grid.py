@@ -30,14 +30,3 @@ def resize_grid(affine: np.ndarray, shape: tuple[int, ...], voxel_size: float
     new[:3, 3] = centre - rot @ ((np.asarray(new_shape) - 1) / 2)
     return new, new_shape
 
-
-def grid_image(data: np.ndarray, affine, dtype=np.float32):
-    """A NIfTI image of ``data`` on a grid (sform and qform set, mm units)."""
-    import nibabel as nib
-
-    affine = np.asarray(affine, dtype=float)
-    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), affine)
-    img.header.set_xyzt_units("mm")
-    img.set_qform(affine, code=2)  # aligned to another file's space
-    img.set_sform(affine, code=2)
-    return img

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -21,13 +22,18 @@ def _pyplot():
     return plt
 
 
+def display_threshold(data: np.ndarray) -> float:
+    """Overlay threshold of a signed map: the 90th percentile of its non-zero |values|."""
+    nonzero = np.abs(data[data != 0])
+    return float(np.percentile(nonzero, 90)) if nonzero.size else 0.0
+
+
 def brain_figures(img, out_dir: Path, stem: str, title: str) -> list[Path]:
     """Glass brain and orthogonal slices of a signed map (threshold: 90th percentile of |map|)."""
     from nilearn import plotting
 
-    plt = _pyplot()
-    data = np.asarray(img.dataobj)
-    threshold = float(np.percentile(np.abs(data[data != 0]), 90)) if np.any(data) else 0.0
+    plt = pyplot()
+    threshold = display_threshold(np.asarray(img.dataobj))
     paths = [out_dir / f"{stem}_glass.png", out_dir / f"{stem}_slices.png"]
     display = plotting.plot_glass_brain(img, threshold=threshold, plot_abs=False, colorbar=True, title=title)
     display.savefig(str(paths[0]), dpi=90)
@@ -43,7 +49,7 @@ def brain_figures(img, out_dir: Path, stem: str, title: str) -> list[Path]:
 def region_bars(table: pd.DataFrame, path: Path, title: str, value: str = "mean_attribution",
                 top: int = 15) -> Path:
     """Horizontal bar chart of the top regions."""
-    plt = _pyplot()
+    plt = pyplot()
     head = table.head(top).iloc[::-1]
     fig, ax = plt.subplots(figsize=(6, 0.3 * len(head) + 1.2))
     colors = ["#c0392b" if v > 0 else "#2c7fb8" for v in head[value]]
@@ -58,7 +64,7 @@ def region_bars(table: pd.DataFrame, path: Path, title: str, value: str = "mean_
 
 def score_scatter(x: np.ndarray, y: np.ndarray, path: Path, xlabel: str, ylabel: str) -> Path:
     """Scatter plot with a least-squares line."""
-    plt = _pyplot()
+    plt = pyplot()
     keep = np.isfinite(x) & np.isfinite(y)
     fig, ax = plt.subplots(figsize=(4, 3.2))
     ax.scatter(x[keep], y[keep], s=12, alpha=0.7)

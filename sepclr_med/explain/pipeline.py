@@ -36,13 +36,6 @@ def load_atlas(atlas: str | os.PathLike, grid_img, lookup: str | os.PathLike | N
     return base.resample_to(grid_img)
 
 
-def _volumes(cohort, preprocess) -> torch.Tensor:
-    from sepclr_med.data import cached_dataset
-
-    data = cached_dataset(cohort.records(), preprocess, cache="memory")
-    return torch.stack([data[i]["image"] for i in range(len(data))])
-
-
 def _groups_of_patients(salient: np.ndarray, patient: np.ndarray, subjects: list[str], truth) -> dict:
     """Patient subgroups: ground-truth subtypes when known, else k-means clusters in salient space."""
     if truth is not None and "subtype" in truth.columns:
@@ -95,7 +88,8 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
     dict
         The index written to ``index.json``: every output path by kind, and timings.
     """
-    from sepclr_med.embed import encode_cohort
+    from sepclr_med.data import cached_dataset
+    from sepclr_med.embed import encode_dataset, latent_table
 
     if method not in METHODS:
         raise SepclrError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
@@ -121,14 +115,16 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
 
     from functools import partial
 
-    from sepclr_med.data.grid import grid_image
+    from sepclr_med.nifti import grid_image
 
     to_img = partial(grid_image, affine=pre.grid_affine)
     brain = pre.mask_array() if pre.mask != "nonzero" else None
     labels_atlas = load_atlas(atlas, to_img(np.zeros(pre.grid_shape, np.float32)), atlas_lut)
     labels = labels_atlas.data
 
-    latents = encode_cohort(model, pre, cohort)
+    data = cached_dataset(cohort.records(), pre, cache="memory")  # decoded once: reps and maps
+    volumes = torch.stack([data[i]["image"] for i in range(len(data))])
+    latents = latent_table(cohort, *encode_dataset(model, data))
     salient = latents.filter(like="salient_").to_numpy()
     common = latents.filter(like="common_").to_numpy()
     scores = cohort.table[list(cohort.score_columns)].reset_index(drop=True)
@@ -144,7 +140,6 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
                                **{f"u_{i}": v for i, v in enumerate(u)}} for k, u in named.items()])
     index["tables"]["directions"] = str(write_text(out / "directions.csv", dir_table.to_csv(index=False)))
 
-    volumes = _volumes(cohort, pre)
     baseline = volumes[torch.from_numpy(~patient)].mean(dim=0)
     save_nifti(to_img(baseline[0].numpy()), out / "maps" / "baseline_control_mean.nii.gz")
     own = (salient - directions.control_mean_)

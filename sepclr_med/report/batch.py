@@ -6,8 +6,6 @@ A subject that fails (unreadable image, ...) is listed, the others are still rep
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import os
 import time
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pandas as pd
 
 from sepclr_med.atomic import write_text
 from sepclr_med.naming import slug
+from sepclr_med.run import sha256
 
 CAVEAT = ("These figures compare one scan with the research cohort the model was trained on. They are "
           "not validated for diagnosis or treatment decisions and must be interpreted by a qualified "
@@ -98,7 +97,7 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
 
     from sepclr_med import __version__
     from sepclr_med.data import cached_dataset
-    from sepclr_med.data.grid import grid_image
+    from sepclr_med.nifti import grid_image
     from sepclr_med.explain.pipeline import load_atlas
     from sepclr_med.explain.regions import region_table
     from sepclr_med.explain.saliency import attribute
@@ -122,7 +121,7 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
     baseline = torch.tensor(np.asarray(baseline_img.dataobj), dtype=torch.float32)[None]
     mask = pre.mask_array() if pre.mask != "nonzero" else None
     labels_atlas = load_atlas(atlas, baseline_img)
-    meta = {"version": __version__, "run_id": f"{Path(run.path).name}:{_short_hash(run.weights_path)}",
+    meta = {"version": __version__, "run_id": f"{Path(run.path).name}:{sha256(run.weights_path)[:10]}",
             "reference_split": reference.reference_split_, "n_reference_controls": len(reference.control_deviation_),
             "n_reference_patients": len(reference.patient_deviation_),
             "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "caveat": CAVEAT, "atlas": labels_atlas.name}
@@ -199,7 +198,3 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
     return {"rows": rows, "failures": failures, "index": str(out / "index.html"),
             "seconds_per_page": float(np.mean(timings)) if timings else float("nan")}
 
-
-def _short_hash(path: os.PathLike) -> str:
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return digest[:10]

@@ -7,19 +7,12 @@ import io
 
 import numpy as np
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+from sepclr_med.explain.figures import display_threshold, pyplot
 
 
 def png_data_uri(fig) -> str:
     """Close ``fig`` and return it as a ``data:image/png;base64,...`` URI."""
-    plt = _pyplot()
+    plt = pyplot()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -28,7 +21,7 @@ def png_data_uri(fig) -> str:
 
 def deviation_plot(controls: np.ndarray, patients: np.ndarray, value: float) -> str:
     """Histograms of the reference deviations with the subject's position."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 2.4))
     bins = np.linspace(0, max(controls.max(), patients.max(), value) * 1.05, 30)
     ax.hist(controls, bins=bins, alpha=0.6, label="training controls", color="#4c72b0")
@@ -42,7 +35,7 @@ def deviation_plot(controls: np.ndarray, patients: np.ndarray, value: float) -> 
 
 def position_plot(points: np.ndarray, clusters: np.ndarray, subject_xy: tuple[float, float]) -> str:
     """The training patients in salient space (first two principal axes), the subject as a star."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 3.4))
     for c in np.unique(clusters):
         ax.scatter(*points[clusters == c].T, s=12, alpha=0.6, label=f"cluster {c + 1}")
@@ -57,10 +50,8 @@ def brain_overlays(img) -> dict[str, str]:
     """Glass brain and three orthogonal slices of a saliency map, as data URIs."""
     from nilearn import plotting
 
-    plt = _pyplot()
-    data = np.asarray(img.dataobj)
-    nonzero = np.abs(data[data != 0])
-    threshold = float(np.percentile(nonzero, 90)) if nonzero.size else 0.0
+    plt = pyplot()
+    threshold = display_threshold(np.asarray(img.dataobj))
     out = {}
     for key, draw in (("glass", lambda f: plotting.plot_glass_brain(img, threshold=threshold, plot_abs=False,
                                                                     colorbar=True, figure=f)),

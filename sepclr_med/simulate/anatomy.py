@@ -37,14 +37,10 @@ class TemplateSpace:
         return tuple(self.gm.shape)
 
     def image(self, data: np.ndarray, dtype=np.float32):
-        """A NIfTI image of ``data`` on this grid (qform and sform set, mm units)."""
-        import nibabel as nib
+        """A NIfTI image of ``data`` on this grid (qform and sform set, mm units, MNI152 space)."""
+        from sepclr_med.nifti import grid_image
 
-        img = nib.Nifti1Image(np.asarray(data, dtype=dtype), self.affine)
-        img.header.set_xyzt_units("mm")
-        img.set_qform(self.affine, code=4)  # 4 = MNI152
-        img.set_sform(self.affine, code=4)
-        return img
+        return grid_image(data, self.affine, dtype, code=4)
 
 
 def load_template_space(resolution_mm: float = 4.0, margin_vox: int = 1) -> TemplateSpace:

@@ -21,7 +21,7 @@ from sepclr_med.data import (ContrastiveViewsd, GroupStratifiedBatchSampler, Two
 from sepclr_med.errors import SepclrError
 from sepclr_med.losses import TERMS, SepCLRLoss, distance_correlation_sq
 from sepclr_med.models import SepCLRModel
-from sepclr_med.run import library_versions, model_card, sha256
+from sepclr_med.run import Run, library_versions, model_card, sha256
 from sepclr_med.training.checkpoint import load_checkpoint, save_checkpoint
 from sepclr_med.training.config import TrainConfig
 from sepclr_med.training.distributed import DistContext, init_distributed, shutdown
@@ -166,21 +166,19 @@ class Trainer:
         s1, s2 = out.salient_head.chunk(2)
         total, terms = loss_fn(c1, c2, s1, s2, y)
         terms = dict(terms)
-        if config.loss.lambda_adversary > 0 and self.adversary is not None:
-            rep_c = torch.cat([ctx.gather(r) if gather else r for r in out.common_rep.chunk(2)])
-            rep_s = torch.cat([ctx.gather(r) if gather else r for r in out.salient_rep.chunk(2)])
-            yy = torch.cat([y, y])
-            terms["adversary_r2"] = self.adversary(rep_c[yy], rep_s[yy])
-            # the adversary minimises the unexplained fraction; the reversal makes the encoder maximise it
-            total = total + config.loss.lambda_adversary * (1.0 - terms["adversary_r2"])
-        if config.loss.lambda_independence > 0:
-            rep_c = torch.cat([ctx.gather(r) if gather else r for r in out.common_rep.chunk(2)])
-            rep_s = torch.cat([ctx.gather(r) if gather else r for r in out.salient_rep.chunk(2)])
-            yy = torch.cat([y, y])
-            terms["independence"] = distance_correlation_sq(rep_c[yy], rep_s[yy])
-            total = total + config.loss.lambda_independence * terms["independence"]
+        yy = torch.cat([y, y])  # labels of both views
+        if config.loss.lambda_adversary > 0 or config.loss.lambda_independence > 0:
+            # leakage options act on the patients' reps of the (gathered) batch
+            rep_c, rep_s = (torch.cat([ctx.gather(r) if gather else r for r in rep.chunk(2)])[yy]
+                            for rep in (out.common_rep, out.salient_rep))
+            if config.loss.lambda_adversary > 0:
+                terms["adversary_r2"] = self.adversary(rep_c, rep_s)
+                # the adversary minimises the unexplained fraction; the reversal makes the encoder maximise it
+                total = total + config.loss.lambda_adversary * (1.0 - terms["adversary_r2"])
+            if config.loss.lambda_independence > 0:
+                terms["independence"] = distance_correlation_sq(rep_c, rep_s)
+                total = total + config.loss.lambda_independence * terms["independence"]
         norms = torch.cat([s1, s2]).detach().norm(dim=1)
-        yy = torch.cat([y, y])
         stats = {"loss": total.detach(), **{k: v.detach() for k, v in terms.items()},
                  "salient_norm_control": norms[~yy].mean(), "salient_norm_patient": norms[yy].mean()}
         return total, stats
@@ -228,7 +226,7 @@ class Trainer:
                 self.adversary.load_state_dict(state["adversary"])
             optimizer.load_state_dict(state["optimizer"])
             start = int(state["epoch"])
-            history = [m for m in _read_metrics(out) if m["epoch"] <= start]
+            history = [m for m in Run(out).metrics() if m["epoch"] <= start]
         wrapped = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) \
             if ctx.enabled else model
@@ -273,7 +271,8 @@ class Trainer:
 
             with atomic_path(out / "model.pt") as tmp:
                 torch.save(model.state_dict(), tmp)
-            write_reference(model, config, cohort, split, out)
+            write_reference(model, config, [(train_c, train_data.base, "train")]
+                            + ([(val_c, val[0].base, "val")] if val is not None else []), cohort, out)
             counts = dict(zip(*np.unique(split, return_counts=True), strict=True))
             write_text(out / "MODEL_CARD.md", model_card(config, cohort, {k: int(v) for k, v in counts.items()},
                                                          history, library_versions()))
@@ -322,28 +321,33 @@ class Trainer:
 
 
 @torch.no_grad()
-def write_reference(model: SepCLRModel, config: TrainConfig, cohort: Cohort, split: np.ndarray, out: Path) -> None:
+def write_reference(model: SepCLRModel, config: TrainConfig, parts: list, cohort: Cohort, out: Path) -> None:
     """Store what later stages compare new subjects with, so they never re-read training images:
     ``reference_latents.csv`` (reps of every training-cohort subject, eval mode, with its split)
-    and ``reference_control_mean.nii.gz`` (mean preprocessed image of the training controls)."""
+    and ``reference_control_mean.nii.gz`` (mean preprocessed image of the training controls).
+
+    ``parts`` are ``(sub-cohort, dataset of its preprocessed volumes, split name)``, the
+    training loop's own (cached) datasets, so nothing is decoded again.
+    """
     from sepclr_med.atomic import save_nifti
-    from sepclr_med.data.grid import grid_image
-    from sepclr_med.embed import encode_cohort
+    from sepclr_med.nifti import grid_image
+    from sepclr_med.embed import encode_dataset, latent_table
 
     model = model.float().eval()
-    latents = encode_cohort(model, config.preprocess, cohort, device=next(model.parameters()).device)
-    latents.insert(2, "split", split)
+    device = next(model.parameters()).device
+    tables = []
+    for sub, data, name in parts:
+        table = latent_table(sub, *encode_dataset(model, data, device=device))
+        table.insert(2, "split", name)
+        tables.append(table)
+    order = {sid: i for i, sid in enumerate(cohort.subject_ids)}
+    latents = pd.concat(tables).sort_values("subject_id", key=lambda s: s.map(order))
     write_text(out / "reference_latents.csv", latents.to_csv(index=False, float_format="%.6g"))
-    controls = cohort.subset((~cohort.is_target) & (split == "train"))
-    data = cached_dataset(controls.records(), config.preprocess, cache="none")
-    mean = sum(data[i]["image"][0].numpy().astype(np.float64) for i in range(len(data))) / len(data)
+    train_c, train_data, _ = parts[0]
+    controls = np.flatnonzero(~train_c.is_target)
+    mean = sum(train_data[i]["image"][0].numpy().astype(np.float64) for i in controls) / len(controls)
     save_nifti(grid_image(mean, config.preprocess.grid_affine), out / "reference_control_mean.nii.gz")
     model.train()
-
-
-def _read_metrics(out: Path) -> list[dict]:
-    path = out / "metrics.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
 
 
 def train(cohort: Cohort, out, config: TrainConfig | None = None, *, resume: bool = False,
