@@ -8,7 +8,7 @@ import typer
 
 from sepclr_med.cli.errors import user_errors
 
-DEFAULT_METHODS = "sepclr,sepclr-indep,sepclr-no-jem,sepclr-no-infoless,simclr,untrained,cpca,cvae,mm-cvae"
+DEFAULT_METHODS = "sepclr,sepclr-paper,sepclr-no-jem,sepclr-no-infoless,simclr,untrained,cpca,cvae,mm-cvae"
 
 
 @user_errors

@@ -28,6 +28,9 @@ def train(
     beta_salient: float = typer.Option(None, help="Weight of the salient contrastive term."),
     beta_infoless: float = typer.Option(None, help="Weight of the information-less term (controls' salient to 0)."),
     lambda_jem: float = typer.Option(None, help="Weight of the k-JEM independence term."),
+    lambda_independence: float = typer.Option(
+        None, help="Weight of the leakage penalty (dCor² of patients' common reps with their fixed "
+                   "salient reps; default 300); 0 = the paper's objective."),
     backbone: str = typer.Option(None, help="small | resnet10 | resnet18 | densenet121"),
     voxel_size: float = typer.Option(None, help="Resample inputs to this isotropic voxel size (mm)."),
     val_fraction: float = typer.Option(None, help="Fraction of each group held out for validation."),
@@ -42,7 +45,8 @@ def train(
     """Train SepCLR (controls = background, patients = target) into a run directory."""
     options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
                "num_workers": num_workers, "beta_salient": beta_salient, "beta_infoless": beta_infoless,
-               "lambda_jem": lambda_jem, "backbone": backbone, "voxel_size": voxel_size,
+               "lambda_jem": lambda_jem, "lambda_independence": lambda_independence, "backbone": backbone,
+               "voxel_size": voxel_size,
                "val_fraction": val_fraction, "cache": cache, "cache_dir": cache_dir, "config": config}
     if nproc > 1:
         argv = ["--cohort", str(cohort), "--out", str(out), "--control-label", control_label,
@@ -65,7 +69,8 @@ def train(
     resolved = base.override(**{
         "optim.epochs": epochs, "optim.batch_size": batch_size, "optim.lr": lr, "seed": seed,
         "device": device, "num_workers": num_workers, "loss.beta_salient": beta_salient,
-        "loss.beta_infoless": beta_infoless, "loss.lambda_jem": lambda_jem, "model.backbone": backbone,
+        "loss.beta_infoless": beta_infoless, "loss.lambda_jem": lambda_jem,
+        "loss.lambda_independence": lambda_independence, "model.backbone": backbone,
         "preprocess.voxel_size": voxel_size, "val_fraction": val_fraction, "cache": cache,
         "cache_dir": str(cache_dir) if cache_dir is not None else None})
     data = read_cohort(cohort, control_label=control_label, patient_label=patient_label, group_column=group_column)

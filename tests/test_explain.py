@@ -127,5 +127,8 @@ def test_explain_writes_nifti_maps_on_the_runs_grid(explained):
     clinical = pd.read_csv(index["tables"]["clinical"])
     assert {"panss_positive", "panss_negative"} == set(clinical["score"])
     assert {"common", "salient"} == set(clinical["space"])
+    common = clinical[clinical["space"] == "common"]
+    assert index["checks"]["common_dims_associated"] == {
+        score: int((part["q_value"] < 0.05).sum()) for score, part in common.groupby("score")}
     assert json.loads((root / "out" / "index.json").read_text())["maps"] == index["maps"]
     assert all(p.endswith(".png") for p in index["figures"]) and len(index["figures"]) >= 9

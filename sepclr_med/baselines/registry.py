@@ -28,17 +28,21 @@ class Method:
     overrides: dict = field(default_factory=dict)
 
 
+PAPER = {"loss.lambda_independence": 0.0}  # the paper's objective, without sepclr-med's leakage penalty
+
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("sepclr", "sepclr", "SepCLR, default weights (1, 10, 10)"),
-    Method("sepclr-indep", "sepclr", "SepCLR + distance-correlation penalty between patients' common "
-           "and salient reps (leakage option)", {"loss.lambda_independence": 10.0}),
-    Method("sepclr-adversary", "sepclr", "SepCLR + gradient-reversal adversary predicting patients' salient "
-           "reps from their common reps (leakage option)", {"loss.lambda_adversary": 10.0}),
-    Method("sepclr-no-jem", "sepclr", "SepCLR without k-JEM (lambda_jem = 0)", {"loss.lambda_jem": 0.0}),
-    Method("sepclr-no-infoless", "sepclr", "SepCLR without the info-less term (beta_infoless = 0)",
-           {"loss.beta_infoless": 0.0}),
+    Method("sepclr", "sepclr", "SepCLR, sepclr-med defaults: weights (1, 10, 10) + leakage penalty "
+           "(lambda_independence = 300)"),
+    Method("sepclr-paper", "sepclr", "SepCLR, the paper's objective with weights (1, 10, 10), no leakage penalty",
+           PAPER),
+    Method("sepclr-adversary", "sepclr", "paper objective + gradient-reversal adversary predicting patients' "
+           "salient reps from their common reps (leakage option)", {**PAPER, "loss.lambda_adversary": 10.0}),
+    Method("sepclr-no-jem", "sepclr", "paper objective without k-JEM (lambda_jem = 0)",
+           {**PAPER, "loss.lambda_jem": 0.0}),
+    Method("sepclr-no-infoless", "sepclr", "paper objective without the info-less term (beta_infoless = 0)",
+           {**PAPER, "loss.beta_infoless": 0.0}),
     Method("simclr", "simclr", "SimCLR on all subjects, one space (common loss only)",
-           {"loss.beta_salient": 0.0, "loss.beta_infoless": 0.0, "loss.lambda_jem": 0.0}),
+           {**PAPER, "loss.beta_salient": 0.0, "loss.beta_infoless": 0.0, "loss.lambda_jem": 0.0}),
     Method("untrained", "untrained", "the SepCLR encoders, randomly initialised, not trained"),
     Method("cpca", "cpca", "contrastive PCA on voxels in the brain mask (10 + 10 components)"),
     Method("cvae", "cvae", "3D contrastive VAE (Abid & Zou)"),

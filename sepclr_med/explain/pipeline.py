@@ -203,6 +203,13 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
                              confounds[patient].reset_index(drop=True), n_permutations=n_permutations)
         clinical["space"] = np.where(clinical["variable"].str.startswith("common_"), "common", "salient")
         index["tables"]["clinical"] = str(write_text(out / "clinical.csv", clinical.to_csv(index=False)))
+        index["checks"] = {"common_dims_associated": _common_associations(clinical)}
+        leaking = {k: v for k, v in index["checks"]["common_dims_associated"].items() if v}
+        if leaking:
+            say("[yellow]warning[/]: common dimensions associate with patient-only scores (q < 0.05: "
+                + ", ".join(f"{k} {v} dims" for k, v in leaking.items())
+                + "); the common space carries disease information. Train with "
+                  "--lambda-independence (docs/method.md) to reduce this leakage.")
         if figures:
             from sepclr_med.explain.figures import score_scatter
 
@@ -215,6 +222,12 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
     say(f"explain: {len(index['maps'])} maps, {len(index['regions'])} region tables, "
         f"{len(index['subjects'])} subjects, {len(index['figures'])} figures -> {out / 'index.json'}")
     return index
+
+
+def _common_associations(clinical: pd.DataFrame, alpha: float = 0.05) -> dict[str, int]:
+    """Per score, how many common dimensions associate with it at FDR ``alpha`` (ideally 0)."""
+    common = clinical[clinical["space"] == "common"]
+    return {str(score): int((part["q_value"] < alpha).sum()) for score, part in common.groupby("score")}
 
 
 def _in_input_space(img, cohort, subject_id: str):

@@ -38,12 +38,13 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the SepCLR terms (method page: (1, 10, 10) is the MRI default)."""
+    """Weights of the SepCLR terms (method page: (1, 10, 10) is the MRI default) and of the
+    leakage penalty sepclr-med adds (``lambda_independence = 0`` gives the paper's objective)."""
 
     beta_salient: float = 1.0
     beta_infoless: float = 10.0
     lambda_jem: float = 10.0
-    lambda_independence: float = 0.0  # optional: dCor^2 between patients' common and salient reps
+    lambda_independence: float = 300.0  # dCor^2(patients' common reps, fixed salient reps); docs/method.md
     lambda_adversary: float = 0.0  # optional: gradient-reversal adversary predicting salient from common
 
 

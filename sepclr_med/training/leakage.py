@@ -1,5 +1,11 @@
 """Options against leakage of patient-only information into the common space.
 
+``independence_penalty``: squared distance correlation between the patients' common reps and
+their salient reps, with the salient reps held fixed (detached). The salient rep is the model's own
+estimate of the patient-only variation; pushing only the common encoder away from it removes that
+variation from the common space without giving the salient encoder an easy way out (emptying
+itself), which is what a two-sided penalty did at large weights.
+
 ``LeakageAdversary``: a linear regressor tries to predict the patients' salient reps from their
 (L2-normalised) common reps; a gradient-reversal layer makes the common encoder work against it.
 If the salient rep carries the subtype and the common rep lets a linear map recover the salient
@@ -11,6 +17,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from sepclr_med.losses import distance_correlation_sq
+
+
+def independence_penalty(common: torch.Tensor, salient: torch.Tensor) -> torch.Tensor:
+    """dCor² between ``common`` and ``salient`` rows (patients' reps); gradient to ``common`` only."""
+    return distance_correlation_sq(common, salient.detach())
 
 
 class _Reverse(torch.autograd.Function):

@@ -19,13 +19,13 @@ from sepclr_med.cohort import Cohort
 from sepclr_med.data import (ContrastiveViewsd, GroupStratifiedBatchSampler, TwoViewDataset,
                              cached_dataset)
 from sepclr_med.errors import SepclrError
-from sepclr_med.losses import TERMS, SepCLRLoss, distance_correlation_sq
+from sepclr_med.losses import TERMS, SepCLRLoss
 from sepclr_med.models import SepCLRModel
 from sepclr_med.run import Run, library_versions, model_card, sha256
 from sepclr_med.training.checkpoint import load_checkpoint, save_checkpoint
 from sepclr_med.training.config import TrainConfig
 from sepclr_med.training.distributed import DistContext, init_distributed, shutdown
-from sepclr_med.training.leakage import LeakageAdversary
+from sepclr_med.training.leakage import LeakageAdversary, independence_penalty
 
 
 class TrainingDiverged(SepclrError):
@@ -176,7 +176,7 @@ class Trainer:
                 # the adversary minimises the unexplained fraction; the reversal makes the encoder maximise it
                 total = total + config.loss.lambda_adversary * (1.0 - terms["adversary_r2"])
             if config.loss.lambda_independence > 0:
-                terms["independence"] = distance_correlation_sq(rep_c, rep_s)
+                terms["independence"] = independence_penalty(rep_c, rep_s)
                 total = total + config.loss.lambda_independence * terms["independence"]
         norms = torch.cat([s1, s2]).detach().norm(dim=1)
         stats = {"loss": total.detach(), **{k: v.detach() for k, v in terms.items()},
