@@ -93,6 +93,27 @@ def test_clinical_association_with_confounds_and_fdr(rng):
     assert (table["q_value"] >= table["adjusted_p"] - 1e-12).all()
 
 
+def test_fdr_is_computed_within_each_family(rng):
+    from scipy import stats
+
+    n = 60
+    y = rng.standard_normal(n)
+    strong = {f"salient_{i}": y + 0.5 * rng.standard_normal(n) for i in range(20)}
+    null = {f"common_{i}": rng.standard_normal(n) for i in range(20)}
+    variables = pd.DataFrame({**strong, **null})
+    families = {v: v.split("_")[0] for v in variables.columns}
+    pooled = associate(pd.DataFrame({"score": y}), variables)
+    table = associate(pd.DataFrame({"score": y}), variables, families=families)
+    assert set(pooled["family"]) == {"all"} and set(table["family"]) == {"salient", "common"}
+    for family, part in table.groupby("family"):
+        expected = stats.false_discovery_control(part["adjusted_p"].to_numpy(), method="bh")
+        assert np.allclose(part["q_value"].to_numpy(), expected)
+    # pooled with 20 true effects, the null family's q-values shrink: one family relaxes the other
+    common = table["family"] == "common"
+    assert (pooled.loc[common, "q_value"].to_numpy() < table.loc[common, "q_value"].to_numpy() - 1e-9).any()
+    assert (table.loc[common, "q_value"] > 0.05).all()
+
+
 @pytest.fixture(scope="module")
 def explained(tiny_cohort, tmp_path_factory):
     from conftest import tiny_config

@@ -44,7 +44,7 @@ def adjusted_effect(y: np.ndarray, x: np.ndarray, confounds: np.ndarray) -> tupl
 
 
 def associate(scores: pd.DataFrame, variables: pd.DataFrame, confounds: pd.DataFrame | None = None,
-              *, n_permutations: int = 0, seed: int = 0) -> pd.DataFrame:
+              *, families: dict[str, str] | None = None, n_permutations: int = 0, seed: int = 0) -> pd.DataFrame:
     """Association table of every score with every variable (rows with NaN scores dropped).
 
     Parameters
@@ -55,6 +55,10 @@ def associate(scores: pd.DataFrame, variables: pd.DataFrame, confounds: pd.DataF
         Latent variables (salient dims, directions, deviation, common dims), same rows.
     confounds : pandas.DataFrame, optional
         ``age``, ``sex``, ``site`` (whichever exist), same rows.
+    families : dict, optional
+        Variable name -> family of hypotheses (e.g. ``"salient"``, ``"common"``). q-values are
+        computed within each family, so that strong effects in one family do not relax the
+        threshold of another (a control family must stand on its own). Default: one family.
     n_permutations : int
         > 0 adds max-T permutation p-values per score (nilearn ``permuted_ols``).
 
@@ -62,7 +66,8 @@ def associate(scores: pd.DataFrame, variables: pd.DataFrame, confounds: pd.DataF
     -------
     pandas.DataFrame
         ``score, variable, n, pearson_r, pearson_p, spearman_rho, spearman_p, adjusted_beta,
-        adjusted_p, q_value`` (BH over all adjusted p-values) [, ``permutation_p``].
+        adjusted_p, family, q_value`` (Benjamini-Hochberg over the adjusted p-values of each
+        family) [, ``permutation_p``].
     """
     rows = []
     conf_cols = [] if confounds is None else list(confounds.columns)
@@ -98,6 +103,9 @@ def associate(scores: pd.DataFrame, variables: pd.DataFrame, confounds: pd.DataF
                         row["permutation_p"] = float(10 ** -value)
     table = pd.DataFrame(rows)
     if len(table):
-        p = table["adjusted_p"].fillna(1.0).to_numpy()
-        table["q_value"] = stats.false_discovery_control(p, method="bh")
+        families = families or {}
+        table["family"] = [families.get(v, "all") for v in table["variable"]]
+        p = table["adjusted_p"].fillna(1.0)
+        table["q_value"] = p.groupby(table["family"]).transform(
+            lambda part: stats.false_discovery_control(part.to_numpy(), method="bh"))
     return table

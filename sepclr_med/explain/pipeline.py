@@ -199,9 +199,11 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
                               **{f"common_{i}": common[:, i] for i in range(common.shape[1])}})
     confounds = cohort.table[[c for c in ("age", "sex", "site") if c in cohort.table.columns]].reset_index(drop=True)
     if len(scores.columns):
+        # two families of hypotheses: the salient variables, and the common dimensions as a control
+        families = {v: "common" if v.startswith("common_") else "salient" for v in variables.columns}
         clinical = associate(scores[patient].reset_index(drop=True), variables[patient].reset_index(drop=True),
-                             confounds[patient].reset_index(drop=True), n_permutations=n_permutations)
-        clinical["space"] = np.where(clinical["variable"].str.startswith("common_"), "common", "salient")
+                             confounds[patient].reset_index(drop=True), families=families,
+                             n_permutations=n_permutations).rename(columns={"family": "space"})
         index["tables"]["clinical"] = str(write_text(out / "clinical.csv", clinical.to_csv(index=False)))
         index["checks"] = {"common_dims_associated": _common_associations(clinical)}
         leaking = {k: v for k, v in index["checks"]["common_dims_associated"].items() if v}
