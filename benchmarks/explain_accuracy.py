@@ -5,7 +5,8 @@
 For each subtype: voxel-level ROC AUC of the subtype's group saliency map (absolute attribution,
 inside the brain) for telling the planted subtype mask from the rest of the brain, and how many of
 the top-5 regions of its region table are planted regions. For each clinical score: q-value of its
-association with the salient deviation score, and the smallest q over common dimensions.
+association with the salient deviation score, and the smallest q over common dimensions (BH within
+the common family) with how many of them reach q < 0.05.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main() -> None:
             "deviation_q": float(part.loc[part.variable == "deviation", "q_value"].iloc[0]),
             "deviation_r": float(part.loc[part.variable == "deviation", "pearson_r"].iloc[0]),
             "min_common_q": float(part.loc[part.space == "common", "q_value"].min()),
+            "common_dims_q_below_0.05": int((part.loc[part.space == "common", "q_value"] < 0.05).sum()),
             "min_salient_dim_q": float(part.loc[part.variable.str.startswith("salient_"), "q_value"].min()),
         }
     if "maps_per_second" in index["timings"]:
