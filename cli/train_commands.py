@@ -48,6 +48,14 @@ def train(
                "lambda_jem": lambda_jem, "lambda_independence": lambda_independence, "backbone": backbone,
                "voxel_size": voxel_size,
                "val_fraction": val_fraction, "cache": cache, "cache_dir": cache_dir, "config": config}
+    if resume:
+        fixed = [k for k, v in options.items() if v is not None and k not in ("epochs", "device", "num_workers")]
+        if fixed:
+            from sepclr_med.errors import SepclrError
+
+            raise SepclrError("--resume continues a run with the configuration stored in its config.toml; "
+                              "only --epochs, --device and --num-workers can change, not: "
+                              + ", ".join("--" + k.replace("_", "-") for k in fixed))
     if nproc > 1:
         argv = ["--cohort", str(cohort), "--out", str(out), "--control-label", control_label,
                 "--patient-label", patient_label, "--group-column", group_column] + (["--resume"] if resume else [])

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -138,6 +139,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _penalty(out, labels, gather=None):
+    """The default leakage penalty on the patients' reps of both views, as the training step does."""
+    from sepclr_med.training.leakage import independence_penalty
+
+    both = torch.cat([labels, labels])
+    rep_c, rep_s = (torch.cat([gather(r) if gather else r for r in rep.chunk(2)])[both]
+                    for rep in (out.common_rep, out.salient_rep))
+    return 300.0 * independence_penalty(rep_c, rep_s)
+
+
 def _ddp_worker(rank: int, world: int, port: int, x, y, split_at, result):
     import torch.distributed as dist
 
@@ -154,7 +165,9 @@ def _ddp_worker(rank: int, world: int, port: int, x, y, split_at, result):
     out = model(views, gather=ctx.gather, n_views=2)
     c1, c2 = out.common_head.chunk(2)
     s1, s2 = out.salient_head.chunk(2)
-    total, _ = SepCLRLoss()(c1, c2, s1, s2, ctx.gather_nograd(y[local]))
+    labels = ctx.gather_nograd(y[local])
+    total, _ = SepCLRLoss()(c1, c2, s1, s2, labels)
+    total = total + _penalty(out, labels, ctx.gather)
     total.backward()
     grad = model.module.common_encoder.fc.weight.grad.clone()
     result[rank] = (float(total), grad)
@@ -163,6 +176,7 @@ def _ddp_worker(rank: int, world: int, port: int, x, y, split_at, result):
 
 @pytest.mark.parametrize("split_at", [4, 3])  # equal batches per rank, and 3 + 5 (stratified sizes differ)
 def test_ddp_two_ranks_equal_one_process_with_double_batch(split_at):
+    """SepCLR loss + leakage penalty on gathered reps: same loss and gradients as one process."""
     import torch.multiprocessing as mp
 
     from sepclr_med.losses import SepCLRLoss
@@ -177,6 +191,7 @@ def test_ddp_two_ranks_equal_one_process_with_double_batch(split_at):
     c1, c2 = out.common_head.chunk(2)
     s1, s2 = out.salient_head.chunk(2)
     total, _ = SepCLRLoss()(c1, c2, s1, s2, y)
+    total = total + _penalty(out, y)
     total.backward()
 
     manager = mp.Manager()
@@ -232,13 +247,56 @@ def test_nproc_launches_torchrun_with_the_same_options(monkeypatch, tmp_path):
 
     monkeypatch.setattr(train_commands.subprocess, "call", fake_call)
     result = runner.invoke(app, ["train", "--cohort", "c.csv", "--out", str(tmp_path / "r"), "--nproc", "2",
-                                 "--epochs", "3", "--lambda-jem", "100", "--resume"])
+                                 "--epochs", "3", "--lambda-jem", "100", "--lambda-independence", "0"])
     assert result.exit_code == 0, result.output
     command = seen["command"]
     assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    assert command[command.index("--epochs") + 1] == "3" and "--resume" in command
+    assert command[command.index("--epochs") + 1] == "3" and "--resume" not in command
     assert command[command.index("--lambda-jem") + 1] == "100.0" and "--nproc" not in command
+    assert command[command.index("--lambda-independence") + 1] == "0.0"
     assert seen["env"]["OMP_NUM_THREADS"]
+    result = runner.invoke(app, ["train", "--cohort", "c.csv", "--out", str(tmp_path / "r"), "--nproc", "2",
+                                 "--epochs", "5", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "--resume" in seen["command"] and seen["command"][seen["command"].index("--epochs") + 1] == "5"
+
+
+def test_resume_refuses_options_it_would_ignore(tmp_path):
+    result = runner.invoke(app, ["train", "--cohort", "c.csv", "--out", str(tmp_path / "r"), "--resume",
+                                 "--epochs", "5", "--lr", "0.1", "--lambda-independence", "0"])
+    assert result.exit_code == 1
+    assert "--lr, --lambda-independence" in result.output and "config.toml" in result.output
+
+
+def test_runs_from_before_the_leakage_penalty_are_read_without_it(tmp_path):
+    from sepclr_med.run import model_card
+    from sepclr_med.training import TrainConfig
+
+    assert TrainConfig().loss.lambda_independence == 300.0
+    text = TrainConfig().to_toml().replace("lambda_independence = 300.0\n", "")
+    (tmp_path / "config.toml").write_text(text)
+    old = TrainConfig.load_run(tmp_path)
+    assert old.loss.lambda_independence == 0.0 and old.loss.lambda_jem == 10.0
+    (tmp_path / "config.toml").write_text(TrainConfig().override(**{"loss.lambda_independence": 50}).to_toml())
+    assert TrainConfig.load_run(tmp_path).loss.lambda_independence == 50.0
+
+    class FakeCohort:
+        class source:
+            name = "c.csv"
+        is_target = np.array([False, True])
+        control_label, patient_label = "control", "patient"
+
+        def __len__(self):
+            return 2
+
+    import dataclasses
+
+    def card(config):
+        config = dataclasses.replace(config, preprocess=dataclasses.replace(config.preprocess, grid_shape=(4, 5, 6)))
+        return model_card(config, FakeCohort(), {}, [], {})
+
+    assert "+ 300 L_dep" in card(TrainConfig())
+    assert "L_dep" not in card(old) and "the paper's objective" in card(old)
 
 
 def test_gradient_reversal_adversary():

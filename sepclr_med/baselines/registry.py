@@ -100,6 +100,11 @@ def fit_and_embed(name: str, train_cohort, test_cohort, out: str | Path, *, seed
     if method.kind in ("sepclr", "simclr"):
         config = base.override(**method.overrides)
         run_dir = Path(out)
+        if (run_dir / "config.toml").is_file():  # a finished or interrupted run is reused: same objective?
+            stored = TrainConfig.load_run(run_dir)
+            if (stored.loss, stored.model, stored.seed) != (config.loss, config.model, config.seed):
+                raise SepclrError(f"{run_dir} holds a run trained with another configuration than method "
+                                  f"{name!r} (loss {stored.loss}); use another --out")
         if not (run_dir / "model.pt").is_file():
             train(train_cohort, run_dir, config, resume=(run_dir / "checkpoints" / "last.pt").is_file(),
                   console=console)

@@ -2,7 +2,8 @@
 
 For every score x variable: Pearson and Spearman correlations, an OLS regression of the score on
 the variable adjusted for confounds (age, sex, site), their p-values, Benjamini-Hochberg q-values
-over the whole table, and optionally max-T permutation p-values (nilearn ``permuted_ols``).
+within each family of hypotheses (e.g. salient variables; common dimensions as a control), and
+optionally max-T permutation p-values (nilearn ``permuted_ols``).
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ def associate(scores: pd.DataFrame, variables: pd.DataFrame, confounds: pd.DataF
     -------
     pandas.DataFrame
         ``score, variable, n, pearson_r, pearson_p, spearman_rho, spearman_p, adjusted_beta,
-        adjusted_p, family, q_value`` (Benjamini-Hochberg over the adjusted p-values of each
-        family) [, ``permutation_p``].
+        adjusted_p`` [, ``permutation_p``], ``family, q_value`` (Benjamini-Hochberg over the
+        adjusted p-values of each family).
     """
     rows = []
     conf_cols = [] if confounds is None else list(confounds.columns)

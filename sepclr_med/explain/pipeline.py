@@ -97,7 +97,8 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
     out = Path(out)
     for sub in ("maps", "regions", "figures", "subjects"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    index: dict = {"maps": {}, "regions": {}, "figures": [], "tables": {}, "subjects": {}, "timings": {}}
+    index: dict = {"maps": {}, "regions": {}, "figures": [], "tables": {}, "subjects": {}, "timings": {},
+                   "checks": {}}
     model = run.load_model("cpu")
     pre = run.config.preprocess
     ids = cohort.subject_ids
@@ -205,13 +206,17 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
                              confounds[patient].reset_index(drop=True), families=families,
                              n_permutations=n_permutations).rename(columns={"family": "space"})
         index["tables"]["clinical"] = str(write_text(out / "clinical.csv", clinical.to_csv(index=False)))
-        index["checks"] = {"common_dims_associated": _common_associations(clinical)}
+        index["checks"]["common_dims_associated"] = _common_associations(clinical)
         leaking = {k: v for k, v in index["checks"]["common_dims_associated"].items() if v}
         if leaking:
+            from rich.markup import escape
+
+            weight = run.config.loss.lambda_independence
             say("[yellow]warning[/]: common dimensions associate with patient-only scores (q < 0.05: "
-                + ", ".join(f"{k} {v} dims" for k, v in leaking.items())
-                + "); the common space carries disease information. Train with "
-                  "--lambda-independence (docs/method.md) to reduce this leakage.")
+                + escape(", ".join(f"{k}: {v} dims" for k, v in leaking.items()))
+                + f"); the common space carries disease information. This run's leakage penalty is "
+                  f"lambda_independence = {weight:g}; train with "
+                + ("a larger one" if weight > 0 else "the default (300)") + " to reduce it (docs/method.md).")
         if figures:
             from sepclr_med.explain.figures import score_scatter
 

@@ -124,6 +124,20 @@ class TrainConfig:
             raise SepclrError(f"{path}: invalid TOML ({exc})") from None
         return cls.from_dict(data, str(path))
 
+    @classmethod
+    def load_run(cls, run_dir: str | os.PathLike) -> TrainConfig:
+        """Read the ``config.toml`` a run directory stores.
+
+        Runs written before the leakage penalty existed have no ``lambda_independence``: they were
+        trained without it, so it is read as 0 (not as today's default).
+        """
+        path = Path(run_dir) / "config.toml"
+        config = cls.load(path)
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        if "lambda_independence" not in data.get("loss", {}):
+            config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, lambda_independence=0.0))
+        return config
+
     def override(self, **changes: Any) -> TrainConfig:
         """A copy with ``section.key`` or top-level keys changed; None values are ignored."""
         data = self.to_dict()

@@ -98,7 +98,7 @@ class Trainer:
         if resume:
             if not (out / "checkpoints" / "last.pt").is_file():
                 raise SepclrError(f"--resume: no checkpoint in {out / 'checkpoints'}")
-            stored = TrainConfig.load(out / "config.toml")
+            stored = TrainConfig.load_run(out)
             given = self.epochs_given if self.epochs_given is not None else stored.optim.epochs
             config = dataclasses.replace(stored, optim=dataclasses.replace(stored.optim, epochs=given),
                                          device=config.device, num_workers=config.num_workers)
