@@ -143,9 +143,10 @@ def _penalty(out, labels, gather=None):
     """The default leakage penalty on the patients' reps of both views, as the training step does."""
     from sepclr_med.training.leakage import independence_penalty
 
-    rep_c, rep_s = (torch.cat([gather(r) if gather else r for r in rep.chunk(2)])
+    both = torch.cat([labels, labels])
+    rep_c, rep_s = (torch.cat([gather(r) if gather else r for r in rep.chunk(2)])[both]
                     for rep in (out.common_rep, out.salient_rep))
-    return 300.0 * independence_penalty(rep_c, rep_s, torch.cat([labels, labels]))
+    return 300.0 * independence_penalty(rep_c, rep_s)
 
 
 def _ddp_worker(rank: int, world: int, port: int, x, y, split_at, result):
@@ -324,24 +325,18 @@ def test_independence_penalty_moves_only_the_common_reps():
     from sepclr_med.training.leakage import independence_penalty
 
     g = torch.Generator().manual_seed(1)
-    is_target = torch.arange(32) % 2 == 1
-    salient = torch.randn(32, 3, generator=g) * is_target.unsqueeze(1)  # controls near 0, as trained
-    salient.requires_grad_(True)
-    # common = a noisy image of the salient reps for patients, and a group shift
-    common = salient.detach() @ torch.randn(3, 5, generator=g) + 0.1 * torch.randn(32, 5, generator=g)
-    common = (common + 2.0 * is_target.float().unsqueeze(1)).requires_grad_(True)
-    penalty = independence_penalty(common, salient, is_target)
+    salient = torch.randn(24, 3, generator=g, requires_grad=True)
+    common = (salient.detach() @ torch.randn(3, 5, generator=g) + 0.1 * torch.randn(24, 5, generator=g))
+    common.requires_grad_(True)
+    penalty = independence_penalty(common, salient)
     penalty.backward()
-    assert penalty.item() > 0.5
+    assert penalty.item() > 0.8  # common is a noisy linear image of salient
     assert salient.grad is None  # the salient encoder cannot lower the penalty by emptying itself
     assert common.grad is not None and common.grad.abs().sum() > 0
-    # controls' salient rows count as the information-less point 0, whatever their value
-    noisy = salient.detach() + 5.0 * (~is_target).float().unsqueeze(1)
-    assert independence_penalty(common, noisy, is_target).item() == pytest.approx(penalty.item())
-    # following the gradient on the common side removes the dependence, group shift included
+    # following the gradient on the common side removes the dependence
     optimiser = torch.optim.SGD([common], lr=5.0)
     for _ in range(200):
         optimiser.zero_grad()
-        independence_penalty(common, salient, is_target).backward()
+        independence_penalty(common, salient).backward()
         optimiser.step()
-    assert independence_penalty(common, salient, is_target).item() < 0.5 * penalty.item()
+    assert independence_penalty(common, salient).item() < 0.5 * penalty.item()

@@ -1,12 +1,10 @@
 """Options against leakage of patient-only information into the common space.
 
-``independence_penalty``: squared distance correlation between the common reps and the salient
-"teacher" reps of the whole batch (background rows set to the information-less point 0, as in
-k-JEM), with the salient reps held fixed (detached). Over patients it removes from the common space
-what the salient space encodes (subtype, severity); over the whole batch it also removes the group
-itself (patients' salient reps are away from 0, controls' at 0), so the common space cannot
-separate patients from controls either. Only the common encoder receives its gradient: a
-two-sided penalty let the salient encoder lower it by emptying itself.
+``independence_penalty``: squared distance correlation between the patients' common reps and
+their salient reps, with the salient reps held fixed (detached). The salient rep is the model's own
+estimate of the patient-only variation; pushing only the common encoder away from it removes that
+variation from the common space without giving the salient encoder an easy way out (emptying
+itself), which is what a two-sided penalty did at large weights.
 
 ``LeakageAdversary``: a linear regressor tries to predict the patients' salient reps from their
 (L2-normalised) common reps; a gradient-reversal layer makes the common encoder work against it.
@@ -20,13 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepclr_med.losses import distance_correlation_sq, teacher
+from sepclr_med.losses import distance_correlation_sq
 
 
-def independence_penalty(common: torch.Tensor, salient: torch.Tensor, is_target: torch.Tensor) -> torch.Tensor:
-    """dCor² between ``common`` rows and the teacher copy of ``salient`` (background rows 0);
-    gradient to ``common`` only."""
-    return distance_correlation_sq(common, teacher(salient.detach(), is_target))
+def independence_penalty(common: torch.Tensor, salient: torch.Tensor) -> torch.Tensor:
+    """dCor² between ``common`` and ``salient`` rows (patients' reps); gradient to ``common`` only."""
+    return distance_correlation_sq(common, salient.detach())
 
 
 class _Reverse(torch.autograd.Function):

@@ -168,15 +168,15 @@ class Trainer:
         terms = dict(terms)
         yy = torch.cat([y, y])  # labels of both views
         if config.loss.lambda_adversary > 0 or config.loss.lambda_independence > 0:
-            # leakage options act on the reps of the (gathered) batch, both views
-            rep_c, rep_s = (torch.cat([ctx.gather(r) if gather else r for r in rep.chunk(2)])
+            # leakage options act on the patients' reps of the (gathered) batch
+            rep_c, rep_s = (torch.cat([ctx.gather(r) if gather else r for r in rep.chunk(2)])[yy]
                             for rep in (out.common_rep, out.salient_rep))
-            if config.loss.lambda_adversary > 0:  # patients only
-                terms["adversary_r2"] = self.adversary(rep_c[yy], rep_s[yy])
+            if config.loss.lambda_adversary > 0:
+                terms["adversary_r2"] = self.adversary(rep_c, rep_s)
                 # the adversary minimises the unexplained fraction; the reversal makes the encoder maximise it
                 total = total + config.loss.lambda_adversary * (1.0 - terms["adversary_r2"])
             if config.loss.lambda_independence > 0:
-                terms["independence"] = independence_penalty(rep_c, rep_s, yy)
+                terms["independence"] = independence_penalty(rep_c, rep_s)
                 total = total + config.loss.lambda_independence * terms["independence"]
         norms = torch.cat([s1, s2]).detach().norm(dim=1)
         stats = {"loss": total.detach(), **{k: v.detach() for k, v in terms.items()},
