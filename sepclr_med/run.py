@@ -151,8 +151,10 @@ def model_card(config, cohort, split_counts: dict, metrics: list[dict], versions
         f"**Objective**: L_C + {config.loss.beta_salient:g} L_S + {config.loss.beta_infoless:g} L_reg "
         f"+ {config.loss.lambda_jem:g} L_JEM"
         + (f" + {config.loss.lambda_independence:g} L_dep (one-sided dCor² leakage penalty, sepclr-med)"
-           if config.loss.lambda_independence > 0 else " (the paper's objective)")
-        + (f" + {config.loss.lambda_adversary:g} L_adv" if config.loss.lambda_adversary > 0 else "") + ".",
+           if config.loss.lambda_independence > 0 else "")
+        + (f" + {config.loss.lambda_adversary:g} L_adv" if config.loss.lambda_adversary > 0 else "")
+        + (" (the paper's objective)" if config.loss.lambda_independence == config.loss.lambda_adversary == 0
+           else "") + ".",
         f"**Training data**: `{cohort.source.name}`, {len(cohort)} subjects "
         f"({int((~cohort.is_target).sum())} {cohort.control_label} = background, "
         f"{int(cohort.is_target.sum())} {cohort.patient_label} = target); split {split_counts}.",

@@ -115,14 +115,7 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | os.PathLike) -> TrainConfig:
         """Read a TOML config file."""
-        path = Path(path)
-        if not path.is_file():
-            raise SepclrError(f"config file not found: {path}")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise SepclrError(f"{path}: invalid TOML ({exc})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(_read_toml(path), str(path))
 
     @classmethod
     def load_run(cls, run_dir: str | os.PathLike) -> TrainConfig:
@@ -132,11 +125,9 @@ class TrainConfig:
         trained without it, so it is read as 0 (not as today's default).
         """
         path = Path(run_dir) / "config.toml"
-        config = cls.load(path)
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-        if "lambda_independence" not in data.get("loss", {}):
-            config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, lambda_independence=0.0))
-        return config
+        data = _read_toml(path)
+        data.setdefault("loss", {}).setdefault("lambda_independence", 0.0)
+        return cls.from_dict(data, str(path))
 
     def override(self, **changes: Any) -> TrainConfig:
         """A copy with ``section.key`` or top-level keys changed; None values are ignored."""
@@ -167,3 +158,13 @@ class TrainConfig:
             if not ok:
                 raise SepclrError(f"training config: {message}")
         return self
+
+
+def _read_toml(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SepclrError(f"config file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SepclrError(f"{path}: invalid TOML ({exc})") from None
