@@ -13,7 +13,7 @@ import torch
 from sepclr_med.explain.clinical import associate
 from sepclr_med.explain.directions import SalientDirections
 from sepclr_med.explain.regions import region_table
-from sepclr_med.explain.saliency import attribute, region_ablation
+from sepclr_med.explain.saliency import attribute, group_maps, region_ablation, region_rep_changes
 
 SHAPE = (10, 11, 12)
 
@@ -58,6 +58,54 @@ def test_planted_blob_is_the_top_region(rng):
     assert np.allclose(ig.reshape(6, -1).sum(1), projection.numpy(), rtol=1e-3)  # completeness
     drops = region_ablation(model, volumes, u, torch.tensor(base)[None], labels, [1, 2, 3, 4])
     assert np.all(np.argmax(drops, axis=1) == 1)
+
+
+class TwoRegions(torch.nn.Module):
+    """Salient dim 0 measures GM loss in region 2 (the disease); dim 1 the GM of region 3 (noise)."""
+
+    def __init__(self, labels):
+        super().__init__()
+        self.register_buffer("weight", torch.tensor(np.stack([-1.0 * (labels == 2), 1.0 * (labels == 3)]), dtype=torch.float32))
+
+    def forward(self, x):
+        return torch.einsum("nxyz,kxyz->nk", x[:, 0], self.weight)
+
+
+def test_group_map_follows_the_shared_direction_not_each_members_own(rng):
+    labels, regions = blob_atlas()
+    model = type("M", (), {"salient_encoder": TwoRegions(labels)})()
+    base = np.ones(SHAPE, np.float32)
+
+    def subjects(n, loss):  # everyone varies in region 3 (anatomy), in +/- pairs within each half of n
+        v = 0.25 * rng.standard_normal(n // 4)
+        e = np.r_[v, -v, v[::-1], -v[::-1]]
+        return np.stack([base - loss * s * (labels == 2) + d * (labels == 3)
+                         for s, d in zip(rng.uniform(0.5, 1, n), e, strict=True)])
+    volumes = torch.tensor(np.concatenate([subjects(60, 0.0), subjects(40, 0.3)]), dtype=torch.float32)[:, None]
+    patient = np.r_[np.zeros(60, bool), np.ones(40, bool)]
+    with torch.no_grad():
+        salient = model.salient_encoder(volumes).numpy()
+    est = SalientDirections(n_components=1).fit(salient, patient)
+    own = est.deviation_directions(salient)
+    assert np.allclose(np.linalg.norm(own, axis=1), 1) and np.allclose(est.toward(salient[patient]), [1, 0], atol=1e-4)
+    baseline = volumes[~patient].mean(dim=0)
+    halves = {"a": np.r_[np.ones(20, bool), np.zeros(20, bool)], "b": np.r_[np.zeros(20, bool), np.ones(20, bool)]}
+    halves["all"] = np.ones(40, bool)  # overlaps both: a second pass
+    shared = {name: est.toward(salient[patient][mask]) for name, mask in halves.items()}
+    means = group_maps(model, volumes[patient], halves, shared, baseline, method="ig", n_steps=8)
+    own_mean = attribute(model, volumes[patient], own[patient], baseline, method="ig", n_steps=8).mean(axis=0)
+    for name in halves:
+        table = region_table(means[name], labels, regions).set_index("name")
+        assert table.loc["Frontal_R", "rank"] == 1
+        # along the shared direction region 3's deviations, which the members do not share, cancel
+        assert abs(table.loc["Occipital_L", "mean_attribution"]) < 1e-3 * table.loc["Frontal_R", "mean_attribution"]
+    # the members' own directions keep every squared deviation of region 3, which does not cancel
+    table = region_table(own_mean, labels, regions).set_index("name")
+    assert table.loc["Occipital_L", "mean_attribution"] > 0.2 * table.loc["Frontal_R", "mean_attribution"]
+    changes = region_rep_changes(model, volumes[patient], baseline, labels, [1, 2, 3, 4])
+    assert changes.shape == (40, 4, 2)
+    drops = region_ablation(model, volumes[patient], own[patient], baseline, labels, [1, 2, 3, 4])
+    assert np.allclose(drops, np.einsum("nrd,nd->nr", changes, own[patient]), atol=1e-4)
 
 
 def test_directions_and_deviation(rng):

@@ -82,6 +82,15 @@ class SalientDirections:
         pct = np.array([stats.percentileofscore(self.control_distances_, v, kind="weak") for v in d])
         return pd.DataFrame({"deviation": d, "control_percentile": pct})
 
+    def deviation_directions(self, salient: np.ndarray) -> np.ndarray:
+        """Each subject's own unit direction, from the controls' mean salient rep to its rep (``(n, d)``)."""
+        delta = np.asarray(salient, dtype=float) - self.control_mean_
+        return delta / (np.linalg.norm(delta, axis=1, keepdims=True) + 1e-12)
+
+    def toward(self, salient: np.ndarray) -> np.ndarray:
+        """A group's shared unit direction, from the controls' mean salient rep to the group's mean."""
+        return self.deviation_directions(np.asarray(salient, dtype=float).mean(axis=0, keepdims=True))[0]
+
     def directions(self) -> dict[str, np.ndarray]:
         """All named unit directions: ``pc1..pck`` and ``score:<name>``."""
         out = {f"pc{i + 1}": c / np.linalg.norm(c) for i, c in enumerate(self.components_)}

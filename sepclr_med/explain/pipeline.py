@@ -17,7 +17,7 @@ from sepclr_med.errors import SepclrError
 from sepclr_med.explain.clinical import associate
 from sepclr_med.explain.directions import SalientDirections
 from sepclr_med.explain.regions import ablation_table, region_table
-from sepclr_med.explain.saliency import attribute, region_ablation
+from sepclr_med.explain.saliency import attribute, group_maps, region_rep_changes
 from sepclr_med.naming import slug
 
 METHODS = ("ig", "grad", "ablation")
@@ -143,8 +143,7 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
 
     baseline = volumes[torch.from_numpy(~patient)].mean(dim=0)
     save_nifti(to_img(baseline[0].numpy()), out / "maps" / "baseline_control_mean.nii.gz")
-    own = (salient - directions.control_mean_)
-    own = own / (np.linalg.norm(own, axis=1, keepdims=True) + 1e-12)
+    own = directions.deviation_directions(salient)
     pidx = np.flatnonzero(patient)
     groups = {"patients": patient, **_groups_of_patients(salient, patient, ids, truth)}
 
@@ -155,10 +154,15 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
             maps = maps * brain
         index["timings"]["maps_per_second"] = len(pidx) / (time.perf_counter() - tic)
         by_subject = dict(zip([ids[i] for i in pidx], maps, strict=True))
-        for name, mask in groups.items():
-            group_map = np.mean([by_subject[ids[i]] for i in np.flatnonzero(mask)], axis=0)
-            _write_map(group_map, f"deviation_{name}", to_img, labels, labels_atlas.regions, out, index, figures,
-                       f"{name}: attribution of salient deviation ({method})")
+        # a group map explains the group's shared direction (controls' mean -> the group's mean):
+        # see group_maps (validation cohort: negative-subtype voxel AUC 0.77-0.85 -> 0.81-0.85)
+        shared = {name: directions.toward(salient[mask]) for name, mask in groups.items()}
+        means = group_maps(model, volumes[pidx], {name: mask[pidx] for name, mask in groups.items()}, shared,
+                           baseline, method=method, n_steps=n_steps)
+        for name, group_map in means.items():
+            _write_map(group_map * brain if brain is not None else group_map, f"deviation_{name}", to_img, labels,
+                       labels_atlas.regions, out, index, figures,
+                       f"{name}: attribution of the group's salient deviation ({method})")
         for dname, u in named.items():
             mean_map = attribute(model, volumes[pidx], u, baseline, method=method, n_steps=n_steps).mean(axis=0)
             if brain is not None:
@@ -174,12 +178,14 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
                 out / "subjects" / f"{name}_regions.csv", table.to_csv(index=False)))}
     else:
         region_ids = [int(r) for r in labels_atlas.regions["id"] if (labels == r).any()]
-        effects = region_ablation(model, volumes[pidx], own[pidx], baseline, labels, region_ids)
+        changes = region_rep_changes(model, volumes[pidx], baseline, labels, region_ids)
         index["timings"]["subjects_per_second"] = len(pidx) / (time.perf_counter() - tic)
+        effects = np.einsum("nrd,nd->nr", changes, own[pidx])  # each patient along its own direction
         voxels = np.array([(labels == r).sum() for r in region_ids])
         for name, mask in groups.items():
-            rows = np.isin(pidx, np.flatnonzero(mask))
-            table = ablation_table(effects[rows], region_ids, labels_atlas.regions, voxels)
+            rows = mask[pidx]  # a group along its shared direction, as the voxel maps
+            table = ablation_table(changes[rows] @ directions.toward(salient[mask]), region_ids,
+                                   labels_atlas.regions, voxels)
             index["regions"][f"ablation_{name}"] = str(write_text(out / "regions" / f"ablation_{name}.csv",
                                                                   table.to_csv(index=False)))
             painted = np.zeros(labels.shape, np.float32)

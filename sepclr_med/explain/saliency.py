@@ -82,7 +82,73 @@ def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, 
     return np.concatenate(maps)
 
 
+def group_maps(model, volumes: torch.Tensor, groups: dict[str, np.ndarray], directions: dict[str, np.ndarray],
+               baseline: torch.Tensor, *, method: str = "ig", n_steps: int = 24) -> dict[str, np.ndarray]:
+    """Mean attribution over each group's members along the group's shared direction.
+
+    Averaging members' maps along their *own* deviation directions would not cancel their
+    idiosyncratic deviations: along its own direction, a subject's deviation in any dimension
+    contributes with the same sign as itself, so every such dimension adds up. Along the group's
+    direction (controls' mean -> group mean) only what the members share does.
+
+    Parameters
+    ----------
+    groups : dict of str -> numpy.ndarray
+        Boolean row masks over ``volumes``; disjoint groups share one batched pass.
+    directions : dict of str -> numpy.ndarray
+        Unit direction ``(d,)`` of each group.
+
+    Returns
+    -------
+    dict of str -> numpy.ndarray
+        Mean ``(X, Y, Z)`` map of each group.
+    """
+    passes: list[dict[str, np.ndarray]] = []
+    for name, mask in groups.items():
+        mask = np.asarray(mask, bool)
+        if not mask.any():
+            raise ValueError(f"group {name!r} has no members")
+        for part in passes:
+            if not any((mask & other).any() for other in part.values()):
+                part[name] = mask
+                break
+        else:
+            passes.append({name: mask})
+    out = {}
+    for part in passes:
+        rows = np.zeros((len(volumes), len(next(iter(directions.values())))), np.float32)
+        for name, mask in part.items():
+            rows[mask] = directions[name]
+        covered = np.flatnonzero(np.any(list(part.values()), axis=0))
+        maps = attribute(model, volumes[covered], rows[covered], baseline, method=method, n_steps=n_steps)
+        for name, mask in part.items():
+            out[name] = maps[mask[covered]].mean(axis=0)
+    return out
+
+
 @torch.no_grad()
+def region_rep_changes(model, volumes: torch.Tensor, baseline: torch.Tensor, labels: np.ndarray,
+                       region_ids: list[int], batch_size: int = 32) -> np.ndarray:
+    """Change of the salient rep when each region is replaced by the baseline image.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_subjects, n_regions, d)``: ``s_rep(x) - s_rep(x with region r from baseline)``. The
+        drop along any direction ``u`` is its projection on ``u`` (the projection is linear in ``u``),
+        so one pass serves every direction.
+    """
+    encoder = model.salient_encoder.eval()
+    base = baseline.reshape(volumes.shape[1:]).float()
+    masks = [torch.as_tensor(labels == rid) for rid in region_ids]
+    out = []
+    for start in range(0, len(volumes), batch_size):
+        x = volumes[start:start + batch_size].float()
+        reference = encoder(x)
+        out.append(torch.stack([reference - encoder(torch.where(mask, base, x)) for mask in masks], dim=1).numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
 def region_ablation(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, labels: np.ndarray,
                     region_ids: list[int], batch_size: int = 32) -> np.ndarray:
     """Drop of ``<u, s_rep(x)>`` when each region is replaced by the baseline image.
@@ -93,16 +159,6 @@ def region_ablation(model, volumes: torch.Tensor, directions, baseline: torch.Te
         ``(n_subjects, n_regions)``: projection(x) - projection(x with region r from baseline);
         positive when the region pushes the subject along ``u``.
     """
-    projection = Projection(model).eval()
-    u = _directions(directions, len(volumes))
-    base = baseline.reshape(volumes.shape[1:]).float()
-    out = np.zeros((len(volumes), len(region_ids)), dtype=np.float32)
-    for start in range(0, len(volumes), batch_size):
-        x = volumes[start:start + batch_size].float()
-        ub = u[start:start + batch_size]
-        reference = projection(x, ub)
-        for j, rid in enumerate(region_ids):
-            mask = torch.as_tensor(labels == rid)
-            ablated = torch.where(mask, base, x)
-            out[start:start + len(x), j] = (reference - projection(ablated, ub)).numpy()
-    return out
+    changes = region_rep_changes(model, volumes, baseline, labels, region_ids, batch_size)
+    u = _directions(directions, len(volumes)).numpy()
+    return np.einsum("nrd,nd->nr", changes, u)

@@ -134,8 +134,7 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
         volumes = torch.stack([data[i]["image"] for i in range(len(data))])
         with torch.no_grad():
             salient = model.salient_encoder(volumes).numpy()
-        own = salient - reference.directions_.control_mean_
-        own /= np.linalg.norm(own, axis=1, keepdims=True) + 1e-12
+        own = reference.directions_.deviation_directions(salient)
         maps = attribute(model, volumes, own, baseline, method="ig", n_steps=n_steps)
         return volumes, reference.place(salient), maps * mask if mask is not None else maps
 
