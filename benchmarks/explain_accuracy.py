@@ -1,6 +1,6 @@
 """How well `explain` recovers the planted ground truth of a simulated cohort.
 
-    python benchmarks/explain_accuracy.py --run RUN --cohort HELDOUT/cohort.csv --out DIR [--method ig]
+    python benchmarks/explain_accuracy.py --run RUN --cohort HELDOUT/cohort.csv --out DIR [--method eg]
 
 For each subtype: voxel-level ROC AUC of the subtype's group saliency map (absolute attribution,
 inside the brain) for telling the planted subtype mask from the rest of the brain, and how many of
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--run", required=True)
     parser.add_argument("--cohort", required=True)
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--method", default="ig")
+    parser.add_argument("--method", default="eg")
     parser.add_argument("--steps", type=int, default=24)
     args = parser.parse_args()
 

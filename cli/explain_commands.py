@@ -16,9 +16,10 @@ def explain(
     out: Path = typer.Option(Path("explain"), "--out", "-o", help="Output folder."),
     atlas: str = typer.Option("AAL", help="AAL | AAL3 | HCPEx, or a labels NIfTI (with --atlas-lut)."),
     atlas_lut: Path = typer.Option(None, help="Lookup table 'id name' of a custom labels NIfTI."),
-    method: str = typer.Option("ig", help="ig (integrated gradients) | grad | ablation (regions)"),
+    method: str = typer.Option("eg", help="eg (expected gradients, controls as baselines) | ig (integrated "
+                                          "gradients from the controls' mean) | grad | ablation (regions)"),
     subjects: str = typer.Option(None, help="Comma-separated subjects with own maps (default: all patients)."),
-    steps: int = typer.Option(24, min=2, help="Integrated-gradient steps (the attribution budget)."),
+    steps: int = typer.Option(24, min=2, help="Attribution budget per subject: eg samples or ig steps."),
     truth: Path = typer.Option(None, help="Ground-truth CSV with subtypes (default: beside the cohort)."),
     permutations: int = typer.Option(0, min=0, help="Max-T permutations for clinical p-values (0 = off)."),
     no_figures: bool = typer.Option(False, "--no-figures", help="Skip PNG figures."),

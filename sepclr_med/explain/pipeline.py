@@ -20,7 +20,7 @@ from sepclr_med.explain.regions import ablation_table, region_table
 from sepclr_med.explain.saliency import attribute, group_maps, region_rep_changes
 from sepclr_med.naming import slug
 
-METHODS = ("ig", "grad", "ablation")
+METHODS = ("eg", "ig", "grad", "ablation")
 
 
 def load_atlas(atlas: str | os.PathLike, grid_img, lookup: str | os.PathLike | None = None):
@@ -55,7 +55,7 @@ def _groups_of_patients(salient: np.ndarray, patient: np.ndarray, subjects: list
     return out
 
 
-def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lut=None, method: str = "ig",
+def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lut=None, method: str = "eg",
             subjects: list[str] | None = None, n_steps: int = 24, truth=None, n_permutations: int = 0,
             figures: bool = True, console=None) -> dict:
     """Explain a run's salient space on ``cohort`` and write everything into ``out``.
@@ -70,12 +70,13 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
         Output folder.
     atlas, atlas_lut
         Packaged atlas name (``AAL``, ``AAL3``, ``HCPEx``) or a labels NIfTI plus its lookup table.
-    method : {"ig", "grad", "ablation"}
-        Voxel attribution (integrated or plain gradients) or region ablation only.
+    method : {"eg", "ig", "grad", "ablation"}
+        Voxel attribution (expected gradients against the controls' images, integrated gradients
+        from their mean image, plain gradients) or region ablation only.
     subjects : list of str, optional
         Subjects that get their own map and region table (default: every patient).
     n_steps : int
-        Integrated-gradient steps.
+        Attribution budget per subject: expected-gradient samples or integrated-gradient steps.
     truth : pandas.DataFrame, optional
         Ground truth with ``subject_id`` and ``subtype`` (group maps per subtype); else clusters.
     n_permutations : int
@@ -141,15 +142,16 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
                                **{f"u_{i}": v for i, v in enumerate(u)}} for k, u in named.items()])
     index["tables"]["directions"] = str(write_text(out / "directions.csv", dir_table.to_csv(index=False)))
 
-    baseline = volumes[torch.from_numpy(~patient)].mean(dim=0)
+    references = volumes[torch.from_numpy(~patient)]  # eg draws from them; ig, grad, ablation take their mean
+    baseline = references.mean(dim=0)
     save_nifti(to_img(baseline[0].numpy()), out / "maps" / "baseline_control_mean.nii.gz")
     own = directions.deviation_directions(salient)
     pidx = np.flatnonzero(patient)
     groups = {"patients": patient, **_groups_of_patients(salient, patient, ids, truth)}
 
     tic = time.perf_counter()
-    if method in ("ig", "grad"):
-        maps = attribute(model, volumes[pidx], own[pidx], baseline, method=method, n_steps=n_steps)
+    if method in ("eg", "ig", "grad"):
+        maps = attribute(model, volumes[pidx], own[pidx], references, method=method, n_steps=n_steps)
         if brain is not None:
             maps = maps * brain
         index["timings"]["maps_per_second"] = len(pidx) / (time.perf_counter() - tic)
@@ -158,13 +160,13 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
         # see group_maps (validation cohort: negative-subtype voxel AUC 0.77-0.85 -> 0.81-0.85)
         shared = {name: directions.toward(salient[mask]) for name, mask in groups.items()}
         means = group_maps(model, volumes[pidx], {name: mask[pidx] for name, mask in groups.items()}, shared,
-                           baseline, method=method, n_steps=n_steps)
+                           references, method=method, n_steps=n_steps)
         for name, group_map in means.items():
             _write_map(group_map * brain if brain is not None else group_map, f"deviation_{name}", to_img, labels,
                        labels_atlas.regions, out, index, figures,
                        f"{name}: attribution of the group's salient deviation ({method})")
         for dname, u in named.items():
-            mean_map = attribute(model, volumes[pidx], u, baseline, method=method, n_steps=n_steps).mean(axis=0)
+            mean_map = attribute(model, volumes[pidx], u, references, method=method, n_steps=n_steps).mean(axis=0)
             if brain is not None:
                 mean_map = mean_map * brain
             _write_map(mean_map, f"direction_{dname.replace(':', '-')}_patients", to_img, labels,

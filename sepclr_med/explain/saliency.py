@@ -1,10 +1,17 @@
 """Voxel saliency of salient directions, batched over subjects.
 
 For a subject ``x`` and a unit direction ``u`` in the salient space, the explained quantity is the
-projection ``<u, s_rep(x)>``. Attributions use a healthy baseline, the controls' mean image:
+projection ``<u, s_rep(x)>``. Attributions are taken against healthy references:
 
-- ``"ig"``: integrated gradients (Captum), ``(x - baseline) * mean gradient along the path``;
-  they sum to ``<u, s(x)> - <u, s(baseline)>`` (completeness);
+- ``"eg"``: expected gradients (Captum ``GradientShap``): integrated gradients averaged over
+  baselines drawn from the controls' own images, each path sampled at a random point; in
+  expectation they sum to ``<u, s(x)> - E_c <u, s(c)>``. Every reference is a real brain, so the
+  comparison stays on the data; the controls' mean image is smoother than any brain, and
+  ``x - mean`` carries that difference at every sharp boundary (ventricles, caudate), which
+  integrated gradients then attribute;
+- ``"ig"``: integrated gradients (Captum) from the controls' mean image,
+  ``(x - baseline) * mean gradient along the path``; they sum to ``<u, s(x)> - <u, s(baseline)>``
+  (completeness);
 - ``"grad"``: the plain gradient of the projection at ``x``.
 
 Each subject may have its own direction (e.g. its deviation from the controls' mean).
@@ -32,8 +39,8 @@ def _directions(directions: np.ndarray | torch.Tensor, n: int) -> torch.Tensor:
     return u.expand(n, -1).contiguous() if u.ndim == 1 else u
 
 
-def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, *, method: str = "ig",
-              n_steps: int = 24, batch_size: int = 8) -> np.ndarray:
+def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, *, method: str = "eg",
+              n_steps: int = 24, batch_size: int = 8, seed: int = 0) -> np.ndarray:
     """Attributions of ``<u, s_rep(x)>`` to voxels for a batch of volumes.
 
     Parameters
@@ -45,45 +52,61 @@ def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, 
     directions : array-like
         ``(d,)`` shared or ``(n, d)`` per-subject unit directions.
     baseline : torch.Tensor
-        ``(1, X, Y, Z)`` or ``(1, 1, X, Y, Z)`` reference image (the controls' mean).
-    method : {"ig", "grad"}
-        Integrated gradients or plain gradients.
+        ``"eg"``: ``(m, 1, X, Y, Z)`` reference volumes (the controls); ``"ig"`` and ``"grad"``:
+        ``(1, X, Y, Z)`` or ``(1, 1, X, Y, Z)`` reference image (the controls' mean), or a batch
+        of references, whose mean is taken.
+    method : {"eg", "ig", "grad"}
+        Expected gradients, integrated gradients or plain gradients.
     n_steps : int
-        Integration steps of ``"ig"`` (the budget: cost ~ n_steps forward-backward passes).
+        The budget, in forward-backward passes per subject: samples (baseline, path point) of
+        ``"eg"``, integration steps of ``"ig"``.
     batch_size : int
-        Subjects per call; with ``"ig"`` the internal batch is ``batch_size * n_steps`` volumes
-        split into chunks of at most 64.
+        Subjects per call; internal batches hold at most 64 volumes.
+    seed : int
+        Seed of the draws of ``"eg"`` (the global NumPy state is restored afterwards).
 
     Returns
     -------
     numpy.ndarray
         ``(n, X, Y, Z)`` float32 attributions.
     """
-    from captum.attr import IntegratedGradients, Saliency
+    from captum.attr import GradientShap, IntegratedGradients, Saliency
 
+    if method not in ("eg", "ig", "grad"):
+        raise ValueError(f"unknown attribution method {method!r} (eg, ig or grad)")
     projection = Projection(model).eval()
     for p in projection.parameters():
         p.requires_grad_(False)
     u = _directions(directions, len(volumes))
-    base = baseline.reshape(1, *volumes.shape[1:]).float()
+    references = baseline.reshape(-1, *volumes.shape[1:]).float()
+    base = references.mean(dim=0, keepdim=True)
+    if method == "eg":  # GradientShap expands each subject n_steps times in one call
+        batch_size = max(1, min(batch_size, 64 // n_steps))
+    state = np.random.get_state()  # Captum draws GradientShap's baselines and points with NumPy
+    np.random.seed(seed)
     maps = []
-    for start in range(0, len(volumes), batch_size):
-        x = volumes[start:start + batch_size].float()
-        ub = u[start:start + batch_size]
-        if method == "ig":
-            explainer = IntegratedGradients(projection)
-            a = explainer.attribute(x, baselines=base.expand_as(x), additional_forward_args=(ub,),
-                                    n_steps=n_steps, internal_batch_size=min(64, len(x) * n_steps))
-        elif method == "grad":
-            a = Saliency(projection).attribute(x.clone().requires_grad_(), additional_forward_args=(ub,), abs=False)
-        else:
-            raise ValueError(f"unknown attribution method {method!r} (ig or grad)")
-        maps.append(a.detach()[:, 0].numpy().astype(np.float32))
+    try:
+        for start in range(0, len(volumes), batch_size):
+            x = volumes[start:start + batch_size].float()
+            ub = u[start:start + batch_size]
+            if method == "eg":
+                a = GradientShap(projection).attribute(x, baselines=references, n_samples=n_steps, stdevs=0.0,
+                                                       additional_forward_args=(ub,))
+            elif method == "ig":
+                a = IntegratedGradients(projection).attribute(
+                    x, baselines=base.expand_as(x), additional_forward_args=(ub,), n_steps=n_steps,
+                    internal_batch_size=min(64, len(x) * n_steps))
+            else:
+                a = Saliency(projection).attribute(x.clone().requires_grad_(), additional_forward_args=(ub,),
+                                                   abs=False)
+            maps.append(a.detach()[:, 0].numpy().astype(np.float32))
+    finally:
+        np.random.set_state(state)
     return np.concatenate(maps)
 
 
 def group_maps(model, volumes: torch.Tensor, groups: dict[str, np.ndarray], directions: dict[str, np.ndarray],
-               baseline: torch.Tensor, *, method: str = "ig", n_steps: int = 24) -> dict[str, np.ndarray]:
+               baseline: torch.Tensor, *, method: str = "eg", n_steps: int = 24) -> dict[str, np.ndarray]:
     """Mean attribution over each group's members along the group's shared direction.
 
     Averaging members' maps along their *own* deviation directions would not cancel their
