@@ -36,13 +36,13 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from scipy.ndimage import gaussian_filter
     from sklearn.metrics import roc_auc_score
 
     from sepclr_med.cohort import read_cohort
     from sepclr_med.data import cached_dataset
     from sepclr_med.embed import encode_dataset, latent_table
     from sepclr_med.explain.directions import SalientDirections
+    from sepclr_med.explain.group_stats import group_statistic
     from sepclr_med.explain.pipeline import load_atlas
     from sepclr_med.explain.regions import region_table
     from sepclr_med.explain.saliency import attribute
@@ -63,8 +63,6 @@ def main() -> None:
         run = Run(run_dir)
         model, pre = run.load_model("cpu"), run.config.preprocess
         atlas = load_atlas("AAL", grid_image(np.zeros(pre.grid_shape, np.float32), affine=pre.grid_affine))
-        voxel_mm = np.sqrt((np.asarray(pre.grid_affine)[:3, :3] ** 2).sum(axis=0))
-        sigma = 8.0 / np.sqrt(8 * np.log(2)) / voxel_mm  # 8 mm FWHM in voxels
         data = cached_dataset(cohort.records(), pre, cache="memory")
         volumes = torch.stack([data[i]["image"] for i in range(len(data))])
         salient = latent_table(cohort, *encode_dataset(model, data)).filter(like="salient_").to_numpy()
@@ -78,11 +76,7 @@ def main() -> None:
                 maps = attribute(model, volumes[members], u, references, method=args.method,
                                  n_steps=args.steps) * brain
                 for smooth, stat in itertools.product((0, 8), ("mean", "t")):
-                    m = np.stack([gaussian_filter(v, sigma) * brain for v in maps]) if smooth else maps
-                    group = m.mean(axis=0)
-                    if stat == "t":
-                        se = m.std(axis=0, ddof=1) / np.sqrt(len(m))
-                        group = np.divide(group, se, out=np.zeros_like(group), where=se > 0)
+                    group = group_statistic(maps, pre.grid_affine, statistic=stat, fwhm_mm=smooth, mask=brain)
                     top5 = region_table(group, atlas.data, atlas.regions).head(5)["name"]
                     rows.append({"run": Path(run_dir).name, "subtype": spec.name, "method": args.method,
                                  "direction": kind, "smooth_fwhm_mm": smooth, "statistic": stat,

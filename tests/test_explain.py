@@ -13,7 +13,8 @@ import torch
 from sepclr_med.explain.clinical import associate
 from sepclr_med.explain.directions import SalientDirections
 from sepclr_med.explain.regions import region_table
-from sepclr_med.explain.saliency import attribute, group_maps, region_ablation, region_rep_changes
+from sepclr_med.explain.group_stats import group_statistic, one_sample_t, smooth_maps
+from sepclr_med.explain.saliency import attribute, group_attributions, region_ablation, region_rep_changes
 
 SHAPE = (10, 11, 12)
 
@@ -105,7 +106,9 @@ def test_group_map_follows_the_shared_direction_not_each_members_own(rng):
     halves = {"a": np.r_[np.ones(20, bool), np.zeros(20, bool)], "b": np.r_[np.zeros(20, bool), np.ones(20, bool)]}
     halves["all"] = np.ones(40, bool)  # overlaps both: a second pass
     shared = {name: est.toward(salient[patient][mask]) for name, mask in halves.items()}
-    means = group_maps(model, volumes[patient], halves, shared, baseline, method="ig", n_steps=8)
+    members = group_attributions(model, volumes[patient], halves, shared, baseline, method="ig", n_steps=8)
+    assert {k: len(v) for k, v in members.items()} == {"a": 20, "b": 20, "all": 40}
+    means = {name: maps.mean(axis=0) for name, maps in members.items()}
     own_mean = attribute(model, volumes[patient], own[patient], baseline, method="ig", n_steps=8).mean(axis=0)
     for name in halves:
         table = region_table(means[name], labels, regions).set_index("name")
@@ -119,6 +122,32 @@ def test_group_map_follows_the_shared_direction_not_each_members_own(rng):
     assert changes.shape == (40, 4, 2)
     drops = region_ablation(model, volumes[patient], own[patient], baseline, labels, [1, 2, 3, 4])
     assert np.allclose(drops, np.einsum("nrd,nd->nr", changes, own[patient]), atol=1e-4)
+
+
+def test_group_statistics_smooth_in_mm_and_t_rewards_agreement(rng):
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    impulse = np.zeros((1, *SHAPE), np.float32)
+    impulse[0, 5, 5, 6] = 1.0
+    smoothed = smooth_maps(impulse, affine, fwhm_mm=8.0)
+    assert np.isclose(smoothed.sum(), 1.0, atol=1e-3) and impulse.sum() == 1.0  # mass kept, input untouched
+    sigma_vox = 8.0 / np.sqrt(8 * np.log(2)) / 4.0
+    profile = smoothed[0, :, 5, 6]
+    assert np.isclose(profile[6] / profile[5], np.exp(-0.5 / sigma_vox ** 2), rtol=1e-2)  # the kernel is in mm
+    assert np.array_equal(smooth_maps(impulse, affine, 0), impulse)
+    # two voxels with the same mean: consistent (t large) and driven by one member (t small)
+    maps = 0.01 * rng.standard_normal((10, *SHAPE))
+    maps[:, 1, 1, 1] += 1.0
+    maps[0, 8, 8, 8] += 10.0
+    t = one_sample_t(maps)
+    assert t[1, 1, 1] > 50 and abs(t[8, 8, 8]) < 2
+    from scipy import stats
+    assert np.allclose(t, stats.ttest_1samp(maps, 0.0, axis=0).statistic, rtol=1e-4, atol=1e-4)
+    mask = np.zeros(SHAPE, bool)
+    mask[:5] = True
+    mean = group_statistic(maps, affine, statistic="mean", fwhm_mm=0, mask=mask)
+    assert np.allclose(mean, maps.mean(axis=0) * mask, atol=1e-6)
+    with pytest.raises(ValueError, match="group statistic"):
+        group_statistic(maps, affine, statistic="median")
 
 
 def test_directions_and_deviation(rng):
@@ -204,7 +233,9 @@ def test_explain_writes_nifti_maps_on_the_runs_grid(explained):
     display.close()
     assert len(index["subjects"]) == int(cohort.is_target.sum())
     table = pd.read_csv(index["regions"]["deviation_patients"])
-    assert {"region_id", "name", "hemisphere", "voxels", "mean_attribution", "rank"} <= set(table.columns)
+    assert {"region_id", "name", "hemisphere", "voxels", "mean_t", "rank"} <= set(table.columns)
+    mean_table = pd.read_csv(index["regions"]["deviation_patients_mean"])
+    assert {"mean_attribution", "sum_attribution"} <= set(mean_table.columns)
     assert table["name"].str.contains("_L|_R|Vermis").all()
     clinical = pd.read_csv(index["tables"]["clinical"])
     assert {"panss_positive", "panss_negative"} == set(clinical["score"])

@@ -17,7 +17,8 @@ from sepclr_med.errors import SepclrError
 from sepclr_med.explain.clinical import associate
 from sepclr_med.explain.directions import SalientDirections
 from sepclr_med.explain.regions import ablation_table, region_table
-from sepclr_med.explain.saliency import attribute, group_maps, region_rep_changes
+from sepclr_med.explain.group_stats import STATISTICS, group_statistic
+from sepclr_med.explain.saliency import attribute, group_attributions, region_rep_changes
 from sepclr_med.naming import slug
 
 METHODS = ("eg", "ig", "grad", "ablation")
@@ -56,8 +57,9 @@ def _groups_of_patients(salient: np.ndarray, patient: np.ndarray, subjects: list
 
 
 def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lut=None, method: str = "eg",
-            subjects: list[str] | None = None, n_steps: int = 24, truth=None, n_permutations: int = 0,
-            figures: bool = True, console=None) -> dict:
+            subjects: list[str] | None = None, n_steps: int = 24, group_stat: str | None = None,
+            group_fwhm: float | None = None,
+            truth=None, n_permutations: int = 0, figures: bool = True, console=None) -> dict:
     """Explain a run's salient space on ``cohort`` and write everything into ``out``.
 
     Parameters
@@ -77,6 +79,13 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
         Subjects that get their own map and region table (default: every patient).
     n_steps : int
         Attribution budget per subject: expected-gradient samples or integrated-gradient steps.
+    group_stat : {"t", "mean"}, optional
+        Group maps: voxelwise one-sample t of the members' smoothed maps, or their mean. Default:
+        ``"t"`` for ``eg``; ``"mean"`` for ``ig`` and ``grad``, whose single mean-image baseline
+        leaves artefacts that every member shares and a t-map would amplify (docs/explain.md).
+    group_fwhm : float, optional
+        Smoothing of the members' maps before the group statistic (mm FWHM; 0 = none). Default:
+        8 for ``eg``, 0 for ``ig`` and ``grad``.
     truth : pandas.DataFrame, optional
         Ground truth with ``subject_id`` and ``subtype`` (group maps per subtype); else clusters.
     n_permutations : int
@@ -94,6 +103,11 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
 
     if method not in METHODS:
         raise SepclrError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    group_stat = group_stat or ("t" if method == "eg" else "mean")
+    group_fwhm = (8.0 if method == "eg" else 0.0) if group_fwhm is None else group_fwhm
+    if group_stat not in STATISTICS or group_fwhm < 0:
+        raise SepclrError(f"--group-stat must be one of {', '.join(STATISTICS)} (got {group_stat!r}) and "
+                          f"--group-fwhm at least 0 (got {group_fwhm:g})")
     say = console.print if console is not None else (lambda *a, **k: None)
     out = Path(out)
     for sub in ("maps", "regions", "figures", "subjects"):
@@ -156,21 +170,25 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
             maps = maps * brain
         index["timings"]["maps_per_second"] = len(pidx) / (time.perf_counter() - tic)
         by_subject = dict(zip([ids[i] for i in pidx], maps, strict=True))
-        # a group map explains the group's shared direction (controls' mean -> the group's mean):
-        # see group_maps (validation cohort: negative-subtype voxel AUC 0.77-0.85 -> 0.81-0.85)
-        shared = {name: directions.toward(salient[mask]) for name, mask in groups.items()}
-        means = group_maps(model, volumes[pidx], {name: mask[pidx] for name, mask in groups.items()}, shared,
-                           references, method=method, n_steps=n_steps)
-        for name, group_map in means.items():
-            _write_map(group_map * brain if brain is not None else group_map, f"deviation_{name}", to_img, labels,
-                       labels_atlas.regions, out, index, figures,
-                       f"{name}: attribution of the group's salient deviation ({method})")
+        # a group map explains the group's shared direction (controls' mean -> the group's mean),
+        # summarised as a second-level map: members' maps smoothed, then one-sample t (or mean)
+        shared = {f"deviation_{name}": directions.toward(salient[mask]) for name, mask in groups.items()}
+        titles = {f"deviation_{name}": f"{name}: the group's salient deviation" for name in groups}
+        members = group_attributions(model, volumes[pidx], {f"deviation_{name}": mask[pidx]
+                                                            for name, mask in groups.items()},
+                                     shared, references, method=method, n_steps=n_steps)
         for dname, u in named.items():
-            mean_map = attribute(model, volumes[pidx], u, references, method=method, n_steps=n_steps).mean(axis=0)
-            if brain is not None:
-                mean_map = mean_map * brain
-            _write_map(mean_map, f"direction_{dname.replace(':', '-')}_patients", to_img, labels,
-                       labels_atlas.regions, out, index, figures, f"patients: attribution of {dname} ({method})")
+            stem = f"direction_{dname.replace(':', '-')}_patients"
+            titles[stem] = f"patients: {dname}"
+            members[stem] = attribute(model, volumes[pidx], u, references, method=method, n_steps=n_steps)
+        for stem, group in members.items():
+            group = group * brain if brain is not None else group
+            _write_map(group.mean(axis=0), f"{stem}_mean", to_img, labels, labels_atlas.regions, out, index, False,
+                       "")
+            summary = group_statistic(group, pre.grid_affine, statistic=group_stat, fwhm_mm=group_fwhm, mask=brain)
+            _write_map(summary, stem, to_img, labels, labels_atlas.regions, out, index, figures,
+                       f"{titles[stem]} ({method}, {group_stat}, {group_fwhm:g} mm)",
+                       value="t" if group_stat == "t" else "attribution")
         for sid in sorted(wanted & set(by_subject)):
             name = slug(sid)
             path = save_nifti(_in_input_space(to_img(by_subject[sid]), cohort, sid),
@@ -259,13 +277,14 @@ def _in_input_space(img, cohort, subject_id: str):
 
 
 def _write_map(data: np.ndarray, stem: str, to_img, labels, regions, out: Path, index: dict, figures: bool,
-               title: str) -> None:
+               title: str, value: str = "attribution") -> None:
     img = to_img(data)
     index["maps"][stem] = str(save_nifti(img, out / "maps" / f"{stem}.nii.gz"))
-    table = region_table(data, labels, regions)
+    table = region_table(data, labels, regions, value=value)
     index["regions"][stem] = str(write_text(out / "regions" / f"{stem}.csv", table.to_csv(index=False)))
     if figures:
         from sepclr_med.explain.figures import brain_figures, region_bars
 
         index["figures"] += [str(p) for p in brain_figures(img, out / "figures", stem, title)]
-        index["figures"].append(str(region_bars(table, out / "figures" / f"{stem}_regions.png", title)))
+        index["figures"].append(str(region_bars(table, out / "figures" / f"{stem}_regions.png", title,
+                                                value=f"mean_{value}")))

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 
 
-def region_table(attribution: np.ndarray, labels: np.ndarray, regions: pd.DataFrame) -> pd.DataFrame:
-    """Mean attribution per region, ranked by magnitude.
+def region_table(attribution: np.ndarray, labels: np.ndarray, regions: pd.DataFrame,
+                 value: str = "attribution") -> pd.DataFrame:
+    """Mean value of a map per region, ranked by magnitude.
 
     Parameters
     ----------
@@ -17,12 +18,14 @@ def region_table(attribution: np.ndarray, labels: np.ndarray, regions: pd.DataFr
         Integer atlas labels (0 = background).
     regions : pandas.DataFrame
         ``id``, ``name``, ``hemisphere`` (as :class:`~sepclr_med.atlas.Atlas.regions`).
+    value : str
+        What the map holds, naming the columns (``"attribution"``; ``"t"`` for a group t-map).
 
     Returns
     -------
     pandas.DataFrame
-        ``region_id, name, hemisphere, voxels, mean_attribution, sum_attribution, rank`` for regions
-        with at least one voxel on the grid; rank 1 = largest absolute mean attribution.
+        ``region_id, name, hemisphere, voxels, mean_<value>, sum_<value>, rank`` for regions with
+        at least one voxel on the grid; rank 1 = largest absolute mean.
     """
     flat_labels = labels.ravel()
     flat = attribution.ravel().astype(np.float64)
@@ -32,10 +35,11 @@ def region_table(attribution: np.ndarray, labels: np.ndarray, regions: pd.DataFr
     table = regions.rename(columns={"id": "region_id"}).copy()
     table["voxels"] = counts[ids]
     table = table[table["voxels"] > 0].copy()
-    table["sum_attribution"] = sums[table["region_id"]]
-    table["mean_attribution"] = table["sum_attribution"] / table["voxels"]
-    table["rank"] = table["mean_attribution"].abs().rank(ascending=False, method="first").astype(int)
-    columns = ["region_id", "name", "hemisphere", "voxels", "mean_attribution", "sum_attribution", "rank"]
+    mean, total = f"mean_{value}", f"sum_{value}"
+    table[total] = sums[table["region_id"]]
+    table[mean] = table[total] / table["voxels"]
+    table["rank"] = table[mean].abs().rank(ascending=False, method="first").astype(int)
+    columns = ["region_id", "name", "hemisphere", "voxels", mean, total, "rank"]
     return table[columns].sort_values("rank").reset_index(drop=True)
 
 

@@ -105,17 +105,20 @@ def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, 
     return np.concatenate(maps)
 
 
-def group_maps(model, volumes: torch.Tensor, groups: dict[str, np.ndarray], directions: dict[str, np.ndarray],
-               baseline: torch.Tensor, *, method: str = "eg", n_steps: int = 24) -> dict[str, np.ndarray]:
-    """Mean attribution over each group's members along the group's shared direction.
+def group_attributions(model, volumes: torch.Tensor, groups: dict[str, np.ndarray],
+                       directions: dict[str, np.ndarray], baseline: torch.Tensor, *, method: str = "eg",
+                       n_steps: int = 24) -> dict[str, np.ndarray]:
+    """Each group's members' maps, all along the group's shared direction.
 
-    Averaging members' maps along their *own* deviation directions would not cancel their
+    Summarising members' maps along their *own* deviation directions would not cancel their
     idiosyncratic deviations: along its own direction, a subject's deviation in any dimension
     contributes with the same sign as itself, so every such dimension adds up. Along the group's
     direction (controls' mean -> group mean) only what the members share does.
 
     Parameters
     ----------
+    model, volumes, baseline, method, n_steps
+        As for :func:`attribute`.
     groups : dict of str -> numpy.ndarray
         Boolean row masks over ``volumes``; disjoint groups share one batched pass.
     directions : dict of str -> numpy.ndarray
@@ -124,7 +127,7 @@ def group_maps(model, volumes: torch.Tensor, groups: dict[str, np.ndarray], dire
     Returns
     -------
     dict of str -> numpy.ndarray
-        Mean ``(X, Y, Z)`` map of each group.
+        ``(n_members, X, Y, Z)`` maps of each group, members in the order of ``volumes``.
     """
     passes: list[dict[str, np.ndarray]] = []
     for name, mask in groups.items():
@@ -145,7 +148,7 @@ def group_maps(model, volumes: torch.Tensor, groups: dict[str, np.ndarray], dire
         covered = np.flatnonzero(np.any(list(part.values()), axis=0))
         maps = attribute(model, volumes[covered], rows[covered], baseline, method=method, n_steps=n_steps)
         for name, mask in part.items():
-            out[name] = maps[mask[covered]].mean(axis=0)
+            out[name] = maps[mask[covered]]
     return out
 
 
