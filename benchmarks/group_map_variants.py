@@ -78,8 +78,9 @@ def main() -> None:
                 for smooth, stat in itertools.product((0, 8), ("mean", "t")):
                     group = group_statistic(maps, pre.grid_affine, statistic=stat, fwhm_mm=smooth, mask=brain)
                     top5 = region_table(group, atlas.data, atlas.regions).head(5)["name"]
-                    rows.append({"run": Path(run_dir).name, "subtype": spec.name, "method": args.method,
-                                 "direction": kind, "smooth_fwhm_mm": smooth, "statistic": stat,
+                    rows.append({"cohort": root.name, "method": args.method, "run": Path(run_dir).name,
+                                 "subtype": spec.name, "direction": kind, "smooth_fwhm_mm": smooth,
+                                 "statistic": stat,
                                  "voxel_auc": roc_auc_score(planted[spec.name][brain], np.abs(group)[brain]),
                                  "planted_in_top5": int(top5.isin(spec.regions).sum())})
     table = pd.DataFrame(rows)

@@ -21,7 +21,7 @@ def explain(
     subjects: str = typer.Option(None, help="Comma-separated subjects with own maps (default: all patients)."),
     steps: int = typer.Option(24, min=2, help="Attribution budget per subject: eg samples or ig steps."),
     group_stat: str = typer.Option(None, help="Group maps: t (one-sample t of the members' maps) | mean "
-                                              "(default: t for eg, mean for ig and grad)."),
+                                              "(default: t for eg, mean for ig and grad; not used by ablation)."),
     group_fwhm: float = typer.Option(None, min=0.0, help="Smoothing of members' maps before the group statistic, "
                                                          "FWHM in mm (default: 8 for eg, 0 for ig and grad)."),
     truth: Path = typer.Option(None, help="Ground-truth CSV with subtypes (default: beside the cohort)."),

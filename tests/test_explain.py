@@ -106,7 +106,7 @@ def test_group_map_follows_the_shared_direction_not_each_members_own(rng):
     halves = {"a": np.r_[np.ones(20, bool), np.zeros(20, bool)], "b": np.r_[np.zeros(20, bool), np.ones(20, bool)]}
     halves["all"] = np.ones(40, bool)  # overlaps both: a second pass
     shared = {name: est.toward(salient[patient][mask]) for name, mask in halves.items()}
-    members = group_attributions(model, volumes[patient], halves, shared, baseline, method="ig", n_steps=8)
+    members = dict(group_attributions(model, volumes[patient], halves, shared, baseline, method="ig", n_steps=8))
     assert {k: len(v) for k, v in members.items()} == {"a": 20, "b": 20, "all": 40}
     means = {name: maps.mean(axis=0) for name, maps in members.items()}
     own_mean = attribute(model, volumes[patient], own[patient], baseline, method="ig", n_steps=8).mean(axis=0)
@@ -124,6 +124,41 @@ def test_group_map_follows_the_shared_direction_not_each_members_own(rng):
     assert np.allclose(drops, np.einsum("nrd,nd->nr", changes, own[patient]), atol=1e-4)
 
 
+def test_group_attributions_give_each_group_its_direction_and_members(rng):
+    labels, _ = blob_atlas()
+    model = type("M", (), {"salient_encoder": TwoRegions(labels)})()
+    volumes = torch.tensor(1 + 0.1 * rng.standard_normal((9, 1, *SHAPE)), dtype=torch.float32)
+    baseline = torch.ones((1, *SHAPE))
+    groups = {"x": np.isin(np.arange(9), [0, 3, 4]), "y": np.isin(np.arange(9), [1, 7]),
+              "xy": np.isin(np.arange(9), [0, 1, 2, 8])}  # 5 and 6 in no group; xy overlaps both
+    directions = {"x": np.array([1.0, 0.0]), "y": np.array([0.0, 1.0]), "xy": np.array([0.6, -0.8])}
+    got = dict(group_attributions(model, volumes, groups, directions, baseline, method="ig", n_steps=4))
+    assert set(got) == set(groups)
+    for name, mask in groups.items():
+        expected = attribute(model, volumes[mask], directions[name], baseline, method="ig", n_steps=4)
+        assert np.allclose(got[name], expected, atol=1e-6)
+
+
+def test_expected_gradients_with_per_subject_directions_in_chunks(rng):
+    labels, _ = blob_atlas()
+    model = type("M", (), {"salient_encoder": TwoRegions(labels)})()
+    volumes = torch.tensor(1 + 0.1 * rng.standard_normal((3, 1, *SHAPE)), dtype=torch.float32)
+    references = torch.ones((2, 1, *SHAPE))  # two identical references: every sample is exact
+    u = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    torch_state = torch.random.get_rng_state()
+    numpy_state = np.random.get_state()
+    maps = attribute(model, volumes, u, references, method="eg", n_steps=80)  # > 64: 2 chunks per subject
+    with torch.no_grad():
+        expected = ((model.salient_encoder(volumes) - model.salient_encoder(references[:1])) * torch.tensor(
+            u, dtype=torch.float32)).sum(1)
+    assert np.allclose(maps.reshape(3, -1).sum(1), expected.numpy(), rtol=1e-4, atol=1e-4)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)  # callers' streams untouched
+    after = np.random.get_state()
+    assert np.array_equal(after[1], numpy_state[1]) and after[2:] == numpy_state[2:]
+    with pytest.raises(ValueError, match="several reference"):
+        attribute(model, volumes, u, references[:1], method="eg")
+
+
 def test_group_statistics_smooth_in_mm_and_t_rewards_agreement(rng):
     affine = np.diag([4.0, 4.0, 4.0, 1.0])
     impulse = np.zeros((1, *SHAPE), np.float32)
@@ -134,6 +169,11 @@ def test_group_statistics_smooth_in_mm_and_t_rewards_agreement(rng):
     profile = smoothed[0, :, 5, 6]
     assert np.isclose(profile[6] / profile[5], np.exp(-0.5 / sigma_vox ** 2), rtol=1e-2)  # the kernel is in mm
     assert np.array_equal(smooth_maps(impulse, affine, 0), impulse)
+    two = np.zeros((2, *SHAPE), np.float32)
+    two[0, 5, 5, 6] = 1.0
+    both = smooth_maps(two, affine, fwhm_mm=8.0)
+    assert np.allclose(both[1], 0) and np.allclose(both[0], smoothed[0])  # members are not mixed
+    assert np.isclose(both[0, 5, 5, 7] / both[0, 5, 5, 6], np.exp(-0.5 / sigma_vox ** 2), rtol=1e-2)  # z too
     # two voxels with the same mean: consistent (t large) and driven by one member (t small)
     maps = 0.01 * rng.standard_normal((10, *SHAPE))
     maps[:, 1, 1, 1] += 1.0
@@ -217,14 +257,14 @@ def explained(tiny_cohort, tmp_path_factory):
     run = train(cohort, root / "run", tiny_config(**{"optim.epochs": 1}))
     truth = pd.read_csv(tiny_cohort.ground_truth_csv, keep_default_na=False)
     index = explain(Run(run), cohort, root / "out", n_steps=4, truth=truth)
-    return root, index, cohort
+    return root, index, cohort, truth
 
 
 def test_explain_writes_nifti_maps_on_the_runs_grid(explained):
     from nilearn import plotting
     from nilearn.image import load_img
 
-    root, index, cohort = explained
+    root, index, cohort, _ = explained
     assert {"deviation_patients", "deviation_subtype-positive", "deviation_subtype-negative"} <= set(index["maps"])
     reference = nib.load(cohort.table["image"].iloc[0])
     img = load_img(index["maps"]["deviation_patients"])
@@ -245,3 +285,34 @@ def test_explain_writes_nifti_maps_on_the_runs_grid(explained):
         score: int((part["q_value"] < 0.05).sum()) for score, part in common.groupby("score")}
     assert json.loads((root / "out" / "index.json").read_text())["maps"] == index["maps"]
     assert all(p.endswith(".png") for p in index["figures"]) and len(index["figures"]) >= 9
+
+
+def test_explain_group_maps_record_their_statistic_and_survive_a_single_member(explained):
+    from sepclr_med.explain.pipeline import explain
+    from sepclr_med.run import Run
+
+    root, index, cohort, truth = explained
+    assert index["group_maps"]["deviation_patients"] == {"members": int(cohort.is_target.sum()), "statistic": "t",
+                                                         "fwhm_mm": 8.0}
+    assert index["group_maps"]["direction_pc1_patients"]["statistic"] == "t"
+    rare = truth.copy()
+    lone = rare.index[rare["subtype"] != ""][0]
+    rare.loc[lone, "subtype"] = "rare"
+    out = explain(Run(root / "run"), cohort, root / "rare", n_steps=4, truth=rare, figures=False)
+    assert out["group_maps"]["deviation_subtype-rare"] == {"members": 1, "statistic": "mean", "fwhm_mm": 8.0}
+    assert "mean_attribution" in pd.read_csv(out["regions"]["deviation_subtype-rare"]).columns
+    ig = explain(Run(root / "run"), cohort, root / "ig", method="ig", n_steps=4, truth=truth, figures=False)
+    assert ig["group_maps"]["deviation_patients"]["statistic"] == "mean"
+    assert ig["group_maps"]["deviation_patients"]["fwhm_mm"] == 0.0
+
+
+def test_explain_ablation_without_ground_truth_uses_clusters(explained):
+    from sepclr_med.explain.pipeline import explain
+    from sepclr_med.run import Run
+
+    root, _, cohort, _ = explained
+    out = explain(Run(root / "run"), cohort, root / "ablation", method="ablation", truth=None, figures=False)
+    clusters = [k for k in out["regions"] if k.startswith("ablation_cluster-")]
+    assert len(clusters) >= 2 and "ablation_patients" in out["regions"]
+    table = pd.read_csv(out["regions"][clusters[0]])
+    assert {"region_id", "name", "mean_projection_drop", "rank"} <= set(table.columns)

@@ -30,11 +30,11 @@ def smooth_maps(maps: np.ndarray, affine: np.ndarray, fwhm_mm: float) -> np.ndar
 
 def one_sample_t(maps: np.ndarray) -> np.ndarray:
     """Voxelwise one-sample t statistic over the first axis (0 where the maps do not vary)."""
-    maps = np.asarray(maps, dtype=np.float64)
+    maps = np.asarray(maps, dtype=np.float32)
     if len(maps) < 2:
         raise ValueError("a t-map needs at least 2 maps")
-    mean = maps.mean(axis=0)
-    se = maps.std(axis=0, ddof=1) / np.sqrt(len(maps))
+    mean = maps.mean(axis=0, dtype=np.float64)
+    se = maps.std(axis=0, ddof=1, dtype=np.float64) / np.sqrt(len(maps))
     return np.divide(mean, se, out=np.zeros_like(mean), where=se > 0).astype(np.float32)
 
 

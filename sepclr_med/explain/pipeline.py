@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -174,21 +175,30 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
         # summarised as a second-level map: members' maps smoothed, then one-sample t (or mean)
         shared = {f"deviation_{name}": directions.toward(salient[mask]) for name, mask in groups.items()}
         titles = {f"deviation_{name}": f"{name}: the group's salient deviation" for name in groups}
-        members = group_attributions(model, volumes[pidx], {f"deviation_{name}": mask[pidx]
-                                                            for name, mask in groups.items()},
-                                     shared, references, method=method, n_steps=n_steps)
-        for dname, u in named.items():
-            stem = f"direction_{dname.replace(':', '-')}_patients"
-            titles[stem] = f"patients: {dname}"
-            members[stem] = attribute(model, volumes[pidx], u, references, method=method, n_steps=n_steps)
-        for stem, group in members.items():
-            group = group * brain if brain is not None else group
+        stems = group_attributions(model, volumes[pidx], {f"deviation_{name}": mask[pidx]
+                                                          for name, mask in groups.items()},
+                                   shared, references, method=method, n_steps=n_steps)
+        along = {f"direction_{dname.replace(':', '-')}_patients": (dname, u) for dname, u in named.items()}
+        titles.update({stem: f"patients: {dname}" for stem, (dname, _) in along.items()})
+        directional = ((stem, attribute(model, volumes[pidx], u, references, method=method, n_steps=n_steps))
+                       for stem, (_, u) in along.items())
+        # a map outside the brain mask would be smoothed into the background: keep to the brain
+        # (or, without a mask, to the voxels where the controls' mean is not zero)
+        inside = brain if brain is not None else baseline[0].numpy() != 0
+        index["group_maps"] = {}
+        for stem, group in chain(stems, directional):  # one group in memory at a time
+            group = group * inside
+            stat = group_stat if len(group) >= 2 else "mean"  # no t from a single member
+            if stat != group_stat:
+                say(f"[yellow]note[/]: {stem} has 1 member: its map is the member's map, not a t-map")
+            index["group_maps"][stem] = {"members": len(group), "statistic": stat, "fwhm_mm": group_fwhm}
             _write_map(group.mean(axis=0), f"{stem}_mean", to_img, labels, labels_atlas.regions, out, index, False,
                        "")
-            summary = group_statistic(group, pre.grid_affine, statistic=group_stat, fwhm_mm=group_fwhm, mask=brain)
+            summary = group_statistic(group, pre.grid_affine, statistic=stat, fwhm_mm=group_fwhm, mask=inside)
             _write_map(summary, stem, to_img, labels, labels_atlas.regions, out, index, figures,
-                       f"{titles[stem]} ({method}, {group_stat}, {group_fwhm:g} mm)",
-                       value="t" if group_stat == "t" else "attribution")
+                       f"{titles[stem]} ({method}, {stat}, {group_fwhm:g} mm)",
+                       value="t" if stat == "t" else "attribution")
+            del group, summary
         for sid in sorted(wanted & set(by_subject)):
             name = slug(sid)
             path = save_nifti(_in_input_space(to_img(by_subject[sid]), cohort, sid),

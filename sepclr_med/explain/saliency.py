@@ -19,6 +19,8 @@ Each subject may have its own direction (e.g. its deviation from the controls' m
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -63,14 +65,14 @@ def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, 
     batch_size : int
         Subjects per call; internal batches hold at most 64 volumes.
     seed : int
-        Seed of the draws of ``"eg"`` (the global NumPy state is restored afterwards).
+        Seed of the draws of ``"eg"`` (the global NumPy and torch states are restored afterwards).
 
     Returns
     -------
     numpy.ndarray
         ``(n, X, Y, Z)`` float32 attributions.
     """
-    from captum.attr import GradientShap, IntegratedGradients, Saliency
+    from captum.attr import IntegratedGradients, Saliency
 
     if method not in ("eg", "ig", "grad"):
         raise ValueError(f"unknown attribution method {method!r} (eg, ig or grad)")
@@ -79,27 +81,52 @@ def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, 
         p.requires_grad_(False)
     u = _directions(directions, len(volumes))
     references = baseline.reshape(-1, *volumes.shape[1:]).float()
-    base = references.mean(dim=0, keepdim=True)
-    if method == "eg":  # GradientShap expands each subject n_steps times in one call
+    if method == "eg":
+        if len(references) < 2:
+            raise ValueError("expected gradients draw baselines from several reference volumes (the controls); "
+                             "with a single baseline image use method='ig'")
         batch_size = max(1, min(batch_size, 64 // n_steps))
-    state = np.random.get_state()  # Captum draws GradientShap's baselines and points with NumPy
+        return _expected_gradients(projection, volumes, u, references, n_steps, batch_size, seed)
+    base = references.mean(dim=0, keepdim=True)
+    maps = []
+    for start in range(0, len(volumes), batch_size):
+        x = volumes[start:start + batch_size].float()
+        ub = u[start:start + batch_size]
+        if method == "ig":
+            a = IntegratedGradients(projection).attribute(
+                x, baselines=base.expand_as(x), additional_forward_args=(ub,), n_steps=n_steps,
+                internal_batch_size=min(64, len(x) * n_steps))
+        else:
+            a = Saliency(projection).attribute(x.clone().requires_grad_(), additional_forward_args=(ub,), abs=False)
+        maps.append(a.detach()[:, 0].numpy().astype(np.float32))
+    return np.concatenate(maps)
+
+
+def _expected_gradients(projection, volumes, u, references, n_samples: int, batch_size: int,
+                        seed: int) -> np.ndarray:
+    """Captum ``GradientShap`` (no input noise) in chunks of at most 64 volumes, seeded.
+
+    Captum draws the baselines and path points from NumPy's global generator (and calls torch's
+    for its zero-width noise): both states are restored afterwards.
+    """
+    from captum.attr import GradientShap
+
+    explainer = GradientShap(projection)
+    state = np.random.get_state()
     np.random.seed(seed)
     maps = []
     try:
-        for start in range(0, len(volumes), batch_size):
-            x = volumes[start:start + batch_size].float()
-            ub = u[start:start + batch_size]
-            if method == "eg":
-                a = GradientShap(projection).attribute(x, baselines=references, n_samples=n_steps, stdevs=0.0,
-                                                       additional_forward_args=(ub,))
-            elif method == "ig":
-                a = IntegratedGradients(projection).attribute(
-                    x, baselines=base.expand_as(x), additional_forward_args=(ub,), n_steps=n_steps,
-                    internal_batch_size=min(64, len(x) * n_steps))
-            else:
-                a = Saliency(projection).attribute(x.clone().requires_grad_(), additional_forward_args=(ub,),
-                                                   abs=False)
-            maps.append(a.detach()[:, 0].numpy().astype(np.float32))
+        with torch.random.fork_rng(devices=[]):
+            for start in range(0, len(volumes), batch_size):
+                x = volumes[start:start + batch_size].float()
+                ub = u[start:start + batch_size]
+                total, left = torch.zeros_like(x), n_samples
+                while left:
+                    k = min(left, max(1, 64 // len(x)))
+                    total += k * explainer.attribute(x, baselines=references, n_samples=k, stdevs=0.0,
+                                                     additional_forward_args=(ub,)).detach()
+                    left -= k
+                maps.append((total / n_samples)[:, 0].numpy().astype(np.float32))
     finally:
         np.random.set_state(state)
     return np.concatenate(maps)
@@ -107,8 +134,8 @@ def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, 
 
 def group_attributions(model, volumes: torch.Tensor, groups: dict[str, np.ndarray],
                        directions: dict[str, np.ndarray], baseline: torch.Tensor, *, method: str = "eg",
-                       n_steps: int = 24) -> dict[str, np.ndarray]:
-    """Each group's members' maps, all along the group's shared direction.
+                       n_steps: int = 24) -> Iterator[tuple[str, np.ndarray]]:
+    """Each group's members' maps, all along the group's shared direction (yielded group by group).
 
     Summarising members' maps along their *own* deviation directions would not cancel their
     idiosyncratic deviations: along its own direction, a subject's deviation in any dimension
@@ -124,10 +151,11 @@ def group_attributions(model, volumes: torch.Tensor, groups: dict[str, np.ndarra
     directions : dict of str -> numpy.ndarray
         Unit direction ``(d,)`` of each group.
 
-    Returns
-    -------
-    dict of str -> numpy.ndarray
-        ``(n_members, X, Y, Z)`` maps of each group, members in the order of ``volumes``.
+    Yields
+    ------
+    name, numpy.ndarray
+        Each group's ``(n_members, X, Y, Z)`` maps, members in the order of ``volumes``; disjoint
+        groups are computed together, and only one pass is held in memory.
     """
     passes: list[dict[str, np.ndarray]] = []
     for name, mask in groups.items():
@@ -140,7 +168,6 @@ def group_attributions(model, volumes: torch.Tensor, groups: dict[str, np.ndarra
                 break
         else:
             passes.append({name: mask})
-    out = {}
     for part in passes:
         rows = np.zeros((len(volumes), len(next(iter(directions.values())))), np.float32)
         for name, mask in part.items():
@@ -148,8 +175,7 @@ def group_attributions(model, volumes: torch.Tensor, groups: dict[str, np.ndarra
         covered = np.flatnonzero(np.any(list(part.values()), axis=0))
         maps = attribute(model, volumes[covered], rows[covered], baseline, method=method, n_steps=n_steps)
         for name, mask in part.items():
-            out[name] = maps[mask[covered]]
-    return out
+            yield name, maps[mask[covered]]
 
 
 @torch.no_grad()
