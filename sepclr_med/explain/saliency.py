@@ -24,6 +24,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+MAX_VOLUMES = 64  # volumes in one forward-backward pass (path points or samples x subjects)
+
 
 class Projection(torch.nn.Module):
     """``x -> <u_i, s_rep(x_i)>`` for a batch, with one direction per row (or one shared)."""
@@ -63,7 +65,7 @@ def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, 
         The budget, in forward-backward passes per subject: samples (baseline, path point) of
         ``"eg"``, integration steps of ``"ig"``.
     batch_size : int
-        Subjects per call; internal batches hold at most 64 volumes.
+        Subjects per call; internal batches hold at most ``MAX_VOLUMES`` volumes.
     seed : int
         Seed of the draws of ``"eg"`` (the global NumPy and torch states are restored afterwards).
 
@@ -85,7 +87,7 @@ def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, 
         if len(references) < 2:
             raise ValueError("expected gradients draw baselines from several reference volumes (the controls); "
                              "with a single baseline image use method='ig'")
-        batch_size = max(1, min(batch_size, 64 // n_steps))
+        batch_size = max(1, min(batch_size, MAX_VOLUMES // n_steps))
         return _expected_gradients(projection, volumes, u, references, n_steps, batch_size, seed)
     base = references.mean(dim=0, keepdim=True)
     maps = []
@@ -95,7 +97,7 @@ def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, 
         if method == "ig":
             a = IntegratedGradients(projection).attribute(
                 x, baselines=base.expand_as(x), additional_forward_args=(ub,), n_steps=n_steps,
-                internal_batch_size=min(64, len(x) * n_steps))
+                internal_batch_size=min(MAX_VOLUMES, len(x) * n_steps))
         else:
             a = Saliency(projection).attribute(x.clone().requires_grad_(), additional_forward_args=(ub,), abs=False)
         maps.append(a.detach()[:, 0].numpy().astype(np.float32))
@@ -104,7 +106,7 @@ def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, 
 
 def _expected_gradients(projection, volumes, u, references, n_samples: int, batch_size: int,
                         seed: int) -> np.ndarray:
-    """Captum ``GradientShap`` (no input noise) in chunks of at most 64 volumes, seeded.
+    """Captum ``GradientShap`` (no input noise) in chunks of at most ``MAX_VOLUMES`` volumes, seeded.
 
     Captum draws the baselines and path points from NumPy's global generator (and calls torch's
     for its zero-width noise): both states are restored afterwards.
@@ -122,7 +124,7 @@ def _expected_gradients(projection, volumes, u, references, n_samples: int, batc
                 ub = u[start:start + batch_size]
                 total, left = torch.zeros_like(x), n_samples
                 while left:
-                    k = min(left, max(1, 64 // len(x)))
+                    k = min(left, max(1, MAX_VOLUMES // len(x)))
                     total += k * explainer.attribute(x, baselines=references, n_samples=k, stdevs=0.0,
                                                      additional_forward_args=(ub,)).detach()
                     left -= k
