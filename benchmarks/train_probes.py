@@ -27,7 +27,9 @@ def probe_table(latents: pd.DataFrame, truth: pd.DataFrame) -> dict:
     row = {}
     for space, x in spaces.items():
         row[f"{space}->patient_bacc"] = probe_classification(x, patient)
-        row[f"{space}->subtype_bacc"] = probe_classification(x[patient], df.loc[patient, "subtype"])
+        subtypes = df.loc[patient, "subtype"]
+        row[f"{space}->subtype_bacc"] = probe_classification(x[patient], subtypes) \
+            if subtypes.nunique() > 1 else float("nan")  # one subtype: nothing to decode
         row[f"{space}->severity_r2"] = probe_regression(x[patient], df.loc[patient, "severity"])
         row[f"{space}->age_r2"] = probe_regression(x, df["age"])
         row[f"{space}->sex_bacc"] = probe_classification(x, df["sex"])

@@ -30,6 +30,9 @@ def evaluate(
 
     console = Console(highlight=False)
     trained = Run(run)
+    warning = trained.verdict_warning()
+    if warning:
+        console.print(f"[bold red]WARNING[/] (training verdict): {escape(warning)}")
     data = trained.read_cohort(cohort, min_per_group=0)
     seen = trained.training_subjects() & set(data.subject_ids)
     if seen:
@@ -43,8 +46,8 @@ def evaluate(
     table = evaluate_latents(latents, table_factors, target_factors=names,
                              patient_label=trained.config.patient_label)
     print_evaluation(table, console)
-    paths = write_evaluation(table, out)
-    console.print(f"Wrote {paths['csv']} and {paths['json']}")
+    paths = write_evaluation(table, out, verdict=trained.verdict())
+    console.print(f"Wrote {paths['csv']}, {paths['json']} and {paths['verdict']}")
 
 
 def register(app: typer.Typer) -> None:

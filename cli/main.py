@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from sepclr_med.cli import (benchmark_commands, data_commands, evaluate_commands, explain_commands,
-                            report_commands, simulate_commands, train_commands)
+                            report_commands, simulate_commands, train_commands, tune_commands)
 from sepclr_med.cli.errors import STATE
 
 app = typer.Typer(
@@ -41,6 +41,7 @@ def _root(
 simulate_commands.register(app)
 data_commands.register(app)
 train_commands.register(app)
+tune_commands.register(app)
 evaluate_commands.register(app)
 benchmark_commands.register(app)
 explain_commands.register(app)

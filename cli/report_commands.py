@@ -36,6 +36,8 @@ def report(
                               n_steps=steps, pdf=not no_pdf, full_paths=full_paths,
                               progress=lambda done, total, sid: bar.update(
                                   task, completed=done, total=total, description=f"rendering {escape(sid)}"))
+    if result["warning"]:
+        console.print(f"[bold red]WARNING[/] (training verdict, repeated on every page): {escape(result['warning'])}")
     console.print(f"Reported {len(result['rows'])} subject(s): {result['index']} "
                   f"({result['seconds_per_page']:.2f} s per page)")
     if result["failures"]:

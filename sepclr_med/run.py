@@ -12,7 +12,8 @@
       reference_control_mean.nii.gz  mean preprocessed image of the training controls
       cohort.csv           copy of the training cohort table; cohort.sha256 its digest
       versions.json        library versions
-      MODEL_CARD.md        what was trained, on what, how to use it
+      verdict.json         whether the salient space separates held-out patients (training/monitor.py)
+      MODEL_CARD.md        what was trained, on what, how to use it, and that verdict
 """
 
 from __future__ import annotations
@@ -120,6 +121,22 @@ class Run:
 
         return nib.load(self.path / "reference_control_mean.nii.gz")
 
+    def verdict(self) -> dict:
+        """The training verdict (``status``: separated, not separated, unchecked; ``message``)."""
+        path = self.path / "verdict.json"
+        if not path.is_file():
+            return {"status": "unchecked", "message": "this run has no verdict.json (trained by an older "
+                    "version or unfinished): whether its salient space separates patients from controls "
+                    "was NOT checked", "advice": "retrain with this version"}
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def verdict_warning(self) -> str | None:
+        """One line to show users when the verdict is not ``separated`` (None when it is)."""
+        v = self.verdict()
+        if v.get("status") == "separated":
+            return None
+        return f"{v['message']}; {v['advice']}." if v.get("advice") else f"{v['message']}."
+
     def metrics(self) -> list[dict]:
         """Per-epoch metrics."""
         path = self.path / "metrics.jsonl"
@@ -139,11 +156,21 @@ class Run:
         return problems
 
 
-def model_card(config, cohort, split_counts: dict, metrics: list[dict], versions: dict) -> str:
-    """A short Markdown model card."""
+def model_card(config, cohort, split_counts: dict, metrics: list[dict], versions: dict,
+               verdict: dict | None = None) -> str:
+    """A short Markdown model card; the training verdict first."""
     last = metrics[-1] if metrics else {}
+    verdict = verdict or {"status": "unchecked", "message": "no verdict", "advice": ""}
+    status = ("**Verdict: salient space separated.** " if verdict["status"] == "separated"
+              else f"**WARNING — verdict: {verdict['status']}.** ")
+    advice = f" What to try: {verdict['advice']}." if verdict.get("advice") else ""
     lines = [
         "# sepclr-med model card",
+        "",
+        status + verdict["message"][0].upper() + verdict["message"][1:] + "." + advice,
+        f"**Kept weights**: epoch {verdict.get('epoch')} of {config.optim.epochs} (`keep = {config.keep}`: "
+        + ("highest 3-epoch mean validation salient AUC in the second half of training"
+           if config.keep == "best-val" else "the last epoch") + "); `checkpoints/last.pt` resumes.",
         "",
         "**Model**: SepCLR (Louiset et al., ICLR 2024), two independent 3D encoders "
         f"(`{config.model.backbone}`), common reps of size {config.model.common_dim}, salient reps of "

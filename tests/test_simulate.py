@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -118,3 +120,46 @@ def test_simulate_cli_then_validate(tmp_path):
     assert "6 subjects (3 control, 3 patient)" in result.output
     result = runner.invoke(app, ["simulate", "--out", str(out), "--recipe", "nope"])
     assert result.exit_code == 1 and "unknown recipe" in result.output
+
+
+def test_nuisance_blobs_vary_gm_in_controls_and_patients_alike(tmp_path):
+    from sepclr_med.simulate.anatomy import load_template_space
+    from sepclr_med.simulate.generator import focal_variation
+    from sepclr_med.simulate.recipe import Nuisance
+
+    space = load_template_space(8.0)
+    field = focal_variation(space, Nuisance(blobs_per_subject=3.0, max_gm_change=0.25), np.random.default_rng(0))
+    assert field.shape == space.shape and field.min() >= 0.75 ** 3 and field.max() <= 1.25 ** 3
+    assert (np.abs(field - 1) > 0.01).mean() > 0.005  # some voxels changed, not the whole brain
+    recipe = load_recipe().replace(n_controls=3, n_patients=3, resolution_mm=8.0, seed=4)
+    plain = simulate_cohort(recipe, tmp_path / "plain")
+    blobs = simulate_cohort(dataclasses.replace(recipe, nuisance=Nuisance(blobs_per_subject=4.0)), tmp_path / "blobs")
+    truth = pd.read_csv(plain.ground_truth_csv)
+    for sid, group in zip(truth["subject_id"], truth["group"], strict=True):
+        a = nib.load(plain.root / "images" / f"{sid}.nii.gz").get_fdata()
+        b = nib.load(blobs.root / "images" / f"{sid}.nii.gz").get_fdata()
+        assert not np.allclose(a, b), group  # every subject, either group, carries its own blobs
+
+
+def test_family_recipes_vary_what_the_default_holds_fixed():
+    from sepclr_med.simulate import family_recipes
+
+    family = family_recipes()
+    assert len(family) >= 5 and [r.holdout for r in family.values()][-1] is True
+    assert sum(r.holdout for r in family.values()) == 1
+    default = load_recipe()
+    regions = {frozenset(s.regions) for r in family.values() for s in r.subtypes}
+    assert len(regions) >= 6 and not regions & {frozenset(s.regions) for s in default.subtypes}
+    sizes = sorted(r.n_controls for r in family.values())
+    assert sizes[0] == 40 and sizes[-1] == 150
+    assert {len(r.subtypes) for r in family.values()} == {1, 2, 3}
+    assert min(s.max_gm_loss for r in family.values() for s in r.subtypes) <= 0.15  # a weak member
+    assert all(r.nuisance.blobs_per_subject > 0 and len({s.gain for s in r.sites}) > 1
+               and r.age.global_loss_per_decade > 0 for r in family.values())
+
+
+def test_unknown_recipe_key_is_an_error(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('name = "x"\nn_control = 10\n[[subtypes]]\nname = "a"\nregions = ["Insula_L"]\n')
+    with pytest.raises(SepclrError, match="unknown recipe key.*n_control"):
+        load_recipe(path)

@@ -211,7 +211,7 @@ def test_train_with_two_gloo_processes_writes_one_run(tiny_cohort, tmp_path):
            "--epochs", "1", "--batch-size", "4", "--device", "cpu"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [p.name for p in (out / "checkpoints").iterdir()] == ["last.pt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
     assert len(Run(out).metrics()) == 1 and (out / "model.pt").is_file()
     assert proc.stdout.count("epoch   1:") == 1  # only rank 0 prints
 

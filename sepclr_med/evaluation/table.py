@@ -32,13 +32,15 @@ def cohort_factors(cohort, truth: str | os.PathLike | None = None) -> tuple[pd.D
     return factors, None
 
 
-def write_evaluation(table: pd.DataFrame, out: str | os.PathLike) -> dict[str, Path]:
-    """Write ``probes.csv`` and ``probes.json`` into ``out`` (atomically)."""
+def write_evaluation(table: pd.DataFrame, out: str | os.PathLike, verdict: dict | None = None) -> dict[str, Path]:
+    """Write ``probes.csv``, ``probes.json`` and the run's training ``verdict.json`` into ``out``
+    (atomically)."""
     out = Path(out)
-    paths = {"csv": out / "probes.csv", "json": out / "probes.json"}
+    paths = {"csv": out / "probes.csv", "json": out / "probes.json", "verdict": out / "verdict.json"}
     write_text(paths["csv"], table.to_csv(index=False, float_format="%.4f"))
     records = json.loads(table.to_json(orient="records"))
     write_text(paths["json"], json.dumps(records, indent=1))
+    write_text(paths["verdict"], json.dumps(verdict or {"status": "unchecked"}, indent=1))
     return paths
 
 

@@ -113,8 +113,13 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
     out = Path(out)
     for sub in ("maps", "regions", "figures", "subjects"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    warning = run.verdict_warning()
     index: dict = {"maps": {}, "regions": {}, "figures": [], "tables": {}, "subjects": {}, "timings": {},
-                   "checks": {}}
+                   "checks": {}, "verdict": run.verdict(), "warnings": [warning] if warning else []}
+    if warning:
+        from rich.markup import escape
+
+        say(f"[bold red]WARNING[/] (training verdict): {escape(warning)}")
     model = run.load_model("cpu")
     pre = run.config.preprocess
     ids = cohort.subject_ids

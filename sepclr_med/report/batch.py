@@ -124,7 +124,8 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
     meta = {"version": __version__, "run_id": f"{Path(run.path).name}:{sha256(run.weights_path)[:10]}",
             "reference_split": reference.reference_split_, "n_reference_controls": len(reference.control_deviation_),
             "n_reference_patients": len(reference.patient_deviation_),
-            "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "caveat": CAVEAT, "atlas": labels_atlas.name}
+            "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "caveat": CAVEAT, "atlas": labels_atlas.name,
+            "verdict_warning": run.verdict_warning()}
     env = _environment()
     associations = _associations(explain_dir)
     rows, timings = [], []
@@ -194,6 +195,6 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
     write_text(out / "summary.csv", summary.to_csv(index=False))
     write_text(out / "index.html", env.get_template("index.html.j2").render(
         rows=rows, failures=failures, cohort=Path(cohort_path).name if not full_paths else str(cohort_path), **meta))
-    return {"rows": rows, "failures": failures, "index": str(out / "index.html"),
+    return {"rows": rows, "failures": failures, "index": str(out / "index.html"), "warning": meta["verdict_warning"],
             "seconds_per_page": float(np.mean(timings)) if timings else float("nan")}
 

@@ -102,6 +102,24 @@ def effect_maps(space: TemplateSpace, atlas, region_lists: list[list[str]]) -> l
     return maps
 
 
+def focal_variation(space: TemplateSpace, nuisance, rng: np.random.Generator) -> np.ndarray:
+    """Multiplicative field ``prod_k (1 + a_k g_k(x))`` of a subject's nuisance GM blobs.
+
+    Blob centres are random voxels with GM > 0.3; ``a_k`` uniform in ``±max_gm_change``; each
+    ``g_k`` a Gaussian of peak 1 whose standard deviation is drawn in ``nuisance.sigma_mm``.
+    """
+    field = np.ones(space.shape, np.float32)
+    candidates = np.argwhere(space.gm > 0.3)
+    grid = np.indices(space.shape, dtype=np.float32)
+    for _ in range(rng.poisson(nuisance.blobs_per_subject)):
+        centre = candidates[rng.integers(len(candidates))]
+        sigma = rng.uniform(*nuisance.sigma_mm) / space.resolution_mm
+        d2 = sum((grid[i] - centre[i]) ** 2 for i in range(3))
+        amplitude = rng.uniform(-nuisance.max_gm_change, nuisance.max_gm_change)
+        field *= 1 + amplitude * np.exp(-0.5 * d2 / sigma**2)
+    return field
+
+
 def simulate_subject(space: TemplateSpace, row: pd.Series, recipe: Recipe, age_map: np.ndarray,
                      subtype_maps: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """One subject's GM image (float32) on the template grid."""
@@ -111,6 +129,8 @@ def simulate_subject(space: TemplateSpace, row: pd.Series, recipe: Recipe, age_m
     if row["subtype"]:
         spec = next(s for s in recipe.subtypes if s.name == row["subtype"])
         gm = gm * (1 - spec.max_gm_loss * row["severity"] * subtype_maps[spec.name])
+    if recipe.nuisance.blobs_per_subject > 0:
+        gm = gm * focal_variation(space, recipe.nuisance, rng)
     gm = np.clip(gm, 0, 1).astype(np.float32)
     res = space.resolution_mm
     center = np.argwhere(space.mask).mean(axis=0)
@@ -191,4 +211,5 @@ def _to_toml(recipe: Recipe) -> str:
     data = recipe.to_dict()
     data["severity"] = {"range": list(recipe.severity)}
     data["age"]["range"] = list(recipe.age.range)
+    data["nuisance"]["sigma_mm"] = list(recipe.nuisance.sigma_mm)
     return tomli_w.dumps(data)

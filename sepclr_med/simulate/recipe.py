@@ -74,6 +74,21 @@ class Score:
 
 
 @dataclass
+class Nuisance:
+    """Focal grey-matter variation in every subject, controls and patients alike.
+
+    Each subject gets a Poisson number of Gaussian blobs (mean ``blobs_per_subject``) centred on
+    random grey-matter voxels, each scaling GM by ``1 + a * g(x)`` with ``a`` uniform in
+    ``[-max_gm_change, max_gm_change]`` and ``g`` a Gaussian of standard deviation drawn in
+    ``sigma_mm``. It is shared variation the salient space must ignore.
+    """
+
+    blobs_per_subject: float = 0.0
+    sigma_mm: tuple[float, float] = (4.0, 8.0)
+    max_gm_change: float = 0.25
+
+
+@dataclass
 class Recipe:
     """Everything needed to generate a cohort; the same recipe and seed give identical files."""
 
@@ -84,9 +99,11 @@ class Recipe:
     resolution_mm: float = 4.0
     seed: int = 0
     imbalance: float = 0.0
+    holdout: bool = False  # a hold-out member of the evaluation family: choose nothing on it
     anatomy: Anatomy = field(default_factory=Anatomy)
     age: AgeEffect = field(default_factory=AgeEffect)
     sex: SexEffect = field(default_factory=SexEffect)
+    nuisance: Nuisance = field(default_factory=Nuisance)
     sites: list[Site] = field(default_factory=lambda: [Site("A")])
     severity: tuple[float, float] = (0.2, 1.0)
     subtypes: list[Subtype] = field(default_factory=list)
@@ -103,6 +120,10 @@ class Recipe:
             (len(self.sites) >= 1, "at least one site is needed"),
             (0.0 <= self.severity[0] <= self.severity[1] <= 1.0, "severity range must lie in [0, 1]"),
             (all(0 < s.max_gm_loss < 1 for s in self.subtypes), "max_gm_loss must be in (0, 1)"),
+            (self.nuisance.blobs_per_subject >= 0, "nuisance.blobs_per_subject must be >= 0"),
+            (0 <= self.nuisance.max_gm_change < 1, "nuisance.max_gm_change must be in [0, 1)"),
+            (0 < self.nuisance.sigma_mm[0] <= self.nuisance.sigma_mm[1],
+             "nuisance.sigma_mm must be [lo, hi] with 0 < lo <= hi"),
         ]
         names = {s.name for s in self.subtypes}
         for score in self.scores:
@@ -122,7 +143,17 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
+TOP_LEVEL_KEYS = {"name", "description", "n_controls", "n_patients", "resolution_mm", "seed", "imbalance", "holdout",
+                  "anatomy", "age", "sex", "nuisance", "sites", "severity", "subtypes", "scores"}
+
+
 def _from_dict(data: dict, source: str) -> Recipe:
+    unknown = set(data) - TOP_LEVEL_KEYS
+    if unknown:
+        raise SepclrError(f"{source}: unknown recipe key(s) {sorted(unknown)}; known: {sorted(TOP_LEVEL_KEYS)}")
+    nuisance = dict(data.get("nuisance", {}))
+    if "sigma_mm" in nuisance:
+        nuisance["sigma_mm"] = tuple(nuisance["sigma_mm"])
     try:
         return Recipe(
             name=data.get("name", "custom"),
@@ -132,9 +163,11 @@ def _from_dict(data: dict, source: str) -> Recipe:
             resolution_mm=float(data.get("resolution_mm", 4.0)),
             seed=int(data.get("seed", 0)),
             imbalance=float(data.get("imbalance", 0.0)),
+            holdout=bool(data.get("holdout", False)),
             anatomy=Anatomy(**data.get("anatomy", {})),
             age=AgeEffect(**{**data.get("age", {}), "range": tuple(data.get("age", {}).get("range", (20.0, 65.0)))}),
             sex=SexEffect(**data.get("sex", {})),
+            nuisance=Nuisance(**nuisance),
             sites=[Site(**s) for s in data.get("sites", [{"name": "A"}])],
             severity=tuple(data.get("severity", {}).get("range", (0.2, 1.0))),
             subtypes=[Subtype(**s) for s in data.get("subtypes", [])],
@@ -144,10 +177,22 @@ def _from_dict(data: dict, source: str) -> Recipe:
         raise SepclrError(f"{source}: invalid recipe field ({exc})") from None
 
 
+FAMILY = "family"  # sub-folder of cohorts/ holding the evaluation family (docs/benchmarks.md)
+
+
 def list_recipes() -> list[str]:
-    """Names of the recipes shipped in ``cohorts/``."""
+    """Names of the recipes shipped in ``cohorts/``; the evaluation family as ``family/<name>``."""
     folder = resources.files("sepclr_med.cohorts")
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+    names = [p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml")]
+    names += [f"{FAMILY}/{p.name[:-5]}" for p in (folder / FAMILY).iterdir() if p.name.endswith(".toml")]
+    return sorted(names)
+
+
+def family_recipes() -> dict[str, Recipe]:
+    """The evaluation family ``{name: recipe}``, sorted by name, hold-out members last."""
+    names = [n for n in list_recipes() if n.startswith(FAMILY + "/")]
+    recipes = {n: load_recipe(n) for n in names}
+    return dict(sorted(recipes.items(), key=lambda kv: (kv[1].holdout, kv[0])))
 
 
 def load_recipe(name_or_path: str | os.PathLike = "schizophrenia") -> Recipe:

@@ -3,9 +3,11 @@
 A config file has one table per part::
 
     [train]       seed, device, num_workers, val_fraction, cache, cache_dir, amp, channels_last,
-                  control_label, patient_label (recorded from the cohort: later commands reuse them)
+                  control_label, patient_label (recorded from the cohort: later commands reuse them),
+                  keep (which epoch's weights become model.pt: best-val or last)
     [optim]       epochs, batch_size, lr, weight_decay
-    [loss]        beta_salient, beta_infoless, lambda_jem, lambda_independence, lambda_adversary
+    [loss]        beta_salient, beta_infoless, lambda_jem, lambda_independence, lambda_adversary,
+                  infoless_warmup_epochs, independence_warmup_epochs
     [model]       backbone, common_dim, salient_dim, head_hidden
     [preprocess]  voxel_size, spatial_size, intensity, scale, mask
     [augment]     see sepclr_med.data.AugmentConfig
@@ -46,6 +48,16 @@ class LossConfig:
     lambda_jem: float = 10.0
     lambda_independence: float = 300.0  # dCor^2(patients' common reps, fixed salient reps); docs/method.md
     lambda_adversary: float = 0.0  # optional: gradient-reversal adversary predicting salient from common
+    infoless_warmup_epochs: int = 0  # beta_infoless ramps linearly from 0 over these epochs
+    independence_warmup_epochs: int = 0  # lambda_independence likewise
+
+    def weights_at(self, epoch: int) -> dict[str, float]:
+        """Weights of the warmed-up terms during 0-based ``epoch`` (linear ramps, epoch-wise)."""
+        def ramp(epochs: int) -> float:
+            return 1.0 if epochs <= 0 else min(1.0, (epoch + 1) / epochs)
+
+        return {"beta_infoless": self.beta_infoless * ramp(self.infoless_warmup_epochs),
+                "lambda_independence": self.lambda_independence * ramp(self.independence_warmup_epochs)}
 
 
 @dataclass
@@ -62,6 +74,7 @@ class TrainConfig:
     channels_last: bool = True
     control_label: str = "control"
     patient_label: str = "patient"
+    keep: str = "best-val"  # model.pt: "best-val" (training/monitor.py) or "last"
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -121,13 +134,24 @@ class TrainConfig:
     def load_run(cls, run_dir: str | os.PathLike) -> TrainConfig:
         """Read the ``config.toml`` a run directory stores.
 
-        Runs written before the leakage penalty existed have no ``lambda_independence``: they were
-        trained without it, so it is read as 0 (not as today's default).
+        Options newer than a run are read as what that run did, not as today's defaults: no
+        ``lambda_independence`` means 0 (trained without the leakage penalty), no ``keep`` means
+        ``"last"`` (the last epoch's weights were kept).
         """
         path = Path(run_dir) / "config.toml"
         data = _read_toml(path)
-        data.setdefault("loss", {}).setdefault("lambda_independence", 0.0)
+        loss = data.setdefault("loss", {})
+        for key in ("lambda_independence", "infoless_warmup_epochs", "independence_warmup_epochs"):
+            loss.setdefault(key, 0)
+        data.setdefault("train", {}).setdefault("keep", "last")
         return cls.from_dict(data, str(path))
+
+    @classmethod
+    def paper(cls) -> TrainConfig:
+        """Defaults with the paper's exact objective: no leakage penalty, no warm-up (the same
+        weights (1, 10, 10), optimiser and kept-weights rule as the defaults otherwise)."""
+        return cls().override(**{"loss.lambda_independence": 0.0, "loss.infoless_warmup_epochs": 0,
+                                 "loss.independence_warmup_epochs": 0})
 
     def override(self, **changes: Any) -> TrainConfig:
         """A copy with ``section.key`` or top-level keys changed; None values are ignored."""
@@ -145,11 +169,14 @@ class TrainConfig:
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              f"device must be auto, cpu or cuda, not {self.device!r}"),
             (self.optim.epochs >= 1, "epochs must be >= 1"),
+            (min(self.loss.infoless_warmup_epochs, self.loss.independence_warmup_epochs) >= 0,
+             "warm-up epochs must be >= 0"),
             (self.optim.batch_size >= 4, "batch_size must be >= 4 (2 controls + 2 patients)"),
             (self.optim.lr > 0, "lr must be > 0"),
             (0.0 <= self.val_fraction < 0.5, "val_fraction must be in [0, 0.5)"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
             (self.cache in ("memory", "disk", "none"), "cache must be memory, disk or none"),
+            (self.keep in ("best-val", "last"), "keep must be best-val or last"),
             (min(self.loss.beta_salient, self.loss.beta_infoless, self.loss.lambda_jem,
                  self.loss.lambda_independence, self.loss.lambda_adversary) >= 0,
              "loss weights must be >= 0"),

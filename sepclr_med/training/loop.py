@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sepclr_med.atomic import write_text
+from sepclr_med.atomic import atomic_path, write_text
 from sepclr_med.cohort import Cohort
 from sepclr_med.data import (ContrastiveViewsd, GroupStratifiedBatchSampler, TwoViewDataset,
                              cached_dataset)
@@ -26,6 +26,7 @@ from sepclr_med.training.checkpoint import load_checkpoint, save_checkpoint
 from sepclr_med.training.config import TrainConfig
 from sepclr_med.training.distributed import DistContext, init_distributed, shutdown
 from sepclr_med.training.leakage import LeakageAdversary, independence_penalty
+from sepclr_med.training.monitor import kept_epoch, salient_separation, verdict, verdict_warning
 
 
 class TrainingDiverged(SepclrError):
@@ -57,6 +58,18 @@ def split_subjects(cohort: Cohort, val_fraction: float, seed: int) -> np.ndarray
             return split
         picks.append(rng.choice(idx, n_val, replace=False))
     split[np.concatenate(picks)] = "val"
+    return split
+
+
+def _checked_split(split, cohort: Cohort) -> np.ndarray:
+    split = np.asarray(split, dtype=object)
+    if len(split) != len(cohort) or not set(split) <= {"train", "val"}:
+        raise SepclrError(f"split must give 'train' or 'val' for each of the {len(cohort)} subjects")
+    for name in ("train", "val"):
+        part = cohort.is_target[split == name]
+        if name == "train" or len(part):
+            if part.sum() < 2 or (~part).sum() < 2:
+                raise SepclrError(f"split: the {name} part needs >= 2 controls and >= 2 patients")
     return split
 
 
@@ -116,7 +129,8 @@ class Trainer:
                 raise SepclrError(f"{out} already holds a run; use --resume or another --out")
             config = dataclasses.replace(config, control_label=cohort.control_label,
                                          patient_label=cohort.patient_label)
-            split = split_subjects(cohort, config.val_fraction, config.seed)
+            split = split_subjects(cohort, config.val_fraction, config.seed) if self.split is None \
+                else _checked_split(self.split, cohort)
             train = cohort.subset(split == "train")
             if not config.preprocess.resolved:
                 pre = config.preprocess.resolve(train.table["image"].tolist(),
@@ -177,19 +191,24 @@ class Trainer:
                 total = total + config.loss.lambda_adversary * (1.0 - terms["adversary_r2"])
             if config.loss.lambda_independence > 0:
                 terms["independence"] = independence_penalty(rep_c, rep_s)
-                total = total + config.loss.lambda_independence * terms["independence"]
+                total = total + self.weights["lambda_independence"] * terms["independence"]
         norms = torch.cat([s1, s2]).detach().norm(dim=1)
         stats = {"loss": total.detach(), **{k: v.detach() for k, v in terms.items()},
                  "salient_norm_control": norms[~yy].mean(), "salient_norm_patient": norms[yy].mean()}
-        return total, stats
+        return total, stats, (norms.view(2, -1).mean(0), y)
 
     def _epoch_means(self, records: list[dict]) -> dict:
         return {k: float(np.mean([float(r[k]) for r in records])) for k in records[0]} if records else {}
 
     # -- main --------------------------------------------------------------------------------
-    def fit(self, cohort: Cohort, out, *, resume: bool = False) -> Path:
-        """Train on ``cohort`` and write the run directory ``out``; return its path."""
+    def fit(self, cohort: Cohort, out, *, resume: bool = False, split: np.ndarray | None = None) -> Path:
+        """Train on ``cohort`` and write the run directory ``out``; return its path.
+
+        ``split`` (``"train"``/``"val"`` per subject) replaces the seeded validation split
+        (``sepclr-med tune`` passes its folds).
+        """
         out = Path(out)
+        self.split = split
         ctx = init_distributed(self.config.device)
         try:
             return self._fit(cohort, out, resume, ctx)
@@ -233,13 +252,15 @@ class Trainer:
         loss_fn = SepCLRLoss(config.loss.beta_salient, config.loss.beta_infoless, config.loss.lambda_jem)
 
         for epoch in range(start, config.optim.epochs):
+            self.weights = config.loss.weights_at(epoch)
+            loss_fn.beta_infoless = self.weights["beta_infoless"]
             sampler.set_epoch(epoch)
             train_data.set_epoch(epoch)
             model.train()
             tic, records, seen = time.perf_counter(), [], 0
             with self._progress(len(sampler), epoch, config.optim.epochs, ctx) as advance:
                 for step, batch in enumerate(loader):
-                    total, stats = self._step(wrapped, batch, ctx, loss_fn, gather=ctx.enabled)
+                    total, stats, _ = self._step(wrapped, batch, ctx, loss_fn, gather=ctx.enabled)
                     if not torch.isfinite(total):
                         detail = ", ".join(f"{k}={float(v):.4g}" for k, v in stats.items())
                         raise TrainingDiverged(
@@ -260,6 +281,9 @@ class Trainer:
             history.append(metrics)
             if ctx.is_main:
                 write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+                if config.keep == "best-val" and kept_epoch(history, config.optim.epochs) == epoch + 1:
+                    with atomic_path(out / "checkpoints" / "best.pt") as tmp:
+                        torch.save({"model": model.state_dict(), "epoch": epoch + 1}, tmp)
                 save_checkpoint(out / "checkpoints" / "last.pt", model=model, optimizer=optimizer,
                                 epoch=epoch + 1, extra={"adversary": self.adversary.state_dict()}
                                 if self.adversary is not None else None)
@@ -267,32 +291,69 @@ class Trainer:
             ctx.barrier()
 
         if ctx.is_main:
-            from sepclr_med.atomic import atomic_path
-
+            kept = self._keep_weights(model, history, out, ctx)
             with atomic_path(out / "model.pt") as tmp:
                 torch.save(model.state_dict(), tmp)
             write_reference(model, config, [(train_c, train_data.base, "train")]
                             + ([(val_c, val[0].base, "val")] if val is not None else []), cohort, out)
+            n_val = {"control": int((~val_c.is_target).sum()), "patient": int(val_c.is_target.sum())}
+            judged = verdict(history, kept if val is not None else None, n_val)
+            judged["kept"] = config.keep
+            write_text(out / "verdict.json", json.dumps(judged, indent=2))
             counts = dict(zip(*np.unique(split, return_counts=True), strict=True))
             write_text(out / "MODEL_CARD.md", model_card(config, cohort, {k: int(v) for k, v in counts.items()},
-                                                         history, library_versions()))
+                                                         history, library_versions(), judged))
+            self._say_verdict(judged)
         # no barrier here: other ranks leave while rank 0 writes (a long barrier would hit NCCL's timeout)
         return out
 
     @torch.no_grad()
     def _validate(self, model, val, ctx: DistContext, loss_fn: SepCLRLoss) -> dict:
+        """Validation loss terms and the salient space's separation (:mod:`.monitor`)."""
         if val is None:
             return {}
         data, sampler, loader = val
+        records, norms, labels = [], [], []
         with batch_statistics_frozen(model):
-            records = [self._step(model, batch, ctx, loss_fn, gather=False)[1] for batch in loader]
-        return {f"val_{k}": v for k, v in self._epoch_means(records).items()}
+            for batch in loader:
+                _, stats, (norm, y) = self._step(model, batch, ctx, loss_fn, gather=False)
+                records.append(stats)
+                norms.append(norm.cpu())
+                labels.append(y.cpu())
+        separation = salient_separation(torch.cat(norms).numpy(), torch.cat(labels).numpy())
+        return {f"val_{k}": v for k, v in {**self._epoch_means(records), **separation}.items()}
+
+    def _keep_weights(self, model, history: list[dict], out: Path, ctx: DistContext) -> int:
+        """Load the kept epoch's weights into ``model`` (``keep = "best-val"``); return that epoch."""
+        last = history[-1]["epoch"]
+        if self.config.keep != "best-val":
+            return last
+        kept = kept_epoch(history, self.config.optim.epochs)
+        if kept is None or kept == last:
+            return last
+        state = load_checkpoint(out / "checkpoints" / "best.pt", ctx.device)
+        if int(state["epoch"]) != kept:
+            raise SepclrError(f"{out / 'checkpoints' / 'best.pt'} holds epoch {state['epoch']}, not the "
+                              f"kept epoch {kept} of metrics.jsonl; the run folder was modified")
+        model.load_state_dict(state["model"])
+        return kept
+
+    def _say_verdict(self, judged: dict) -> None:
+        if self.console is None:
+            return
+        warning = verdict_warning(judged)
+        if warning is None:
+            self.console.print(f"[green]Verdict[/]: {judged['message']}.")
+        else:
+            from rich.markup import escape
+
+            self.console.print(f"[bold red]WARNING[/]: {escape(warning)}")
 
     def _say(self, m: dict) -> None:
         if self.console is None:
             return
         terms = " ".join(f"{k}={m['train_' + k]:.3f}" for k in TERMS)
-        val = f" val_loss={m['val_loss']:.3f}" if "val_loss" in m else ""
+        val = f" val_loss={m['val_loss']:.3f} val_salient_auc={m['val_salient_auc']:.2f}" if "val_loss" in m else ""
         self.console.print(
             f"epoch {m['epoch']:>3}: loss={m['train_loss']:.3f} ({terms}){val} | salient norm "
             f"control {m['train_salient_norm_control']:.2f} patient {m['train_salient_norm_patient']:.2f}"
@@ -351,7 +412,7 @@ def write_reference(model: SepCLRModel, config: TrainConfig, parts: list, cohort
 
 
 def train(cohort: Cohort, out, config: TrainConfig | None = None, *, resume: bool = False,
-          console=None, epochs: int | None = None) -> Path:
+          console=None, epochs: int | None = None, split: np.ndarray | None = None) -> Path:
     """Train SepCLR on ``cohort`` into the run directory ``out`` (see :mod:`sepclr_med.run`).
 
     Parameters
@@ -368,5 +429,7 @@ def train(cohort: Cohort, out, config: TrainConfig | None = None, *, resume: boo
         With ``resume``: train up to this many epochs in total (default: the run's own count).
     console : rich.console.Console, optional
         Progress and per-epoch lines.
+    split : array of str, optional
+        ``"train"``/``"val"`` per subject instead of the seeded validation split.
     """
-    return Trainer(config or TrainConfig(), console, epochs).fit(cohort, out, resume=resume)
+    return Trainer(config or TrainConfig(), console, epochs).fit(cohort, out, resume=resume, split=split)
