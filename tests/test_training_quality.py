@@ -1,5 +1,6 @@
 """Slow: a real (small) training run separates patients from controls in the salient space and
-keeps the subtype out of the common space.
+keeps the subtype out of the common space; its verdict says so, and a cohort whose patients carry
+no planted effect is flagged.
 
 Run with ``python -m pytest -m slow``. Looser bounds than the benchmark on the default cohort
 (docs/benchmarks.md), on a smaller cohort (80 + 80 subjects, 50 epochs: ~5 min on 2 cores).
@@ -36,6 +37,7 @@ def scores(tmp_path_factory):
     salient = df.filter(like="salient_").to_numpy()
     common = df.filter(like="common_").to_numpy()
     return {
+        "verdict": Run(run).verdict(),
         "salient->patient": probe_classification(salient, patient),
         "common->patient": probe_classification(common, patient),
         "salient->subtype": probe_classification(salient[patient], df.loc[patient, "subtype"]),
@@ -57,3 +59,22 @@ def test_salient_space_separates_patients_and_common_space_drops_the_subtype(sco
                    strict=False)
 def test_common_space_does_not_separate_patients(scores):
     assert scores["common->patient"] <= 0.70, scores
+
+
+def test_default_recipe_is_not_flagged(scores):
+    assert scores["verdict"]["status"] == "separated", scores["verdict"]
+
+
+def test_cohort_without_planted_effect_is_flagged(tmp_path):
+    from sepclr_med.cohort import read_cohort
+    from sepclr_med.run import Run
+    from sepclr_med.simulate import load_recipe, simulate_cohort
+    from sepclr_med.training import TrainConfig
+    from sepclr_med.training.loop import train
+
+    recipe = load_recipe().replace(n_controls=80, n_patients=80, severity=(0.0, 0.0))  # patients = controls
+    sim = simulate_cohort(recipe, tmp_path / "null")
+    run = train(read_cohort(sim.cohort_csv), tmp_path / "run", TrainConfig().override(**{"optim.epochs": 50, "device": "cpu"}))
+    verdict = Run(run).verdict()
+    assert verdict["status"] == "not separated", verdict
+    assert "WARNING" in (run / "MODEL_CARD.md").read_text()
