@@ -84,7 +84,7 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, epochs: int | None 
     test = read_cohort(held_out.cohort_csv)
     factors, _ = cohort_factors(test)
     table = evaluate_latents(embed(Run(run_dir), test), factors)
-    paths = write_evaluation(table, out / "evaluation")
+    paths = write_evaluation(table, out / "evaluation", verdict=Run(run_dir).verdict())
     say(f"[bold]5. evaluate[/] {len(test)} held-out subjects -> {paths['csv']} ({lap('evaluate'):.0f} s)")
     if console is not None and not quick:
         print_evaluation(table, console)
@@ -106,5 +106,10 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, epochs: int | None 
         f"({lap('report'):.0f} s)")
     figures["report_index"] = result["index"]
     figures["total_s"] = sum(v for k, v in figures.items() if k.endswith("_s"))
+    figures["verdict"] = Run(run_dir).verdict()["status"]
+    if result["warning"]:
+        from rich.markup import escape
+
+        say(f"[bold red]WARNING[/] (training verdict): {escape(result['warning'])}")
     say(f"[green]Demo finished[/] in {figures['total_s'] / 60:.1f} min. Open the report: {result['index']}")
     return figures

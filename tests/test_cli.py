@@ -66,6 +66,14 @@ def test_demo_quick_runs_end_to_end(tmp_path):
     assert (tmp_path / "demo" / "explain" / "index.json").is_file()
     assert (tmp_path / "demo" / "reports" / "index.html").is_file()
     assert "Open the report" in result.output
+    import json
+
+    from sepclr_med.run import Run
+
+    verdict = Run(tmp_path / "demo" / "run").verdict()  # the evaluation folder records the run's verdict
+    assert json.loads((tmp_path / "demo" / "evaluation" / "verdict.json").read_text()) == verdict
+    if verdict["status"] != "separated":  # a 2-epoch smoke run: the demo repeats the warning at the end
+        assert "training verdict" in result.output
 
 
 def test_ci_runs_the_readme_test_command():
