@@ -332,9 +332,12 @@ class Trainer:
         if kept is None or kept == last:
             return last
         state = load_checkpoint(out / "checkpoints" / "best.pt", ctx.device)
-        if int(state["epoch"]) != kept:
-            raise SepclrError(f"{out / 'checkpoints' / 'best.pt'} holds epoch {state['epoch']}, not the "
-                              f"kept epoch {kept} of metrics.jsonl; the run folder was modified")
+        if int(state["epoch"]) != kept:  # resumed with more epochs: the second half moved
+            if self.console is not None:
+                self.console.print(f"[yellow]warning[/]: the kept-weights rule now picks epoch {kept}, whose "
+                                   f"weights were not stored (resumed with more epochs); model.pt keeps epoch "
+                                   f"{int(state['epoch'])}, the best stored one")
+            kept = int(state["epoch"])
         model.load_state_dict(state["model"])
         return kept
 

@@ -73,7 +73,7 @@ def verdict(history: list[dict], epoch: int | None, n_val: dict[str, int]) -> di
         return {"status": "unchecked", "epoch": history[-1]["epoch"] if history else None, "n_val": n_val,
                 "message": "no validation subjects (cohort too small for a split): whether the salient "
                            "space separates patients from controls was NOT checked", "advice": ADVICE}
-    m = next(m for m in history if m["epoch"] == epoch)
+    m = next(m for m in history if m["epoch"] == epoch)  # the epoch actually kept
     auc, lo, hi, ratio = (m[f"val_salient_{k}"] for k in ("auc", "auc_lo", "auc_hi", "norm_ratio"))
     ok = lo > 0.5 and ratio > MIN_NORM_RATIO
     figures = (f"validation AUC {auc:.2f} (95% CI {lo:.2f}-{hi:.2f}, {n_val['patient']} patients, "
