@@ -132,10 +132,9 @@ class Run:
 
     def verdict_warning(self) -> str | None:
         """One line to show users when the verdict is not ``separated`` (None when it is)."""
-        v = self.verdict()
-        if v.get("status") == "separated":
-            return None
-        return f"{v['message']}; {v['advice']}." if v.get("advice") else f"{v['message']}."
+        from sepclr_med.training.monitor import verdict_warning
+
+        return verdict_warning(self.verdict())
 
     def metrics(self) -> list[dict]:
         """Per-epoch metrics."""

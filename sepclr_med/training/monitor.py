@@ -90,4 +90,4 @@ def verdict_warning(v: dict) -> str | None:
     """One line for users when a verdict is not ``separated`` (None when it is)."""
     if not v or v.get("status") == "separated":
         return None
-    return f"{v['message']}; {v['advice']}."
+    return f"{v['message']}; {v['advice']}." if v.get("advice") else f"{v['message']}."
