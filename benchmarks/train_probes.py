@@ -34,8 +34,11 @@ def probe_table(latents: pd.DataFrame, truth: pd.DataFrame) -> dict:
         row[f"{space}->age_r2"] = probe_regression(x, df["age"])
         row[f"{space}->sex_bacc"] = probe_classification(x, df["sex"])
         row[f"{space}->site_bacc"] = probe_classification(x, df["site"])
+    # of the reps: the objective pins the salient *head outputs* of controls to 0, not the reps, so
+    # this ratio can sit at 1.0 in a run whose heads separate the groups (the monitor's ratio is
+    # on head outputs)
     norms = np.linalg.norm(spaces["salient"], axis=1)
-    row["salient_norm_ratio"] = float(norms[patient].mean() / norms[~patient].mean())
+    row["salient_rep_norm_ratio"] = float(norms[patient].mean() / norms[~patient].mean())
     return row
 
 

@@ -340,3 +340,29 @@ def test_independence_penalty_moves_only_the_common_reps():
         independence_penalty(common, salient).backward()
         optimiser.step()
     assert independence_penalty(common, salient).item() < 0.5 * penalty.item()
+
+
+def test_common_space_sees_a_global_gain_and_the_salient_space_does_not():
+    """The backbones are invariant to a global gain (bias-free conv + GroupNorm); the common
+    side path restores it, old runs (no ``common_intensity`` key) are read without it."""
+    from sepclr_med.models import SepCLRModel
+    from sepclr_med.models.sepclr import ModelConfig
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 7, 8, 9)
+    with_path, without = SepCLRModel().eval(), SepCLRModel(ModelConfig(common_intensity=False)).eval()
+    with torch.no_grad():
+        (c, s), (c_gain, s_gain) = with_path.encode(x), with_path.encode(1.15 * x)
+        (c0, _), (c0_gain, _) = without.encode(x), without.encode(1.15 * x)
+    assert (c - c_gain).abs().max() > 100 * (s - s_gain).abs().max()
+    assert (s - s_gain).abs().max() < 1e-4 and (c0 - c0_gain).abs().max() < 1e-4
+    assert "common_intensity.linear.weight" in with_path.state_dict()
+    assert not any(k.startswith("common_intensity") for k in without.state_dict())
+
+
+def test_runs_from_before_the_intensity_path_are_read_without_it(tmp_path):
+    from sepclr_med.training import TrainConfig
+
+    assert TrainConfig().model.common_intensity is True
+    (tmp_path / "config.toml").write_text(TrainConfig().to_toml().replace("common_intensity = true\n", ""))
+    assert TrainConfig.load_run(tmp_path).model.common_intensity is False

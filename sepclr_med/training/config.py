@@ -8,7 +8,7 @@ A config file has one table per part::
     [optim]       epochs, batch_size, lr, weight_decay
     [loss]        beta_salient, beta_infoless, lambda_jem, lambda_independence, lambda_adversary,
                   infoless_warmup_epochs, independence_warmup_epochs
-    [model]       backbone, common_dim, salient_dim, head_hidden
+    [model]       backbone, common_dim, salient_dim, head_hidden, common_intensity
     [preprocess]  voxel_size, spatial_size, intensity, scale, mask
     [augment]     see sepclr_med.data.AugmentConfig
 """
@@ -136,13 +136,14 @@ class TrainConfig:
 
         Options newer than a run are read as what that run did, not as today's defaults: no
         ``lambda_independence`` means 0 (trained without the leakage penalty), no ``keep`` means
-        ``"last"`` (the last epoch's weights were kept).
+        ``"last"`` (the last epoch's weights were kept), no ``common_intensity`` means False.
         """
         path = Path(run_dir) / "config.toml"
         data = _read_toml(path)
         loss = data.setdefault("loss", {})
         for key in ("lambda_independence", "infoless_warmup_epochs", "independence_warmup_epochs"):
             loss.setdefault(key, 0)
+        data.setdefault("model", {}).setdefault("common_intensity", False)
         data.setdefault("train", {}).setdefault("keep", "last")
         return cls.from_dict(data, str(path))
 
