@@ -31,6 +31,8 @@ def train(
     lambda_independence: float = typer.Option(
         None, help="Weight of the leakage penalty (dCor² of patients' common reps with their fixed "
                    "salient reps; default 300); 0 = the paper's objective."),
+    paper: bool = typer.Option(False, "--paper", help="Start from the paper's exact objective and weights "
+                               "(1, 10, 10), no leakage penalty, instead of the defaults."),
     backbone: str = typer.Option(None, help="small | resnet10 | resnet18 | densenet121"),
     voxel_size: float = typer.Option(None, help="Resample inputs to this isotropic voxel size (mm)."),
     val_fraction: float = typer.Option(None, help="Fraction of each group held out for validation."),
@@ -47,7 +49,8 @@ def train(
                "num_workers": num_workers, "beta_salient": beta_salient, "beta_infoless": beta_infoless,
                "lambda_jem": lambda_jem, "lambda_independence": lambda_independence, "backbone": backbone,
                "voxel_size": voxel_size,
-               "val_fraction": val_fraction, "cache": cache, "cache_dir": cache_dir, "config": config}
+               "val_fraction": val_fraction, "cache": cache, "cache_dir": cache_dir, "config": config,
+               "paper": True if paper else None}
     if resume:
         fixed = [k for k, v in options.items() if v is not None and k not in ("epochs", "device", "num_workers")]
         if fixed:
@@ -60,7 +63,9 @@ def train(
         argv = ["--cohort", str(cohort), "--out", str(out), "--control-label", control_label,
                 "--patient-label", patient_label, "--group-column", group_column] + (["--resume"] if resume else [])
         for key, value in options.items():
-            if value is not None:
+            if value is True:
+                argv += [f"--{key.replace('_', '-')}"]
+            elif value is not None:
                 argv += [f"--{key.replace('_', '-')}", str(value)]
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc_per_node={nproc}", "-m", "sepclr_med.cli.main", "train", *argv]
@@ -73,7 +78,11 @@ def train(
     from sepclr_med.training import TrainConfig
     from sepclr_med.training.loop import train as run_training
 
-    base = TrainConfig.load(config) if config is not None else TrainConfig()
+    if paper and config is not None:
+        from sepclr_med.errors import SepclrError
+
+        raise SepclrError("--paper and --config both choose the starting configuration: give one")
+    base = TrainConfig.load(config) if config is not None else TrainConfig.paper() if paper else TrainConfig()
     resolved = base.override(**{
         "optim.epochs": epochs, "optim.batch_size": batch_size, "optim.lr": lr, "seed": seed,
         "device": device, "num_workers": num_workers, "loss.beta_salient": beta_salient,

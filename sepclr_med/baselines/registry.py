@@ -28,11 +28,11 @@ class Method:
     overrides: dict = field(default_factory=dict)
 
 
-PAPER = {"loss.lambda_independence": 0.0}  # the paper's objective, without sepclr-med's leakage penalty
+# the paper's objective and MRI-like weights (1, 10, 10), without sepclr-med's leakage penalty
+PAPER = {"loss.lambda_independence": 0.0, "loss.beta_salient": 1.0}
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("sepclr", "sepclr", "SepCLR, sepclr-med defaults: weights (1, 10, 10) + leakage penalty "
-           "(lambda_independence = 300)"),
+    Method("sepclr", "sepclr", "SepCLR, sepclr-med defaults (TrainConfig())"),
     Method("sepclr-paper", "sepclr", "SepCLR, the paper's objective with weights (1, 10, 10), no leakage penalty",
            PAPER),
     Method("sepclr-adversary", "sepclr", "paper objective + gradient-reversal adversary predicting patients' "

@@ -22,13 +22,13 @@ from sepclr_med.cohort import Cohort
 from sepclr_med.errors import SepclrError
 from sepclr_med.training.config import TrainConfig
 
-# (beta_salient, beta_infoless, lambda_jem): the paper's MRI-like setting first, then settings that
-# weaken the pull of controls to 0 relative to the patients' spread (see docs/method.md).
+# (beta_salient, beta_infoless, lambda_jem): the defaults first, the paper's MRI-like setting, then
+# a stronger k-JEM and a stronger patients' spread (see docs/method.md).
 GRID: tuple[dict[str, float], ...] = (
-    {"loss.beta_salient": 1.0, "loss.beta_infoless": 10.0, "loss.lambda_jem": 10.0},
-    {"loss.beta_salient": 1.0, "loss.beta_infoless": 10.0, "loss.lambda_jem": 100.0},
     {"loss.beta_salient": 10.0, "loss.beta_infoless": 10.0, "loss.lambda_jem": 10.0},
-    {"loss.beta_salient": 1.0, "loss.beta_infoless": 1.0, "loss.lambda_jem": 10.0},
+    {"loss.beta_salient": 1.0, "loss.beta_infoless": 10.0, "loss.lambda_jem": 10.0},
+    {"loss.beta_salient": 10.0, "loss.beta_infoless": 10.0, "loss.lambda_jem": 100.0},
+    {"loss.beta_salient": 30.0, "loss.beta_infoless": 10.0, "loss.lambda_jem": 10.0},
 )
 
 
