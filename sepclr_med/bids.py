@@ -40,7 +40,7 @@ def read_bids_cohort(path: str | os.PathLike, *, group_column: str = "group", **
     sorted order (a warning names the others when a subject has several).
     """
     path = Path(path)
-    root = path if path.is_dir() else path.parent
+    root = (path if path.is_dir() else path.parent).resolve()  # found images are then absolute
     tsv = root / "participants.tsv"
     if not tsv.is_file():
         raise CohortError([Problem(str(tsv), "BIDS participants.tsv not found")])

@@ -9,7 +9,10 @@ A cohort lists one subject per row (schema in ``cohorts/README.md``):
 ``group``
     ``control`` (background) or ``patient`` (target); both labels can be overridden.
 ``age``, ``sex``, ``site`` (optional)
-    Confounds shared by both groups. ``age`` must be numeric; ``sex`` and ``site`` are labels.
+    Confounds shared by both groups. Names are matched case-insensitively, with synonyms
+    (:data:`CONFOUND_SYNONYMS`: ``Age``, ``age_at_scan``, ``gender``, ``centre`` ...). ``age`` must be
+    numeric; ``sex`` takes ``M``/``F`` (also ``male``/``female``/``man``/``woman``, any case), anything
+    else is an error; ``site`` is a label.
 any other column
     A clinical score when declared (``scores=[...]``) or when most of its non-empty cells are
     numbers; its non-numeric cells are then errors. Empty cells (``""``, ``NA``, ``n/a``) are
@@ -36,6 +39,14 @@ RESERVED_COLUMNS = ("row", "is_target")  # added by sepclr-med; a cohort may not
 CONFOUND_COLUMNS = ("age", "sex", "site")
 NUMERIC_CONFOUNDS = ("age",)
 MISSING_TOKENS = {"", "na", "n/a", "nan", "none", "null"}
+# header spellings (lower case, spaces and dashes as underscores) read as each confound
+CONFOUND_SYNONYMS = {
+    "age": ("age", "age_at_scan", "age_at_mri", "age_years", "age_at_first_scan_years", "age_at_baseline",
+            "ageatscan", "age_yrs"),
+    "sex": ("sex", "gender", "biological_sex"),
+    "site": ("site", "site_id", "centre", "center", "scanner_site", "acquisition_site"),
+}
+SEX_VALUES = {"m": "M", "male": "M", "man": "M", "f": "F", "female": "F", "woman": "F"}
 MIN_PER_GROUP = 2
 
 
@@ -123,6 +134,39 @@ def _numeric_column(raw: pd.Series, file: str, column: str, problems: list[Probl
     return pd.Series(values, index=raw.index, dtype=float)
 
 
+def _canonical_confounds(raw: pd.DataFrame, file: str, problems: list[Problem]) -> pd.DataFrame:
+    """Rename confound columns spelled another way (``Age``, ``gender``) to their canonical name;
+    two columns naming one confound are an error (nothing is chosen silently)."""
+    renames, claimed = {}, {}
+    for col in raw.columns:
+        key = col.lower().replace(" ", "_").replace("-", "_")
+        for name, spellings in CONFOUND_SYNONYMS.items():
+            if key in spellings:
+                claimed.setdefault(name, []).append(col)
+                renames[col] = name
+    for name, cols in claimed.items():
+        if len(cols) > 1:
+            problems.append(Problem(file, f"columns {cols} all name the confound '{name}'; keep one "
+                                          "(or rename the others)", None, cols[1]))
+            for col in cols:
+                renames.pop(col)
+    return raw.rename(columns=renames)
+
+
+def _sex_column(raw: pd.Series, file: str, problems: list[Problem], rows: pd.Series) -> pd.Series:
+    values = []
+    for cell, row in zip(raw, rows, strict=True):
+        if _is_missing(cell):
+            values.append(None)
+        elif cell.strip().lower() in SEX_VALUES:
+            values.append(SEX_VALUES[cell.strip().lower()])
+        else:
+            problems.append(Problem(file, f"sex {cell!r} is not one of M, F (male, female, man, woman; any "
+                                          "case); leave it empty if unknown", int(row), "sex"))
+            values.append(None)
+    return pd.Series(values, index=raw.index, dtype=object)
+
+
 def _looks_numeric(raw: pd.Series) -> bool:
     present = [v for v in raw if not _is_missing(v)]
     if not present:
@@ -170,6 +214,7 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
     problems: list[Problem] = list(extra_problems or [])
     raw = raw.fillna("").astype(str).reset_index(drop=True)
     raw.columns = [str(c).strip() for c in raw.columns]
+    raw = _canonical_confounds(raw, file, problems)
     rows = pd.Series(np.arange(len(raw)) + 2, index=raw.index)  # header is row 1
 
     missing_cols = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
@@ -229,6 +274,8 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
     for col in confounds:
         if col in NUMERIC_CONFOUNDS:
             table[col] = _numeric_column(raw[col], file, col, problems, rows)
+        elif col == "sex":
+            table[col] = _sex_column(raw[col], file, problems, rows)
         else:
             table[col] = raw[col].str.strip().where(~raw[col].map(_is_missing), None)
 

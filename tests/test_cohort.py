@@ -160,3 +160,37 @@ def test_group_column_can_be_named(tmp_path):
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["validate", "--cohort", str(path)])
     assert result.exit_code == 1 and "column 'group'" in result.output
+
+
+def test_bids_dataset_given_by_a_relative_path(tmp_path, rng, monkeypatch):
+    for i in range(4):
+        make_image(tmp_path / "ds" / f"sub-{i:02d}" / "anat" / f"sub-{i:02d}_T1w.nii.gz", rng=rng)
+    pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(4)],
+                  "group": ["control", "control", "patient", "patient"]}).to_csv(
+        tmp_path / "ds" / "participants.tsv", sep="\t", index=False)
+    monkeypatch.chdir(tmp_path)
+    cohort = read_cohort("ds")
+    assert cohort.table["image"].iloc[0] == str(tmp_path / "ds" / "sub-00" / "anat" / "sub-00_T1w.nii.gz")
+
+
+def test_confounds_are_matched_by_meaning_not_spelling(tmp_path):
+    path = write_cohort(tmp_path)
+    table = pd.read_csv(path).rename(columns={"age": "Age_at_Scan", "sex": "Gender", "site": " Centre"})
+    table["Gender"] = ["male", "F", "Woman", "m", "", "f"]
+    table.to_csv(path, index=False)
+    cohort = read_cohort(path)
+    assert cohort.confound_columns == ("age", "sex", "site")
+    assert cohort.table["sex"].tolist() == ["M", "F", "F", "M", None, "F"]
+    assert "Age_at_Scan" not in cohort.score_columns and cohort.table["age"].dtype.kind == "f"
+
+
+def test_unknown_sex_value_and_two_age_columns_are_errors(tmp_path):
+    path = write_cohort(tmp_path)
+    table = pd.read_csv(path)
+    table["sex"] = ["M", "M,", "F", "F", "M", "2"]
+    table["Age"] = table["age"]
+    table.to_csv(path, index=False)
+    problems = problems_of(path)
+    assert {(p.row, p.column) for p in problems if "sex" in p.message and "is not one of" in p.message} \
+        == {(3, "sex"), (7, "sex")}
+    assert any("'age'" in p.message and "keep one" in p.message for p in problems)
