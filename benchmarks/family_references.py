@@ -6,6 +6,8 @@ For each member (the hold-out member excluded), on the cohorts ``family_probes.p
 - ``voxel_logreg_bacc``: L2 logistic regression (C by 5-fold CV) on the preprocessed voxels inside
   the brain, each subject divided by its own brain mean (removes a global gain), trained on the
   training cohort *with the group labels*, balanced accuracy on the test cohort;
+- ``voxel_pca_age_r2``: R² of age from 32 principal components of the test cohort's voxels (the
+  bar for common -> age: is age decodable from the images at all);
 - ``roi_oracle_auc`` / ``roi_oracle_bacc``: a detector that knows the planted regions: per subtype,
   mean intensity in the subtype's mask / mean in the brain, z-scored against the training
   controls; the score is the lowest z; threshold chosen on the training cohort.
@@ -24,7 +26,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from family_probes import member_cohorts
+from family_probes import member_cohorts, voxel_pca_age_r2
 
 
 def relative_voxels(cohort, preprocess) -> np.ndarray:
@@ -35,11 +37,15 @@ def relative_voxels(cohort, preprocess) -> np.ndarray:
     return np.stack([data[i]["image"].numpy().ravel() for i in range(len(data))])
 
 
-def voxel_logreg_bacc(train, test) -> float:
+def resolved_preprocess(train):
+    """Default preprocessing resolved on the training cohort, as ``train`` does."""
     from sepclr_med.training import TrainConfig
 
     table = train.table
-    pre = TrainConfig().preprocess.resolve(list(table["image"]), list(table.loc[~train.is_target, "image"]))
+    return TrainConfig().preprocess.resolve(list(table["image"]), list(table.loc[~train.is_target, "image"]))
+
+
+def voxel_logreg_bacc(train, test, pre) -> float:
     x_train, x_test = relative_voxels(train, pre), relative_voxels(test, pre)
     brain = x_train.mean(0) > 0.1 * x_train.mean(0).max()
     x_train, x_test = (x[:, brain] / x[:, brain].mean(1, keepdims=True) for x in (x_train, x_test))
@@ -81,7 +87,8 @@ def main() -> None:
 
     from sepclr_med.simulate import family_recipes
 
-    print("| member | voxel logistic regression (bacc) | ROI oracle AUC | ROI oracle bacc |\n|---|---|---|---|")
+    print("| member | voxel logistic regression (bacc) | ROI oracle AUC | ROI oracle bacc | voxel PCA -> age R² |\n"
+          "|---|---|---|---|---|")
     for member, recipe in family_recipes().items():
         if recipe.holdout:
             continue
@@ -89,7 +96,9 @@ def main() -> None:
         (train, _), (test, _) = cohorts["train"], cohorts["test"]
         folder = args.out / member.removeprefix("family/")
         auc, bacc = roi_oracle(folder / "cohort_train", folder / "cohort_test", train, test)
-        print(f"| {member} | {voxel_logreg_bacc(train, test):.3f} | {auc:.3f} | {bacc:.3f} |", flush=True)
+        pre = resolved_preprocess(train)
+        print(f"| {member} | {voxel_logreg_bacc(train, test, pre):.3f} | {auc:.3f} | {bacc:.3f} | "
+              f"{voxel_pca_age_r2(test, pre):.3f} |", flush=True)
 
 
 if __name__ == "__main__":
