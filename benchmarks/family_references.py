@@ -26,15 +26,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from family_probes import member_cohorts, voxel_pca_age_r2
-
-
-def relative_voxels(cohort, preprocess) -> np.ndarray:
-    """Preprocessed voxels (subjects x voxels)."""
-    from sepclr_med.data import cached_dataset
-
-    data = cached_dataset(cohort.records(), preprocess, cache="none")
-    return np.stack([data[i]["image"].numpy().ravel() for i in range(len(data))])
+from family_probes import member_cohorts, preprocessed_voxels, voxel_pca_age_r2
 
 
 def resolved_preprocess(train):
@@ -46,7 +38,7 @@ def resolved_preprocess(train):
 
 
 def voxel_logreg_bacc(train, test, pre) -> float:
-    x_train, x_test = relative_voxels(train, pre), relative_voxels(test, pre)
+    x_train, x_test = preprocessed_voxels(train, pre), preprocessed_voxels(test, pre)
     brain = x_train.mean(0) > 0.1 * x_train.mean(0).max()
     x_train, x_test = (x[:, brain] / x[:, brain].mean(1, keepdims=True) for x in (x_train, x_test))
     mu, sd = x_train.mean(0), x_train.std(0) + 1e-6

@@ -66,7 +66,7 @@ class GlobalIntensity(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.float().flatten(2)
-        return self.linear(torch.cat([flat.mean(-1), flat.std(-1)], dim=1)).to(x.dtype)
+        return self.linear(torch.cat([flat.mean(-1), flat.std(-1)], dim=1))
 
 
 class ProjectionHead(nn.Sequential):
