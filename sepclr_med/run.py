@@ -7,6 +7,7 @@
       model.pt             weights only (state_dict), torch.load(..., weights_only=True)
       checkpoints/last.pt  model + optimizer + epoch, for --resume
       metrics.jsonl        one JSON object per epoch
+      val_salient_norms.npz  validation subjects' salient norms per epoch (the verdict's permutation test)
       split.csv            subject_id, group, split (train / val)
       reference_latents.csv        reps of every training-cohort subject (eval mode)
       reference_control_mean.nii.gz  mean preprocessed image of the training controls

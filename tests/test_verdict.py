@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from conftest import tiny_config
 from sepclr_med.cli.main import app
-from sepclr_med.training.monitor import auc_with_interval, kept_epoch, salient_separation, verdict
+from sepclr_med.training.monitor import (auc_with_interval, kept_epoch, salient_separation, selection_p_value,
+                                         smoothed_auc, verdict)
 
 
 def test_auc_and_its_hanley_mcneil_interval():
@@ -46,6 +47,44 @@ def test_verdict_statuses_and_messages():
     collapsed = verdict(_history([0.9] * 4, ratio=1.05), 4, n)  # ranks apart but norms equal
     assert collapsed["status"] == "not separated"
     assert verdict(_history([0.9]), None, {"control": 0, "patient": 0})["status"] == "unchecked"
+    # with the selection-aware p-value, the interval no longer decides
+    assert verdict(_history([0.9] * 4), 4, n, p_value=0.2)["status"] == "not separated"
+    lucky = verdict(_history([0.6] * 4, lo=0.3), 4, n, p_value=0.01)
+    assert lucky["status"] == "separated" and "p = 0.010" in lucky["message"]
+    assert "NOT allowed for" in good["message"]  # no p-value: said, not hidden
+
+
+def _null_runs(n_runs: int, noise: float = 2.0, epochs: int = 50, n: int = 24):
+    """Validation norms of simulated runs without any group effect: a subject effect + epoch noise."""
+    rng = np.random.default_rng(0)
+    y = np.arange(n) < n // 2
+    for _ in range(n_runs):
+        yield np.exp(rng.normal(size=n) + noise * rng.normal(size=(epochs, n))), y
+
+
+def test_selection_p_value_replays_the_kept_epoch_rule():
+    rng = np.random.default_rng(1)
+    y = np.arange(20) < 10
+    norms = rng.normal(size=(8, 20)) + 9.0 * y  # every epoch separates perfectly
+    assert selection_p_value(norms, y, np.arange(1, 9), 8, n_permutations=199) == pytest.approx(1 / 200)
+    # epochs 1-2 separate, the rest is noise: no candidate (epochs 5-8, smoothed over 3) sees them
+    norms[2:] = rng.normal(size=(6, 20))
+    hist = [{"epoch": e + 1, **{f"val_{k}": v for k, v in salient_separation(norms[e], y).items()}} for e in range(8)]
+    assert max(smoothed_auc(hist)[:2]) == 1.0 and smoothed_auc(hist)[kept_epoch(hist, 8) - 1] < 0.8
+    assert selection_p_value(norms, y, np.arange(1, 9), 8, n_permutations=199) > 0.05
+
+
+def test_selection_aware_verdict_keeps_its_false_positive_rate_where_the_interval_does_not():
+    # 200 null runs, 12 + 12 validation subjects, kept epoch = best of 25 looks: the kept epoch's
+    # interval calls ~16 % of them separated (measured), the permutation test ~5 %
+    naive = aware = 0
+    for seed, (norms, y) in enumerate(_null_runs(200)):
+        hist = [{"epoch": e + 1, **{f"val_{k}": v for k, v in salient_separation(norms[e], y).items()}}
+                for e in range(len(norms))]
+        naive += hist[kept_epoch(hist, len(norms)) - 1]["val_salient_auc_lo"] > 0.5
+        aware += selection_p_value(norms, y, np.arange(1, len(norms) + 1), len(norms), n_permutations=300,
+                                   seed=seed) < 0.05
+    assert naive / 200 > 0.12 and aware / 200 <= 0.08, (naive, aware)
 
 
 @pytest.fixture(scope="module")

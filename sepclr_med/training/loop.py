@@ -26,7 +26,8 @@ from sepclr_med.training.checkpoint import load_checkpoint, save_checkpoint
 from sepclr_med.training.config import TrainConfig
 from sepclr_med.training.distributed import DistContext, init_distributed, shutdown
 from sepclr_med.training.leakage import LeakageAdversary, independence_penalty
-from sepclr_med.training.monitor import kept_epoch, salient_separation, verdict, verdict_warning
+from sepclr_med.training.monitor import (VAL_NORMS, kept_epoch, salient_separation, selection_p_value, verdict,
+                                         verdict_warning)
 
 
 class TrainingDiverged(SepclrError):
@@ -246,6 +247,7 @@ class Trainer:
             optimizer.load_state_dict(state["optimizer"])
             start = int(state["epoch"])
             history = [m for m in Run(out).metrics() if m["epoch"] <= start]
+        val_norms = _read_val_norms(out, start) if resume else ValNorms([], [])
         wrapped = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) \
             if ctx.enabled else model
@@ -275,12 +277,19 @@ class Trainer:
                     advance(stats, seen / (time.perf_counter() - tic))
             seconds = time.perf_counter() - tic
             metrics = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in self._epoch_means(records).items()}}
-            metrics.update(self._validate(model, val, ctx, loss_fn))
+            val_metrics, val_norm, val_y = self._validate(model, val, ctx, loss_fn)
+            metrics.update(val_metrics)
             metrics.update({"lr": optimizer.param_groups[0]["lr"], "epoch_seconds": seconds,
                             "volumes_per_second": len(train_c) / seconds})
             history.append(metrics)
+            if val_norm is not None and val_norms is not None:
+                val_norms.rows.append(val_norm)
+                val_norms.epochs.append(epoch + 1)
+                val_norms.is_target = val_y
             if ctx.is_main:
                 write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+                if val_norms is not None and val_norms.rows:
+                    _write_val_norms(out, val_norms)
                 if config.keep == "best-val" and kept_epoch(history, config.optim.epochs) == epoch + 1:
                     with atomic_path(out / "checkpoints" / "best.pt") as tmp:
                         torch.save({"model": model.state_dict(), "epoch": epoch + 1}, tmp)
@@ -297,7 +306,10 @@ class Trainer:
             write_reference(model, config, [(train_c, train_data.base, "train")]
                             + ([(val_c, val[0].base, "val")] if val is not None else []), cohort, out)
             n_val = {"control": int((~val_c.is_target).sum()), "patient": int(val_c.is_target.sum())}
-            judged = verdict(history, kept if val is not None else None, n_val)
+            p_value = selection_p_value(np.stack(val_norms.rows), val_norms.is_target, np.array(val_norms.epochs),
+                                        config.optim.epochs, seed=config.seed) \
+                if val is not None and val_norms is not None and len(val_norms.rows) == len(history) else None
+            judged = verdict(history, kept if val is not None else None, n_val, p_value)
             judged["kept"] = config.keep
             write_text(out / "verdict.json", json.dumps(judged, indent=2))
             counts = dict(zip(*np.unique(split, return_counts=True), strict=True))
@@ -311,7 +323,7 @@ class Trainer:
     def _validate(self, model, val, ctx: DistContext, loss_fn: SepCLRLoss) -> dict:
         """Validation loss terms and the salient space's separation (:mod:`.monitor`)."""
         if val is None:
-            return {}
+            return {}, None, None
         data, sampler, loader = val
         records, norms, labels = [], [], []
         with batch_statistics_frozen(model):
@@ -320,8 +332,9 @@ class Trainer:
                 records.append(stats)
                 norms.append(norm.cpu())
                 labels.append(y.cpu())
-        separation = salient_separation(torch.cat(norms).numpy(), torch.cat(labels).numpy())
-        return {f"val_{k}": v for k, v in {**self._epoch_means(records), **separation}.items()}
+        norms, labels = torch.cat(norms).float().numpy(), torch.cat(labels).numpy()
+        separation = salient_separation(norms, labels)
+        return {f"val_{k}": v for k, v in {**self._epoch_means(records), **separation}.items()}, norms, labels
 
     def _keep_weights(self, model, history: list[dict], out: Path, ctx: DistContext) -> int:
         """Load the kept epoch's weights into ``model`` (``keep = "best-val"``); return that epoch."""
@@ -382,6 +395,34 @@ class Trainer:
                 yield advance
 
         return bar()
+
+
+@dataclasses.dataclass
+class ValNorms:
+    """Salient norms of the validation subjects (same order every epoch), one row per epoch."""
+
+    rows: list
+    epochs: list
+    is_target: np.ndarray | None = None
+
+
+def _write_val_norms(out: Path, record: ValNorms) -> None:
+    with atomic_path(out / VAL_NORMS) as tmp, open(tmp, "wb") as f:
+        np.savez(f, norms=np.stack(record.rows), epoch=np.array(record.epochs), is_target=record.is_target)
+
+
+def _read_val_norms(out: Path, start: int) -> ValNorms | None:
+    """The stored rows of epochs ``<= start``; None when some are missing (older runs): no p-value then."""
+    if start == 0:
+        return ValNorms([], [])
+    path = out / VAL_NORMS
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        keep = data["epoch"] <= start
+        if keep.sum() != start:
+            return None
+        return ValNorms(list(data["norms"][keep]), data["epoch"][keep].tolist(), data["is_target"])
 
 
 @torch.no_grad()
