@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from sepclr_med.cli.cohort_options import cohort_options
 from sepclr_med.cli.errors import user_errors
 
 COHORT_HELP = "Cohort CSV/TSV, a BIDS dataset folder, or its participants.tsv."
@@ -16,12 +17,11 @@ def _split(value: str | None) -> list[str] | None:
 
 
 @user_errors
+@cohort_options()
 def validate(
     cohort: Path = typer.Option(..., "--cohort", "-c", help=COHORT_HELP),
-    control_label: str = typer.Option("control", help="Group label of controls (background)."),
-    patient_label: str = typer.Option("patient", help="Group label of patients (target)."),
     scores: str = typer.Option(None, help="Comma-separated clinical-score columns (default: inferred)."),
-    group_column: str = typer.Option("group", help="Column holding the group label."),
+    *, read_options: dict,
 ) -> None:
     """Check a cohort before any training; list every problem with file, row and column."""
     from rich.console import Console
@@ -30,20 +30,24 @@ def validate(
     from sepclr_med.cohort import read_cohort
     from sepclr_med.image_checks import reference_grid
 
-    result = read_cohort(cohort, control_label=control_label, patient_label=patient_label,
-                         scores=_split(scores), group_column=group_column)
+    result = read_cohort(cohort, scores=_split(scores), **read_options)
     console = Console(highlight=False)
     n_target = int(result.is_target.sum())
-    console.print(f"[green]OK[/] {cohort}: {len(result)} subjects "
-                  f"({len(result) - n_target} {control_label}, {n_target} {patient_label})")
+    console.print(f"[green]OK[/] {escape(str(cohort))}: {len(result)} subjects "
+                  f"({len(result) - n_target} {escape(result.control_label)}, {n_target} "
+                  f"{escape(result.patient_label)})")
+    console.print("  columns:")
+    for column, role in result.roles.items():
+        console.print(f"    {escape(column)}: {escape(role)}")
     console.print(f"  confounds: {', '.join(result.confound_columns) or 'none'}")
-    console.print(f"  clinical scores: {', '.join(result.score_columns) or 'none'}")
+    console.print(f"  clinical scores: {', '.join(escape(c) for c in result.score_columns) or 'none'}")
     console.print(f"  reference grid: {reference_grid(result.table['image'].tolist()).describe()}")
     for problem in result.warnings:
         console.print(f"  [yellow]{escape(str(problem))}[/]")
 
 
 @user_errors
+@cohort_options()
 def pipeline(
     cohort: Path = typer.Option(..., "--cohort", "-c", help=COHORT_HELP),
     epochs: int = typer.Option(2, min=1, help="Passes over the cohort (the first fills the cache)."),
@@ -51,6 +55,7 @@ def pipeline(
     cache: str = typer.Option("memory", help="memory | disk | none"),
     cache_dir: Path = typer.Option(None, help="Disk cache root (for --cache disk)."),
     voxel_size: float = typer.Option(None, help="Resample to this isotropic voxel size (mm)."),
+    *, read_options: dict,
 ) -> None:
     """Run the data pipeline (preprocess, cache, two views, stratified batches) and time it."""
     from rich.console import Console
@@ -59,7 +64,7 @@ def pipeline(
     from sepclr_med.data.passes import timed_passes
     from sepclr_med.data.preprocess import PreprocessConfig
 
-    data = read_cohort(cohort)
+    data = read_cohort(cohort, **read_options)
     timings = timed_passes(data, PreprocessConfig(voxel_size=voxel_size), epochs=epochs,
                            batch_size=batch_size, cache=cache, cache_dir=cache_dir)
     console = Console(highlight=False)

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import typer
 
+from sepclr_med.cli.cohort_options import cohort_options
 from sepclr_med.cli.errors import user_errors
 
 
 @user_errors
+@cohort_options(of_run=True)
 def evaluate(
     run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
     cohort: Path = typer.Option(..., "--cohort", "-c", help="Cohort to embed and probe (ideally held out)."),
@@ -18,6 +20,7 @@ def evaluate(
                                            "(default: subtype, severity and panss* scores)."),
     truth: Path = typer.Option(None, help="Ground-truth CSV (default: ground_truth.csv beside the cohort)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    *, read_options: dict,
 ) -> None:
     """Probe how well a run separates common from salient variation."""
     from rich.console import Console
@@ -33,7 +36,7 @@ def evaluate(
     warning = trained.verdict_warning()
     if warning:
         console.print(f"[bold red]WARNING[/] (training verdict): {escape(warning)}")
-    data = trained.read_cohort(cohort, min_per_group=0)
+    data = trained.read_cohort(cohort, min_per_group=0, **read_options)
     seen = trained.training_subjects() & set(data.subject_ids)
     if seen:
         console.print(f"[yellow]warning: {len(seen)} of {len(data)} subjects were used to train this run; "

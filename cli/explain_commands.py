@@ -6,10 +6,12 @@ from pathlib import Path
 
 import typer
 
+from sepclr_med.cli.cohort_options import cohort_options
 from sepclr_med.cli.errors import user_errors
 
 
 @user_errors
+@cohort_options(of_run=True)
 def explain(
     run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
     cohort: Path = typer.Option(..., "--cohort", "-c", help="Cohort with controls and patients."),
@@ -27,6 +29,7 @@ def explain(
     truth: Path = typer.Option(None, help="Ground-truth CSV with subtypes (default: beside the cohort)."),
     permutations: int = typer.Option(0, min=0, help="Max-T permutations for clinical p-values (0 = off)."),
     no_figures: bool = typer.Option(False, "--no-figures", help="Skip PNG figures."),
+    *, read_options: dict,
 ) -> None:
     """Map salient directions to voxels, atlas regions and clinical scores."""
     import pandas as pd
@@ -37,7 +40,7 @@ def explain(
 
     console = Console(highlight=False)
     trained = Run(run)
-    data = trained.read_cohort(cohort)
+    data = trained.read_cohort(cohort, **read_options)
     truth_path = truth or Path(data.source).parent / "ground_truth.csv"
     table = pd.read_csv(truth_path, keep_default_na=False) if truth_path.is_file() else None
     run_explain(trained, data, out, atlas=atlas, atlas_lut=atlas_lut, method=method,

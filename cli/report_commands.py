@@ -6,10 +6,12 @@ from pathlib import Path
 
 import typer
 
+from sepclr_med.cli.cohort_options import cohort_options
 from sepclr_med.cli.errors import user_errors
 
 
 @user_errors
+@cohort_options(of_run=True)
 def report(
     run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
     cohort: Path = typer.Option(..., "--cohort", "-c", help="The batch of subjects to report (e.g. new patients)."),
@@ -19,6 +21,7 @@ def report(
     steps: int = typer.Option(16, min=2, help="Integrated-gradient steps."),
     no_pdf: bool = typer.Option(False, "--no-pdf", help="Skip the PDF pages."),
     full_paths: bool = typer.Option(False, "--full-paths", help="Show full scan paths (default: file names)."),
+    *, read_options: dict,
 ) -> None:
     """One page per subject (HTML + PDF), an index sortable by deviation, and summary.csv."""
     from rich.console import Console
@@ -33,7 +36,7 @@ def report(
         task = bar.add_task("rendering", total=None)
         result = make_reports(Run(run), cohort, out, explain_dir=explain_dir,
                               include=tuple(c.strip() for c in include.split(",")) if include else (),
-                              n_steps=steps, pdf=not no_pdf, full_paths=full_paths,
+                              n_steps=steps, pdf=not no_pdf, full_paths=full_paths, read_options=read_options,
                               progress=lambda done, total, sid: bar.update(
                                   task, completed=done, total=total, description=f"rendering {escape(sid)}"))
     if result["warning"]:

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import typer
 
+from sepclr_med.cli.cohort_options import cohort_argv, cohort_options
 from sepclr_med.cli.errors import user_errors
 
 COHORT_HELP = "Cohort CSV/TSV, a BIDS dataset folder, or its participants.tsv."
 
 
 @user_errors
+@cohort_options()
 def train(
     cohort: Path = typer.Option(..., "--cohort", "-c", help=COHORT_HELP),
     out: Path = typer.Option(Path("sepclr_run"), "--out", "-o", help="Run directory to write."),
@@ -40,9 +42,7 @@ def train(
     cache_dir: Path = typer.Option(None, help="Disk cache root (with --cache disk)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine (DDP via torchrun)."),
-    control_label: str = typer.Option("control", help="Group label of controls (background)."),
-    patient_label: str = typer.Option("patient", help="Group label of patients (target)."),
-    group_column: str = typer.Option("group", help="Column holding the group label."),
+    *, read_options: dict,
 ) -> None:
     """Train SepCLR (controls = background, patients = target) into a run directory."""
     options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
@@ -60,8 +60,8 @@ def train(
                               "only --epochs, --device and --num-workers can change, not: "
                               + ", ".join("--" + k.replace("_", "-") for k in fixed))
     if nproc > 1:
-        argv = ["--cohort", str(cohort), "--out", str(out), "--control-label", control_label,
-                "--patient-label", patient_label, "--group-column", group_column] + (["--resume"] if resume else [])
+        argv = ["--cohort", str(cohort), "--out", str(out), *cohort_argv(read_options)] + \
+            (["--resume"] if resume else [])
         for key, value in options.items():
             if value is True:
                 argv += [f"--{key.replace('_', '-')}"]
@@ -90,7 +90,7 @@ def train(
         "loss.lambda_independence": lambda_independence, "model.backbone": backbone,
         "preprocess.voxel_size": voxel_size, "val_fraction": val_fraction, "cache": cache,
         "cache_dir": str(cache_dir) if cache_dir is not None else None})
-    data = read_cohort(cohort, control_label=control_label, patient_label=patient_label, group_column=group_column)
+    data = read_cohort(cohort, **read_options)
     main = int(os.environ.get("RANK", "0")) == 0
     console = Console(highlight=False) if main else None
     run = run_training(data, out, resolved, resume=resume, console=console, epochs=epochs)
@@ -99,22 +99,21 @@ def train(
 
 
 @user_errors
+@cohort_options(of_run=True)
 def embed(
     run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
     cohort: Path = typer.Option(..., "--cohort", "-c", help=COHORT_HELP),
     out: Path = typer.Option(Path("latents.csv"), "--out", "-o", help="Latents CSV to write."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     batch_size: int = typer.Option(16, min=1, help="Volumes per forward pass."),
-    control_label: str = typer.Option(None, help="Group label of controls (default: the run's)."),
-    patient_label: str = typer.Option(None, help="Group label of patients (default: the run's)."),
+    *, read_options: dict,
 ) -> None:
     """Write common and salient reps of every subject of a cohort (seen or unseen) to CSV."""
     from sepclr_med.embed import embed as compute, write_latents
     from sepclr_med.run import Run
 
     trained = Run(run)
-    labels = {k: v for k, v in (("control_label", control_label), ("patient_label", patient_label)) if v}
-    data = trained.read_cohort(cohort, min_per_group=0, **labels)
+    data = trained.read_cohort(cohort, min_per_group=0, require_group=False, **read_options)
     latents = compute(trained, data, batch_size=batch_size, device=device)
     write_latents(latents, out)
     typer.echo(f"Wrote {len(latents)} subjects x {latents.shape[1] - 2} latent columns to {out}")

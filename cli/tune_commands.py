@@ -6,10 +6,12 @@ from pathlib import Path
 
 import typer
 
+from sepclr_med.cli.cohort_options import cohort_options
 from sepclr_med.cli.errors import user_errors
 
 
 @user_errors
+@cohort_options()
 def tune(
     cohort: Path = typer.Option(..., "--cohort", "-c", help="Training cohort CSV/TSV or BIDS folder."),
     out: Path = typer.Option(Path("sepclr_tune"), "--out", "-o", help="Folder for tune.csv and tuned.toml."),
@@ -19,9 +21,7 @@ def tune(
     seed: int = typer.Option(None, help="Seed of the folds and of every run."),
     device: str = typer.Option(None, help="auto | cpu | cuda"),
     keep_runs: bool = typer.Option(False, "--keep-runs", help="Keep each fold's run directory."),
-    control_label: str = typer.Option("control", help="Group label of controls (background)."),
-    patient_label: str = typer.Option("patient", help="Group label of patients (target)."),
-    group_column: str = typer.Option("group", help="Column holding the group label."),
+    *, read_options: dict,
 ) -> None:
     """Try a small grid of loss weights on validation folds; write the best as a config for `train --config`."""
     from rich.console import Console
@@ -36,7 +36,7 @@ def tune(
     console = Console(highlight=False)
     base = (TrainConfig.load(config) if config is not None else TrainConfig()).override(
         **{"optim.epochs": epochs, "seed": seed, "device": device})
-    data = read_cohort(cohort, control_label=control_label, patient_label=patient_label, group_column=group_column)
+    data = read_cohort(cohort, **read_options)
     console.print(f"tune: {len(GRID)} settings x {folds} folds = {len(GRID) * folds} runs of "
                   f"{base.optim.epochs} epochs on {len(data)} subjects")
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),

@@ -1,9 +1,33 @@
-"""Read a BIDS dataset (``participants.tsv`` + ``sub-*/[ses-*/]anat/*_T1w.nii[.gz]``)."""
+"""Read a BIDS dataset, raw or with its derivatives, into a :class:`~sepclr_med.cohort.Cohort`.
+
+Subjects and their columns come from the raw dataset's ``participants.tsv``; each subject's image
+is chosen among its files by BIDS entities (:class:`BidsSelection`):
+
+- raw ``sub-X/[ses-Y/]anat/sub-X[_ses-Y][_...]_T1w.nii[.gz]`` (native space: the template-space
+  check refuses them unless they were registered; prefer a derivatives dataset);
+- ``--derivatives NAME|PATH``: ``DATASET/derivatives/NAME`` or any folder laid out as
+  - fMRIPrep: ``sub-X/[ses-Y/]anat/sub-X_[ses-Y_]space-MNI152NLin2009cAsym_desc-preproc_T1w.nii.gz``
+    and ``..._space-MNI152NLin2009cAsym_label-GM_probseg.nii.gz`` (``--suffix probseg --label GM``);
+  - CAT12: ``sub-X/[ses-Y/][anat/]mri/mwp1sub-X_[ses-Y_]T1w.nii`` (modulated GM, ``--suffix mwp1``);
+  - Clinica/ClinicaDL CAPS t1-linear: ``subjects/sub-X/ses-Y/t1_linear/sub-X_ses-Y_T1w_space-
+    MNI152NLin2009cSym[_desc-Crop]_res-1x1x1_T1w.nii.gz``.
+
+Rules, in order: suffix (and ``label``, ``desc``) must match; ``space``: the one given, else the
+MNI152 space when one exists (an error lists them when several MNI152 spaces remain), else the
+files must agree on one space; ``session``: the one given, else the first session in sorted order
+(a subject's baseline); ``run``: the lowest run. Files still tied are an error naming them.
+
+Entities are parsed by :func:`parse_entities` (the BIDS file-name grammar, ``key-value`` pairs
+joined by ``_`` and a final suffix) rather than by indexing the dataset with pybids'
+``BIDSLayout``: a layout of every file of a large derivatives dataset is not needed to find one
+image per subject.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -12,33 +36,155 @@ from sepclr_med.cohort import Cohort, build_cohort
 from sepclr_med.errors import CohortError, Problem
 
 BIDS_ID = re.compile(r"(sub-)?[A-Za-z0-9]+")
+NIFTI = (".nii", ".nii.gz")
+CAT12_PREFIX = re.compile(r"^(m?w?p[0-3])(?=sub-)")  # p1 GM, wp1 warped, mwp1 modulated warped (2 WM, 3 CSF)
 
 
-def find_t1w(root: Path, subject: str) -> list[Path]:
-    """T1-weighted images of ``subject`` (with or without sessions), sorted."""
-    sub = subject if subject.startswith("sub-") else f"sub-{subject}"
-    patterns = [f"{sub}/anat/{sub}*_T1w.nii*", f"{sub}/ses-*/anat/{sub}*_T1w.nii*"]
-    found = {p for pattern in patterns for p in root.glob(pattern)}
-    return sorted(p for p in found if p.name.endswith((".nii", ".nii.gz")))
+def _natural(value: str) -> tuple:
+    return (0, int(value), "") if value.isdigit() else (1, 0, value)
 
 
-def read_bids_cohort(path: str | os.PathLike, *, group_column: str = "group", **kwargs) -> Cohort:
+def parse_entities(name: str) -> dict[str, str]:
+    """BIDS entities of a file name, plus ``suffix`` and, for CAT12 outputs, ``prefix``.
+
+    ``sub-01_ses-1_space-MNI152NLin2009cAsym_label-GM_probseg.nii.gz`` gives ``sub``, ``ses``,
+    ``space``, ``label`` and ``suffix = "probseg"``; ``mwp1sub-01_T1w.nii`` gives ``prefix = "mwp1"``
+    (and ``suffix = "T1w"``). Parts that are neither (CAPS repeats ``T1w`` mid-name) are ignored.
+    """
+    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else name.rsplit(".", 1)[0]
+    out = {}
+    prefix = CAT12_PREFIX.match(stem)
+    if prefix:
+        out["prefix"], stem = prefix.group(1), stem[prefix.end():]
+    parts = stem.split("_")
+    for part in parts[:-1]:
+        key, sep, value = part.partition("-")
+        if sep and key and value:
+            out.setdefault(key, value)
+    out["suffix"] = parts[-1]
+    return out
+
+
+@dataclass(frozen=True)
+class BidsSelection:
+    """Which file of each subject becomes its image (module docstring for the rules).
+
+    Parameters
+    ----------
+    derivatives : str or None
+        A derivatives dataset: a name under ``DATASET/derivatives/`` or a path (relative to the
+        current folder or absolute). None reads the raw dataset.
+    space : str or None
+        The ``space-`` entity; None prefers an MNI152 space.
+    desc : str or None
+        The ``desc-`` entity (e.g. ``preproc``); None accepts any.
+    suffix : str
+        ``T1w`` (default), ``probseg`` (with ``label``) or a CAT12 prefix such as ``mwp1``.
+    label : str or None
+        The ``label-`` entity of a ``probseg`` (e.g. ``GM``).
+    session : str or None
+        The ``ses-`` entity (without ``ses-``); None takes each subject's first session.
+    """
+
+    derivatives: str | None = None
+    space: str | None = None
+    desc: str | None = None
+    suffix: str = "T1w"
+    label: str | None = None
+    session: str | None = None
+
+    def image_root(self, dataset: Path) -> Path:
+        """The folder whose files are searched."""
+        if self.derivatives is None:
+            return dataset
+        named = dataset / "derivatives" / self.derivatives
+        path = named if named.is_dir() and os.sep not in self.derivatives else Path(self.derivatives)
+        path = path.expanduser().resolve()
+        if not path.is_dir():
+            raise CohortError([Problem(str(path), f"--derivatives {self.derivatives!r}: no such folder (neither "
+                                                  f"{named} nor a path)")])
+        return path
+
+    def candidates(self, root: Path, subject: str) -> list[Path]:
+        """Every NIfTI file of ``subject`` in the layouts the module docstring lists, sorted."""
+        patterns = [f"{subject}/anat/*", f"{subject}/ses-*/anat/*", f"subjects/{subject}/ses-*/t1_linear/*",
+                    f"{subject}/mri/*", f"{subject}/anat/mri/*", f"{subject}/ses-*/mri/*", f"{subject}/ses-*/anat/mri/*"]
+        found = {p for pattern in patterns for p in root.glob(pattern)}
+        return sorted(p for p in found if p.name.endswith(NIFTI) and f"{subject}_" in p.name + "_")
+
+    def choose(self, files: list[Path], subject: str) -> tuple[Path | None, str | None, str | None]:
+        """``(file, error, warning)`` for one subject's candidate ``files``; ``file`` None and
+        ``error`` None when no file matches at all (a missing image, which ``skip_missing`` drops)."""
+        entities = {f: parse_entities(f.name) for f in files}
+        keep = [f for f, e in entities.items() if e.get("sub") == subject[4:] and self._matches(e)]
+        if not keep:
+            return None, None, None
+        spaces = sorted({entities[f].get("space", "") for f in keep})
+        space = self.space if self.space is not None else _default_space(spaces)
+        if space is None:
+            return None, (f"several spaces: {', '.join(s or '(none: native)' for s in spaces)}; choose one with "
+                          "--space"), None
+        keep = [f for f in keep if entities[f].get("space", "") == space]
+        if not keep:
+            return None, f"no file in space {space!r} (spaces: {', '.join(s or '(none)' for s in spaces)})", None
+        sessions = sorted({entities[f].get("ses", "") for f in keep}, key=_natural)
+        keep = [f for f in keep if entities[f].get("ses", "") == sessions[0]]
+        runs = sorted({entities[f].get("run", "") for f in keep}, key=_natural)
+        keep = [f for f in keep if entities[f].get("run", "") == runs[0]]
+        if len(keep) > 1:
+            return None, (f"{len(keep)} files fit {self.describe()}: {', '.join(f.name for f in keep)}; "
+                          "add --desc or --space to choose one"), None
+        notes = [f"{len(sessions)} sessions, ses-{sessions[0]} used" if len(sessions) > 1 else "",
+                 f"{len(runs)} runs, run-{runs[0]} used" if len(runs) > 1 else ""]
+        return keep[0], None, "; ".join(n for n in notes if n) or None
+
+    def _matches(self, e: dict[str, str]) -> bool:
+        if CAT12_PREFIX.match(self.suffix + "sub-"):
+            ok = e.get("prefix") == self.suffix
+        else:
+            ok = e.get("prefix") is None and e["suffix"] == self.suffix
+        return (ok and (self.desc is None or e.get("desc") == self.desc)
+                and (self.label is None or e.get("label") == self.label)
+                and (self.session is None or e.get("ses") == self.session))
+
+    def describe(self) -> str:
+        """The selection in words, for messages."""
+        parts = [f"suffix {self.suffix}"] + [f"{k} {v}" for k, v in (("space", self.space), ("desc", self.desc),
+                                                                        ("label", self.label), ("ses", self.session))
+                                               if v is not None]
+        return ", ".join(parts)
+
+
+def _default_space(spaces: list[str]) -> str | None:
+    """The MNI152 space if exactly one is offered, the only space if there is one, else None."""
+    mni = [s for s in spaces if s.startswith("MNI152")]
+    if len(mni) == 1:
+        return mni[0]
+    return spaces[0] if len(spaces) == 1 else None
+
+
+def read_bids_cohort(path: str | os.PathLike, *, group_column: str = "group",
+                     selection: BidsSelection | None = None, **kwargs) -> Cohort:
     """Read a BIDS dataset into a :class:`~sepclr_med.cohort.Cohort`.
 
     Parameters
     ----------
     path : path-like
-        The dataset folder or its ``participants.tsv``.
+        The dataset folder or its ``participants.tsv`` (relative or absolute).
     group_column : str
         Column of ``participants.tsv`` holding the group label.
+    selection : BidsSelection, optional
+        Which file becomes each subject's image (default: raw ``T1w``).
     **kwargs
         Passed to :func:`~sepclr_med.cohort.build_cohort`.
 
     Notes
     -----
-    ``participant_id`` becomes ``subject_id``; the image is the subject's first T1w file in
-    sorted order (a warning names the others when a subject has several).
+    ``participant_id`` becomes ``subject_id``. A subject without a matching file is an error on
+    its row (``skip_missing=True`` drops it); the chosen file, session and run are listed as a
+    warning when a rule had to choose. Raw ``T1w`` images are native-space: a warning says so.
     """
+    selection = selection or BidsSelection()
     path = Path(path)
     root = (path if path.is_dir() else path.parent).resolve()  # found images are then absolute
     tsv = root / "participants.tsv"
@@ -48,33 +194,48 @@ def read_bids_cohort(path: str | os.PathLike, *, group_column: str = "group", **
         raw = pd.read_csv(tsv, sep="\t", dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise CohortError([Problem(str(tsv), f"cannot parse the table: {exc}")]) from None
-    problems: list[Problem] = []
-    for clash in ("subject_id", *(["group"] if group_column != "group" else [])):
+    for clash in ("subject_id", "image"):
         if clash in raw.columns:
             raise CohortError([Problem(str(tsv), f"column '{clash}' clashes with the BIDS mapping "
-                                                 f"(participant_id -> subject_id, {group_column} -> group)",
+                                                 "(participant_id -> subject_id, the chosen file -> image)",
                                        None, clash)])
     if "participant_id" not in raw.columns:
         raise CohortError([Problem(str(tsv), "required column is missing", None, "participant_id")])
-    if group_column not in raw.columns:
-        raise CohortError([Problem(str(tsv), "group column is missing", None, group_column)])
-    images = []
-    for i, pid in enumerate(raw["participant_id"].str.strip()):
+    image_root = selection.image_root(root)
+    problems, images = _choose_images(raw["participant_id"], tsv, image_root, selection, kwargs)
+    if selection.derivatives is None and selection.suffix == "T1w":
+        problems.append(Problem(str(tsv), "raw BIDS T1w images are in the scanner's (native) space; the model needs "
+                                          "template-space images: give --derivatives (fMRIPrep, CAT12, CAPS)",
+                                severity="warning"))
+    table = raw.rename(columns={"participant_id": "subject_id"})
+    table["image"] = images
+    cohort = build_cohort(table, tsv, image_base=root, extra_problems=problems, group_column=group_column, **kwargs)
+    cohort.roles = {("participant_id" if c == "subject_id" else c): ("image, chosen by " + selection.describe()
+                                                                    if c == "image" else r)
+                    for c, r in cohort.roles.items()}
+    return cohort
+
+
+def _choose_images(ids: pd.Series, tsv: Path, root: Path, selection: BidsSelection,
+                   kwargs: dict) -> tuple[list[Problem], list[str]]:
+    """One image path per participant ("" when none) and the problems met."""
+    problems, images = [], []
+    skip = kwargs.get("skip_missing", False)
+    for i, pid in enumerate(ids.str.strip()):
+        row = i + 2
         if not BIDS_ID.fullmatch(pid):
             problems.append(Problem(str(tsv), f"participant_id {pid!r} is not a BIDS label (sub-<alphanumeric>)",
-                                    i + 2, "participant_id"))
+                                    row, "participant_id"))
             images.append("")
             continue
-        found = find_t1w(root, pid)
-        if not found:
-            problems.append(Problem(str(tsv), f"no {pid}/anat/*_T1w.nii[.gz] image found",
-                                    i + 2, "participant_id"))
-            images.append("")
-            continue
-        if len(found) > 1:
-            problems.append(Problem(str(tsv), f"{len(found)} T1w images; using {found[0].name}",
-                                    i + 2, "participant_id", severity="warning"))
-        images.append(str(found[0]))
-    table = raw.rename(columns={"participant_id": "subject_id", group_column: "group"})
-    table["image"] = images
-    return build_cohort(table, tsv, image_base=root, extra_problems=problems, **kwargs)
+        subject = pid if pid.startswith("sub-") else f"sub-{pid}"
+        files = selection.candidates(root, subject)
+        chosen, error, note = selection.choose(files, subject)
+        if chosen is None and error is None and not skip:  # skip_missing: the row is dropped, listed once
+            error = f"no image matches {selection.describe()} ({len(files)} NIfTI file(s) of {subject} seen)"
+        if error:
+            problems.append(Problem(str(tsv), f"{subject}: {error} (in {root})", row, "participant_id"))
+        if note:
+            problems.append(Problem(str(tsv), f"{subject}: {note}", row, "participant_id", severity="warning"))
+        images.append(str(chosen) if chosen else "")
+    return problems, images

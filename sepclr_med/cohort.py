@@ -70,6 +70,11 @@ class Cohort:
         Confound columns present among ``age``, ``sex``, ``site``.
     warnings : list of Problem
         Non-fatal problems (e.g. images on another grid, resampled by the pipeline).
+    group_column : str
+        The source table's column that held the group (``group`` unless named otherwise).
+    roles : dict
+        The role given to every column of the source table (``id``, ``image``, ``group``,
+        ``confound age`` ..., ``score``, ``ignored``), so that nothing is decided silently.
     """
 
     table: pd.DataFrame
@@ -79,6 +84,8 @@ class Cohort:
     score_columns: tuple[str, ...] = ()
     confound_columns: tuple[str, ...] = ()
     warnings: list[Problem] = field(default_factory=list)
+    group_column: str = "group"
+    roles: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -105,7 +112,8 @@ class Cohort:
         """Return a new cohort holding the rows where ``mask`` is True."""
         table = self.table.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True)
         return Cohort(table, self.source, self.control_label, self.patient_label,
-                      self.score_columns, self.confound_columns, list(self.warnings))
+                      self.score_columns, self.confound_columns, list(self.warnings), self.group_column,
+                      dict(self.roles))
 
 
 def _is_missing(value: str) -> bool:
@@ -134,23 +142,43 @@ def _numeric_column(raw: pd.Series, file: str, column: str, problems: list[Probl
     return pd.Series(values, index=raw.index, dtype=float)
 
 
-def _canonical_confounds(raw: pd.DataFrame, file: str, problems: list[Problem]) -> pd.DataFrame:
-    """Rename confound columns spelled another way (``Age``, ``gender``) to their canonical name;
-    two columns naming one confound are an error (nothing is chosen silently)."""
-    renames, claimed = {}, {}
+def _canonical_confounds(raw: pd.DataFrame, file: str, problems: list[Problem],
+                         declared: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict[str, str], set[str]]:
+    """Rename confound columns spelled another way (``Age``, ``gender``) or declared
+    (``{"age": "Alter"}``) to their canonical name; two columns naming one confound are an error
+    (nothing is chosen silently). Returns the table, ``{canonical: original column}`` and the
+    columns left unused because another column was declared for their confound."""
+    declared = dict(declared or {})
+    for name, col in declared.items():
+        if name not in CONFOUND_COLUMNS:
+            problems.append(Problem(file, f"--confounds: unknown confound {name!r}; known: "
+                                          f"{', '.join(CONFOUND_COLUMNS)} (e.g. age=AgeAtScan)", None, col))
+        elif col not in raw.columns:
+            problems.append(Problem(file, f"--confounds: column {col!r} (declared as {name}) is missing "
+                                          f"(columns: {list(raw.columns)})", None, col))
+    declared = {n: c for n, c in declared.items() if n in CONFOUND_COLUMNS and c in raw.columns}
+    renames, claimed = {c: n for n, c in declared.items()}, {n: [c] for n, c in declared.items()}
     for col in raw.columns:
+        if col in renames:
+            continue
         key = col.lower().replace(" ", "_").replace("-", "_")
         for name, spellings in CONFOUND_SYNONYMS.items():
-            if key in spellings:
+            if key in spellings and name in declared:
+                renames[col] = f"{col} (not used: {name} is declared as {declared[name]!r})"
+            elif key in spellings:
                 claimed.setdefault(name, []).append(col)
                 renames[col] = name
     for name, cols in claimed.items():
         if len(cols) > 1:
             problems.append(Problem(file, f"columns {cols} all name the confound '{name}'; keep one "
-                                          "(or rename the others)", None, cols[1]))
+                                          "(or rename the others, or declare one with --confounds "
+                                          f"{name}=COLUMN)", None, cols[1]))
             for col in cols:
                 renames.pop(col)
-    return raw.rename(columns=renames)
+    shadowed = {c for c, n in renames.items() if n not in CONFOUND_COLUMNS}
+    for col in shadowed:
+        renames.pop(col)
+    return raw.rename(columns=renames), {n: c for c, n in renames.items()}, shadowed
 
 
 def _sex_column(raw: pd.Series, file: str, problems: list[Problem], rows: pd.Series) -> pd.Series:
@@ -178,7 +206,9 @@ def _looks_numeric(raw: pd.Series) -> bool:
 def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
                  control_label: str = "control", patient_label: str = "patient",
                  scores: list[str] | None = None, check_images: bool = True,
-                 min_per_group: int = MIN_PER_GROUP, extra_problems: list[Problem] | None = None) -> Cohort:
+                 min_per_group: int = MIN_PER_GROUP, extra_problems: list[Problem] | None = None,
+                 group_column: str = "group", require_group: bool = True,
+                 confounds: dict[str, str] | None = None, skip_missing: bool = False) -> Cohort:
     """Validate a raw string table and turn it into a :class:`Cohort`.
 
     Parameters
@@ -200,6 +230,18 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
         Subjects required in each group (2 for training; 0 to embed e.g. patients only).
     extra_problems : list of Problem, optional
         Problems found by the caller (e.g. a BIDS reader), reported together.
+    group_column : str
+        The column holding the group label.
+    require_group : bool
+        False for subjects whose diagnosis is not known (embedding or reporting new subjects):
+        the group column may then be absent, and empty or ``n/a`` cells are read as unknown
+        (``group`` = ``""``, never a patient).
+    confounds : dict, optional
+        Declared confound columns, ``{"age": "AgeAtScan", "site": "scanner"}``; others are found
+        by name (:data:`CONFOUND_SYNONYMS`).
+    skip_missing : bool
+        Drop the rows without a usable image (empty or not found) or without a group (empty or
+        ``n/a``) instead of raising; a warning lists them.
 
     Returns
     -------
@@ -214,49 +256,127 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
     problems: list[Problem] = list(extra_problems or [])
     raw = raw.fillna("").astype(str).reset_index(drop=True)
     raw.columns = [str(c).strip() for c in raw.columns]
-    raw = _canonical_confounds(raw, file, problems)
+    raw, renamed, shadowed = _canonical_confounds(raw, file, problems, confounds)
+    raw = _group_as_column(raw, file, group_column, require_group, problems)
     rows = pd.Series(np.arange(len(raw)) + 2, index=raw.index)  # header is row 1
+    _check_columns(raw, file, group_column, problems)
+    if skip_missing:
+        raw, rows = _skip_unusable_rows(raw, rows, file, image_base, problems)
 
-    missing_cols = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
-    for col in missing_cols:
-        problems.append(Problem(file, f"required column is missing (columns: {list(raw.columns)})",
-                                None, col))
+    table = pd.DataFrame({"row": rows})
+    table["subject_id"] = _subject_ids(raw["subject_id"], rows, file, problems)
+    table["group"], table["is_target"] = _groups(raw["group"], rows, file, group_column, control_label,
+                                                 patient_label, require_group, min_per_group, problems)
+    table["image"] = _image_paths(raw["image"], rows, file, image_base, check_images, problems)
+    confound_cols = tuple(c for c in CONFOUND_COLUMNS if c in raw.columns)
+    for col in confound_cols:
+        table[col] = _confound(raw[col], col, file, problems, rows)
+    others = [c for c in raw.columns
+              if c not in REQUIRED_COLUMNS + CONFOUND_COLUMNS + RESERVED_COLUMNS and c not in shadowed]
+    score_cols = _score_columns(raw, others, scores, file, problems)
+    for col in score_cols:
+        table[col] = _numeric_column(raw[col], file, col, problems, rows)
+    for col in others:
+        if col not in score_cols:
+            table[col] = raw[col]
+
+    roles = _roles(raw.columns, renamed, shadowed, score_cols, group_column)
+    cohort = Cohort(table, source, control_label, patient_label, score_cols, confound_cols,
+                    group_column=group_column, roles=roles)
+    if check_images:
+        from sepclr_med.image_checks import check_images as _check
+
+        problems += _check(cohort)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise CohortError(sorted(problems, key=lambda p: (p.row or 0, p.column or "")))
+    cohort.warnings = [p for p in problems if p.severity != "error"]
+    return cohort
+
+
+def _group_as_column(raw: pd.DataFrame, file: str, group_column: str, require_group: bool,
+                     problems: list[Problem]) -> pd.DataFrame:
+    """The group under the canonical name ``group`` (or empty when unknown and not required)."""
+    if group_column != "group":
+        if "group" in raw.columns and group_column in raw.columns:
+            raise CohortError([Problem(file, f"both 'group' and '{group_column}' exist; keep one group "
+                                             "column", None, "group")])
+        raw = raw.rename(columns={group_column: "group"})
+    if "group" not in raw.columns and not require_group:
+        raw = raw.assign(group="")
+    return raw
+
+
+def _check_columns(raw: pd.DataFrame, file: str, group_column: str, problems: list[Problem]) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    for col in missing:
+        problems.append(Problem(file, f"required column is missing (columns: {list(raw.columns)})", None,
+                                group_column if col == "group" else col))
     for col in RESERVED_COLUMNS:
         if col in raw.columns:
             problems.append(Problem(file, f"column name '{col}' is reserved by sepclr-med; rename it", None, col))
     if len(raw) == 0:
         problems.append(Problem(file, "the table has no subject rows"))
-    if missing_cols or len(raw) == 0:
+    if missing or len(raw) == 0:
         raise CohortError(problems)
 
-    table = pd.DataFrame({"row": rows})
-    table["subject_id"] = raw["subject_id"].str.strip()
-    for idx in table.index[table["subject_id"] == ""]:
-        problems.append(Problem(file, "empty subject_id", int(rows[idx]), "subject_id"))
-    dup = table["subject_id"].duplicated(keep=False) & (table["subject_id"] != "")
-    for sid, group in table[dup].groupby("subject_id"):
-        listed = ", ".join(str(r) for r in group["row"])
-        for r in group["row"].iloc[1:]:
-            problems.append(Problem(file, f"duplicate subject_id {sid!r} (rows {listed})",
-                                    int(r), "subject_id"))
 
-    labels = raw["group"].str.strip()
-    table["group"] = labels
-    known = {control_label, patient_label}
-    for idx in labels.index[~labels.isin(known)]:
-        problems.append(Problem(file, f"unknown group label {labels[idx]!r}; expected "
-                                      f"{control_label!r} or {patient_label!r}",
-                                int(rows[idx]), "group"))
-    table["is_target"] = labels == patient_label
+def _skip_unusable_rows(raw: pd.DataFrame, rows: pd.Series, file: str, image_base: Path,
+                        problems: list[Problem]) -> tuple[pd.DataFrame, pd.Series]:
+    """Drop rows without an image file or a group; one warning lists them (``skip_missing``)."""
+    reasons = {}
+    for idx, (cell, group) in enumerate(zip(raw["image"], raw["group"], strict=True)):
+        path = Path(os.path.expanduser(cell.strip())) if cell.strip() else None
+        if path is None or not (path if path.is_absolute() else image_base / path).is_file():
+            reasons[idx] = "no image" if path is None else "image not found"
+        elif _is_missing(group):
+            reasons[idx] = "no group"
+    if reasons:
+        listed = "; ".join(f"row {int(rows.iloc[i])} ({why})" for i, why in list(reasons.items())[:20])
+        more = f"; and {len(reasons) - 20} more" if len(reasons) > 20 else ""
+        problems.append(Problem(file, f"--skip-missing: {len(reasons)} row(s) dropped: {listed}{more}",
+                                severity="warning"))
+    keep = ~np.isin(np.arange(len(raw)), list(reasons))
+    return raw.loc[keep].reset_index(drop=True), rows.loc[keep].reset_index(drop=True)
+
+
+def _subject_ids(raw: pd.Series, rows: pd.Series, file: str, problems: list[Problem]) -> pd.Series:
+    ids = raw.str.strip()
+    for idx in ids.index[ids == ""]:
+        problems.append(Problem(file, "empty subject_id", int(rows[idx]), "subject_id"))
+    dup = ids.duplicated(keep=False) & (ids != "")
+    for sid, part in rows[dup].groupby(ids[dup]):
+        listed = ", ".join(str(r) for r in part)
+        for r in part.iloc[1:]:
+            problems.append(Problem(file, f"duplicate subject_id {sid!r} (rows {listed})", int(r), "subject_id"))
+    return ids
+
+
+def _groups(raw: pd.Series, rows: pd.Series, file: str, column: str, control_label: str, patient_label: str,
+            require_group: bool, min_per_group: int, problems: list[Problem]) -> tuple[pd.Series, pd.Series]:
+    """Group labels and ``is_target``; unknown labels, and missing ones where required, are errors."""
+    labels = raw.str.strip()
+    unknown = labels.map(_is_missing)
+    if not require_group:
+        labels = labels.where(~unknown, "")
+    expected = f"expected {control_label!r} or {patient_label!r}"
+    for idx in labels.index[~labels.isin({control_label, patient_label}) & (require_group | ~unknown)]:
+        message = (f"no group label (empty or n/a); {expected} (--skip-missing drops rows without a group)"
+                   if unknown[idx] else f"unknown group label {labels[idx]!r}; {expected}")
+        problems.append(Problem(file, message, int(rows[idx]), column))
     counts = Counter(labels)
     for label in (control_label, patient_label):
         if counts.get(label, 0) < min_per_group:
             problems.append(Problem(file, f"group {label!r} has {counts.get(label, 0)} subject(s); "
-                                          f"SepCLR needs at least {min_per_group}", None, "group"))
+                                          f"SepCLR needs at least {min_per_group}", None, column))
+    return labels, labels == patient_label
 
+
+def _image_paths(raw: pd.Series, rows: pd.Series, file: str, image_base: Path, check_images: bool,
+                 problems: list[Problem]) -> list[str]:
     images = []
     already_reported = {p.row for p in problems if p.severity == "error"}
-    for idx, cell in raw["image"].items():
+    for idx, cell in raw.items():
         cell = cell.strip()
         if not cell:
             if int(rows[idx]) not in already_reported:
@@ -268,41 +388,48 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
         images.append(str(path.resolve()))
         if check_images and not path.is_file():
             problems.append(Problem(file, f"image file not found: {cell}", int(rows[idx]), "image"))
-    table["image"] = images
+    return images
 
-    confounds = tuple(c for c in CONFOUND_COLUMNS if c in raw.columns)
-    for col in confounds:
-        if col in NUMERIC_CONFOUNDS:
-            table[col] = _numeric_column(raw[col], file, col, problems, rows)
-        elif col == "sex":
-            table[col] = _sex_column(raw[col], file, problems, rows)
-        else:
-            table[col] = raw[col].str.strip().where(~raw[col].map(_is_missing), None)
 
-    others = [c for c in raw.columns if c not in REQUIRED_COLUMNS + CONFOUND_COLUMNS + RESERVED_COLUMNS]
+def _confound(raw: pd.Series, col: str, file: str, problems: list[Problem], rows: pd.Series) -> pd.Series:
+    if col in NUMERIC_CONFOUNDS:
+        return _numeric_column(raw, file, col, problems, rows)
+    if col == "sex":
+        return _sex_column(raw, file, problems, rows)
+    return raw.str.strip().where(~raw.map(_is_missing), None)
+
+
+def _score_columns(raw: pd.DataFrame, others: list[str], scores: list[str] | None, file: str,
+                   problems: list[Problem]) -> tuple[str, ...]:
     for col in scores or []:
         if col not in raw.columns:
             problems.append(Problem(file, "declared clinical-score column is missing", None, col))
     if scores is None:
-        score_cols = tuple(c for c in others if _looks_numeric(raw[c]))
-    else:
-        score_cols = tuple(c for c in scores if c in raw.columns)
-    for col in score_cols:
-        table[col] = _numeric_column(raw[col], file, col, problems, rows)
-    for col in others:
-        if col not in score_cols:
-            table[col] = raw[col]
+        return tuple(c for c in others if _looks_numeric(raw[c]))
+    return tuple(c for c in scores if c in raw.columns)
 
-    cohort = Cohort(table, source, control_label, patient_label, score_cols, confounds)
-    if check_images:
-        from sepclr_med.image_checks import check_images as _check
 
-        problems += _check(cohort)
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
-        raise CohortError(sorted(problems, key=lambda p: (p.row or 0, p.column or "")))
-    cohort.warnings = [p for p in problems if p.severity != "error"]
-    return cohort
+def _roles(columns, renamed: dict[str, str], shadowed: set[str], score_cols, group_column: str) -> dict[str, str]:
+    """The role of every source column, under its original name."""
+    original = {n: c for n, c in renamed.items()}
+    roles = {}
+    for col in columns:
+        name = original.get(col, col)
+        if col == "subject_id":
+            roles[name] = "id"
+        elif col == "image":
+            roles[name] = "image"
+        elif col == "group":
+            roles[group_column] = "group"
+        elif col in CONFOUND_COLUMNS:
+            roles[name] = f"confound {col}"
+        elif col in score_cols:
+            roles[name] = "clinical score"
+        elif col in shadowed:
+            roles[name] = "ignored (another column is declared for this confound)"
+        else:
+            roles[name] = "ignored (text, not used)"
+    return roles
 
 
 def read_csv_cohort(path: str | os.PathLike, *, group_column: str = "group", **kwargs) -> Cohort:
@@ -318,17 +445,10 @@ def read_csv_cohort(path: str | os.PathLike, *, group_column: str = "group", **k
         raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise CohortError([Problem(str(path), f"cannot parse the table: {exc}")]) from None
-    if group_column != "group":
-        if group_column not in raw.columns:
-            raise CohortError([Problem(str(path), "group column is missing", None, group_column)])
-        if "group" in raw.columns:
-            raise CohortError([Problem(str(path), f"both 'group' and '{group_column}' exist; "
-                                                  "keep one group column", None, "group")])
-        raw = raw.rename(columns={group_column: "group"})
-    return build_cohort(raw, path, image_base=path.parent, **kwargs)
+    return build_cohort(raw, path, image_base=path.parent, group_column=group_column, **kwargs)
 
 
-def read_cohort(path: str | os.PathLike, **kwargs) -> Cohort:
+def read_cohort(path: str | os.PathLike, *, selection=None, **kwargs) -> Cohort:
     """Read a cohort from a CSV/TSV table or a BIDS dataset and validate it.
 
     Parameters
@@ -336,9 +456,12 @@ def read_cohort(path: str | os.PathLike, **kwargs) -> Cohort:
     path : path-like
         A CSV (``.csv``) or TSV table in the sepclr-med schema, a BIDS dataset folder, or
         its ``participants.tsv``.
+    selection : sepclr_med.bids.BidsSelection, optional
+        For a BIDS dataset: which file becomes each subject's image (derivatives, space, ...).
     **kwargs
-        ``control_label``, ``patient_label``, ``scores``, ``check_images``, ``min_per_group``,
-        ``group_column`` (the column holding the group, default ``group``).
+        ``group_column`` (default ``group``) and the options of :func:`build_cohort`
+        (``control_label``, ``patient_label``, ``scores``, ``confounds``, ``check_images``,
+        ``min_per_group``, ``require_group``, ``skip_missing``).
 
     Returns
     -------
@@ -348,5 +471,9 @@ def read_cohort(path: str | os.PathLike, **kwargs) -> Cohort:
     if path.is_dir() or path.name == "participants.tsv":
         from sepclr_med.bids import read_bids_cohort
 
-        return read_bids_cohort(path, **kwargs)
+        return read_bids_cohort(path, selection=selection, **kwargs)
+    if selection is not None and selection != type(selection)():
+        raise CohortError([Problem(str(path), "--derivatives, --space, --desc, --suffix, --label and --session "
+                                              "select files of a BIDS dataset; this is a table (give the dataset "
+                                              "folder, or put the chosen images in the table's image column)")])
     return read_csv_cohort(path, **kwargs)

@@ -86,11 +86,16 @@ class Run:
         return set(table.loc[table["split"] == "train", "subject_id"])
 
     def read_cohort(self, path, **kwargs):
-        """Read a cohort with the run's group labels (unless ``control_label``/``patient_label`` given)."""
+        """Read a cohort with the run's group column and labels (unless given in ``kwargs``).
+
+        ``kwargs`` go to :func:`~sepclr_med.cohort.read_cohort`; ``None`` values mean "the run's".
+        """
         from sepclr_med.cohort import read_cohort
 
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
         kwargs.setdefault("control_label", self.config.control_label)
         kwargs.setdefault("patient_label", self.config.patient_label)
+        kwargs.setdefault("group_column", self.config.group_column)
         return read_cohort(path, **kwargs)
 
     def load_model(self, device: str = "cpu"):

@@ -62,7 +62,8 @@ def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: flo
 
 
 def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str, ...] = (), atlas: str = "AAL",
-                 n_steps: int = 16, pdf: bool = True, full_paths: bool = False, progress=None) -> dict:
+                 n_steps: int = 16, pdf: bool = True, full_paths: bool = False, progress=None,
+                 read_options: dict | None = None) -> dict:
     """Render reports for every subject of a cohort file (typically new patients).
 
     Parameters
@@ -87,6 +88,9 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
         Show the scan's full path (default: its file name only; paths often hold names or ids).
     progress : callable, optional
         ``progress(done, total, subject_id)``.
+    read_options : dict, optional
+        How to read the cohort (:meth:`~sepclr_med.run.Run.read_cohort`: group column, labels,
+        BIDS selection); the run's group column and labels by default. A group column is optional.
 
     Returns
     -------
@@ -107,7 +111,8 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cohort = run.read_cohort(cohort_path, check_images=False, min_per_group=0)
+    cohort = run.read_cohort(cohort_path, check_images=False, min_per_group=0, require_group=False,
+                             **(read_options or {}))
     failures, ok = [], []
     for i, (sid, path) in enumerate(zip(cohort.subject_ids, cohort.table["image"], strict=True)):
         errors, _ = check_image(path) if Path(path).is_file() else ([f"image file not found: {path}"], None)

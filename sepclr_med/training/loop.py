@@ -44,8 +44,8 @@ def seed_everything(seed: int) -> None:
 def split_subjects(cohort: Cohort, val_fraction: float, seed: int) -> np.ndarray:
     """``"train"``/``"val"`` per subject, stratified by group, >= 2 of each group in val.
 
-    A group too small to spare 2 validation subjects and keep 2 for training gives no
-    validation split at all.
+    A group too small to spare 2 validation subjects without giving up more than a quarter of it
+    (fewer than 8 subjects) gives no validation split at all: the verdict is then ``unchecked``.
     """
     rng = np.random.default_rng([seed, 7])
     split = np.array(["train"] * len(cohort), dtype=object)
@@ -55,7 +55,7 @@ def split_subjects(cohort: Cohort, val_fraction: float, seed: int) -> np.ndarray
     for group in (False, True):
         idx = np.flatnonzero(cohort.is_target == group)
         n_val = max(2, int(round(val_fraction * len(idx))))
-        if len(idx) - n_val < 2:
+        if len(idx) - n_val < 2 or n_val > len(idx) / 4:
             return split
         picks.append(rng.choice(idx, n_val, replace=False))
     split[np.concatenate(picks)] = "val"
@@ -129,7 +129,7 @@ class Trainer:
             if (out / "checkpoints" / "last.pt").exists() or (out / "model.pt").exists():
                 raise SepclrError(f"{out} already holds a run; use --resume or another --out")
             config = dataclasses.replace(config, control_label=cohort.control_label,
-                                         patient_label=cohort.patient_label)
+                                         patient_label=cohort.patient_label, group_column=cohort.group_column)
             split = split_subjects(cohort, config.val_fraction, config.seed) if self.split is None \
                 else _checked_split(self.split, cohort)
             train = cohort.subset(split == "train")
@@ -223,6 +223,7 @@ class Trainer:
         seed_everything(config.seed)
         train_c = cohort.subset(split == "train")
         val_c = cohort.subset(split == "val")
+        self._say_split(train_c, val_c)
         train_data, sampler, loader = self._loader(train_c, config, ctx, shuffle=True, seed=config.seed,
                                                    world=ctx.world_size, rank=ctx.rank)
         val = self._loader(val_c, config, ctx, shuffle=False, seed=config.seed + 1, world=1, rank=0) \
@@ -353,6 +354,20 @@ class Trainer:
             kept = int(state["epoch"])
         model.load_state_dict(state["model"])
         return kept
+
+    def _say_split(self, train_c: Cohort, val_c: Cohort) -> None:
+        if self.console is None:
+            return
+        from rich.markup import escape
+
+        def sizes(part: Cohort) -> str:
+            return (f"{int((~part.is_target).sum())} {escape(part.control_label)} + "
+                    f"{int(part.is_target.sum())} {escape(part.patient_label)}")
+
+        self.console.print(f"split: training {sizes(train_c)}; " + (
+            f"validation: {sizes(val_c)}" if len(val_c) else
+            "[bold yellow]no validation subjects[/] (a group has fewer than 8 subjects, or val_fraction is 0): "
+            "the verdict will be 'unchecked'"))
 
     def _say_verdict(self, judged: dict) -> None:
         if self.console is None:

@@ -1,0 +1,126 @@
+"""BIDS as BIDS users expect: raw and derivatives side by side, spaces, sessions, runs, n/a
+groups, CAT12 and CAPS layouts, relative paths, and the file-selection options on the CLI."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from conftest import make_image
+from sepclr_med.bids import BidsSelection, parse_entities
+from sepclr_med.cli.main import app
+from sepclr_med.cohort import read_cohort
+from sepclr_med.errors import CohortError
+
+runner = CliRunner()
+MNI = "MNI152NLin2009cAsym"
+
+
+def _dataset(root, rng, n=4, groups=None, sessions=("",)):
+    """Raw dataset + an fMRIPrep-like derivatives dataset with native and MNI files side by side."""
+    groups = groups or ["control"] * (n // 2) + ["patient"] * (n - n // 2)
+    for i in range(n):
+        sub = f"sub-{i:02d}"
+        for ses in sessions:
+            folder, stem = (f"{sub}/ses-{ses}/anat", f"{sub}_ses-{ses}") if ses else (f"{sub}/anat", sub)
+            make_image(root / folder / f"{stem}_T1w.nii.gz", rng=rng)
+            fmriprep = root / "derivatives" / "fmriprep" / folder
+            make_image(fmriprep / f"{stem}_desc-preproc_T1w.nii.gz", rng=rng)  # native
+            make_image(fmriprep / f"{stem}_space-{MNI}_desc-preproc_T1w.nii.gz", rng=rng)
+            make_image(fmriprep / f"{stem}_space-{MNI}_desc-brain_mask.nii.gz", rng=rng)
+            make_image(fmriprep / f"{stem}_space-{MNI}_label-GM_probseg.nii.gz", rng=rng)
+    pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(n)], "group": groups,
+                  "Age": [30 + i for i in range(n)]}).to_csv(root / "participants.tsv", sep="\t", index=False)
+    return root
+
+
+def test_entities_of_bids_cat12_and_caps_names():
+    assert parse_entities(f"sub-01_ses-2_space-{MNI}_label-GM_probseg.nii.gz") == {
+        "sub": "01", "ses": "2", "space": MNI, "label": "GM", "suffix": "probseg"}
+    assert parse_entities("mwp1sub-01_ses-1_T1w.nii") == {"prefix": "mwp1", "sub": "01", "ses": "1", "suffix": "T1w"}
+    caps = parse_entities("sub-01_ses-M000_T1w_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz")
+    assert caps["space"] == "MNI152NLin2009cSym" and caps["desc"] == "Crop" and caps["suffix"] == "T1w"
+
+
+def test_derivatives_prefer_the_mni_file_over_the_native_one(tmp_path, rng):
+    root = _dataset(tmp_path / "ds", rng)
+    cohort = read_cohort(root, selection=BidsSelection(derivatives="fmriprep", desc="preproc"))
+    assert all(f"space-{MNI}_desc-preproc_T1w" in p for p in cohort.table["image"])
+    assert cohort.confound_columns == ("age",)  # "Age" read as the age confound
+    gm = read_cohort(root, selection=BidsSelection(derivatives="fmriprep", suffix="probseg", label="GM"))
+    assert all(p.endswith("label-GM_probseg.nii.gz") for p in gm.table["image"])
+    # the native file on its own: --space T1w style selection of the file without a space entity
+    with pytest.raises(CohortError) as info:
+        read_cohort(root, selection=BidsSelection(derivatives="fmriprep", space="MNI152NLin6Asym"))
+    assert "no file in space 'MNI152NLin6Asym'" in str(info.value) and info.value.problems[0].row == 2
+
+
+def test_several_mni_spaces_are_an_error_listing_them(tmp_path, rng):
+    root = _dataset(tmp_path / "ds", rng, n=2, groups=["control", "patient"])
+    make_image(root / "derivatives/fmriprep/sub-00/anat/sub-00_space-MNI152NLin6Asym_desc-preproc_T1w.nii.gz", rng=rng)
+    with pytest.raises(CohortError) as info:
+        read_cohort(root, selection=BidsSelection(derivatives="fmriprep", desc="preproc"), min_per_group=1)
+    message = str(info.value)
+    assert "several spaces" in message and MNI in message and "MNI152NLin6Asym" in message and "--space" in message
+    chosen = read_cohort(root, selection=BidsSelection(derivatives="fmriprep", desc="preproc", space=MNI),
+                         min_per_group=1)
+    assert len(chosen) == 2
+
+
+def test_sessions_and_runs_follow_the_documented_rule(tmp_path, rng):
+    root = _dataset(tmp_path / "ds", rng, sessions=("2", "10"))
+    make_image(root / "sub-00/ses-2/anat/sub-00_ses-2_run-2_T1w.nii.gz", rng=rng)
+    (root / "sub-00/ses-2/anat/sub-00_ses-2_T1w.nii.gz").rename(root / "sub-00/ses-2/anat/sub-00_ses-2_run-10_T1w.nii.gz")
+    cohort = read_cohort(root)
+    assert cohort.table["image"].iloc[0].endswith("sub-00_ses-2_run-2_T1w.nii.gz")  # ses 2 < 10, run 2 < 10
+    assert all("ses-2" in p for p in cohort.table["image"])
+    notes = " ".join(p.message for p in cohort.warnings)
+    assert "2 sessions, ses-2 used" in notes and "2 runs, run-2 used" in notes and "native" in notes
+    later = read_cohort(root, selection=BidsSelection(session="10"))
+    assert all("ses-10" in p for p in later.table["image"])
+
+
+def test_na_groups_and_missing_images_are_listed_at_once_or_skipped(tmp_path, rng):
+    root = _dataset(tmp_path / "ds", rng, n=6, groups=["control", "control", "n/a", "patient", "patient", "control"])
+    (root / "sub-05/anat/sub-05_T1w.nii.gz").unlink()
+    with pytest.raises(CohortError) as info:
+        read_cohort(root)
+    found = {(p.row, p.column) for p in info.value.problems if p.severity == "error"}
+    assert found == {(4, "group"), (7, "participant_id")}
+    cohort = read_cohort(root, skip_missing=True)
+    assert cohort.subject_ids == ["sub-00", "sub-01", "sub-03", "sub-04"]
+    dropped = next(p for p in cohort.warnings if "--skip-missing" in p.message)
+    assert "2 row(s) dropped" in dropped.message and "row 4 (no group)" in dropped.message \
+        and "row 7 (no image)" in dropped.message
+    assert cohort.table["row"].tolist() == [2, 3, 5, 6]  # rows still name the spreadsheet's
+
+
+def test_cat12_and_caps_layouts(tmp_path, rng):
+    cat = tmp_path / "ds" / "derivatives" / "CAT12.8"
+    caps = tmp_path / "caps"
+    for i in range(4):
+        sub = f"sub-{i:02d}"
+        make_image(cat / sub / "anat" / "mri" / f"mwp1{sub}_T1w.nii", rng=rng)
+        make_image(cat / sub / "anat" / "mri" / f"p1{sub}_T1w.nii", rng=rng)
+        make_image(caps / "subjects" / sub / "ses-M000" / "t1_linear" /
+                   f"{sub}_ses-M000_T1w_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz", rng=rng)
+    pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(4)],
+                  "group": ["control", "control", "patient", "patient"]}).to_csv(
+        tmp_path / "ds" / "participants.tsv", sep="\t", index=False)
+    gm = read_cohort(tmp_path / "ds", selection=BidsSelection(derivatives="CAT12.8", suffix="mwp1"))
+    assert all(p.endswith(f"mri/mwp1{s}_T1w.nii") for p, s in zip(gm.table["image"], gm.subject_ids, strict=True))
+    crop = read_cohort(tmp_path / "ds", selection=BidsSelection(derivatives=str(caps), desc="Crop"))
+    assert all("t1_linear" in p and "desc-Crop" in p for p in crop.table["image"])
+
+
+def test_cli_reads_derivatives_by_relative_path_and_refuses_bids_options_on_a_table(tmp_path, rng, monkeypatch):
+    _dataset(tmp_path / "ds", rng)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["validate", "--cohort", "ds", "--derivatives", "ds/derivatives/fmriprep",
+                                 "--suffix", "probseg", "--label", "GM"])
+    assert result.exit_code == 0, result.output
+    assert "Age: confound age" in result.output and "participant_id: id" in result.output
+    pd.DataFrame({"subject_id": ["a"], "image": ["x.nii"], "group": ["control"]}).to_csv("t.csv", index=False)
+    result = runner.invoke(app, ["validate", "--cohort", "t.csv", "--space", MNI])
+    assert result.exit_code == 1 and "select files of a BIDS dataset" in result.output
