@@ -1,6 +1,8 @@
-"""Image checks of a cohort: readable, 3D, finite voxels, grids that agree.
+"""Image checks of a cohort: NIfTI, readable, 3D, a geometry a head can have, finite and
+non-constant voxels, grids that agree.
 
-Headers and voxels are read with nibabel only (no torch), one image at a time.
+Headers and voxels are read with nibabel only (no torch), one image at a time; the header is
+checked before any voxel is read, so a header that claims an impossible size costs nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from sepclr_med.errors import Problem
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+VOXEL_SIZE_MM = (0.1, 10.0)  # voxel edges outside this range are no brain scan
+MAX_FIELD_OF_VIEW_MM = 600.0  # per axis; a head is ~250 mm, a body coil's field of view ~500 mm
+MAX_VOXELS = 2**28  # 1 GiB of float32: ~0.2 mm isotropic over a whole head
 
 
 @dataclass(frozen=True)
@@ -44,10 +51,25 @@ def check_image(path: str | Path) -> tuple[list[str], Grid | None]:
     """Check one image; return its error messages and its grid (None if unreadable)."""
     import nibabel as nib
 
+    if not str(path).lower().endswith(NIFTI_SUFFIXES):  # nibabel also reads Analyze, MGH, MINC: not here
+        return ["not a NIfTI file (.nii or .nii.gz); convert it first (e.g. dcm2niix for DICOM, "
+                "mri_convert for .mgz)"], None
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises many kinds for corrupt files
         return [f"cannot read image, file is corrupt or not NIfTI ({type(exc).__name__}: {exc})"], None
+    errors, grid = _header_errors(img)
+    if errors:
+        return errors, None
+    try:
+        data = np.asarray(img.dataobj)
+    except Exception as exc:  # truncated gzip, short file
+        return [f"cannot read voxels, file is corrupt ({type(exc).__name__}: {exc})"], None
+    return _voxel_errors(data), grid
+
+
+def _header_errors(img) -> tuple[list[str], Grid | None]:
+    """Shape, affine and geometry, from the header alone."""
     shape = img.shape
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
@@ -56,18 +78,36 @@ def check_image(path: str | Path) -> tuple[list[str], Grid | None]:
     affine = np.asarray(img.affine, dtype=float)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         return ["image affine is singular or not finite"], None
-    try:
-        data = np.asarray(img.dataobj)
-    except Exception as exc:  # truncated gzip, short file
-        return [f"cannot read voxels, file is corrupt ({type(exc).__name__}: {exc})"], None
-    errors = []
-    if not np.issubdtype(data.dtype, np.number):
-        errors.append(f"voxel type {data.dtype} is not numeric")
-    else:
-        bad = data.size - int(np.isfinite(data).sum())
-        if bad:
-            errors.append(f"{bad} voxel(s) are NaN or Inf")
-    return errors, Grid.of(img)
+    grid = Grid.of(img)
+    voxels = np.asarray(grid.voxel_size)
+    fov = voxels * np.asarray(shape)
+    lo, hi = VOXEL_SIZE_MM
+    if voxels.min() < lo or voxels.max() > hi:
+        return [f"voxel size {grid.describe()} is outside {lo:g}-{hi:g} mm: no brain scan has it (is the "
+                "header's pixdim right?)"], None
+    if fov.max() > MAX_FIELD_OF_VIEW_MM:
+        return [f"field of view {'x'.join(f'{v:.0f}' for v in fov)} mm exceeds {MAX_FIELD_OF_VIEW_MM:g} mm: no "
+                "head is that large (is the header's pixdim right?)"], None
+    if int(np.prod(shape, dtype=np.int64)) > MAX_VOXELS:
+        return [f"the header claims {'x'.join(map(str, shape))} voxels (over {MAX_VOXELS:,}); refused before "
+                "reading"], None
+    return [], grid
+
+
+def _voxel_errors(data: np.ndarray) -> list[str]:
+    """Numeric, finite, not blank, not constant."""
+    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
+        return [f"voxel type {data.dtype} is not a real number"]
+    bad = data.size - int(np.isfinite(data).sum())
+    if bad:
+        return [f"{bad} voxel(s) are NaN or Inf"]
+    lo, hi = float(data.min()), float(data.max())
+    if max(abs(lo), abs(hi)) > float(np.finfo(np.float32).max):
+        return [f"voxel values up to {max(abs(lo), abs(hi)):.3g} exceed the float32 range the model computes in "
+                "(check the header's scl_slope)"]
+    if lo == hi:
+        return ["every voxel is 0: a blank image" if hi == 0 else f"every voxel is {hi:g}: a constant image"]
+    return []
 
 
 def check_images(cohort) -> list[Problem]:

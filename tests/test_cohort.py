@@ -49,6 +49,17 @@ def test_custom_group_labels(tmp_path):
     ("corrupt", 4, "image", "corrupt"),
     ("not3d", 5, "image", "4D"),
     ("nan", 6, "image", "NaN or Inf"),
+    ("blank", 4, "image", "every voxel is 0: a blank image"),
+    ("constant", 5, "image", "every voxel is 3: a constant image"),
+    ("overflow", 6, "image", "exceed the float32 range"),
+    ("complex", 7, "image", "not a real number"),
+    ("analyze", 3, "image", "not a NIfTI file"),
+    ("nifti_pair", 4, "image", "not a NIfTI file"),
+    ("mgz", 5, "image", "not a NIfTI file"),
+    ("mgz_renamed", 6, "image", "corrupt or not NIfTI"),
+    ("voxel", 7, "image", "voxel size shape 7x8x9, voxels 25x4x4 mm is outside"),
+    ("fov", 2, "image", "field of view"),
+    ("lying_header", 3, "image", "refused before reading"),
     ("duplicate", 3, "subject_id", "duplicate subject_id"),
     ("unknown_group", 7, "group", "unknown group label 'patinet'"),
     ("score", 6, "panss_positive", "not a finite number: 'severe'"),
@@ -68,6 +79,39 @@ def test_each_broken_kind_names_row_and_column(tmp_path, kind, row, column, word
         data = np.ones((7, 8, 9), np.float32)
         data[1, 2, 3] = np.nan
         make_image(tmp_path / table.loc[i, "image"], data)
+    elif kind in ("blank", "constant", "overflow", "complex"):
+        value = {"blank": 0.0, "constant": 3.0, "overflow": 1e300, "complex": 1 + 1j}[kind]
+        data = np.full((7, 8, 9), value, np.complex64 if kind == "complex" else np.float64)
+        data[0, 0, 0] = 0 if kind != "blank" else data[0, 0, 0]  # not constant, except the blank one
+        if kind == "constant":
+            data[0, 0, 0] = 3.0
+        make_image(tmp_path / table.loc[i, "image"], data)
+    elif kind in ("analyze", "nifti_pair", "mgz", "mgz_renamed"):
+        import nibabel as nib
+
+        data = np.random.default_rng(0).uniform(0.1, 1, (7, 8, 9)).astype(np.float32)
+        cls, name = {"analyze": (nib.AnalyzeImage, "x.img"), "nifti_pair": (nib.Nifti1Pair, "x.img"),
+                     "mgz": (nib.MGHImage, "x.mgz"), "mgz_renamed": (nib.MGHImage, "x.mgz")}[kind]
+        nib.save(cls(data, np.diag([4.0, 4, 4, 1])), str(tmp_path / name))
+        if kind == "mgz_renamed":  # an .mgz renamed to .nii.gz: the content decides
+            (tmp_path / name).rename(tmp_path / "x.nii.gz")
+            name = "x.nii.gz"
+        table.loc[i, "image"] = name
+    elif kind == "voxel":
+        make_image(tmp_path / table.loc[i, "image"], affine=np.diag([25.0, 4, 4, 1]))
+    elif kind == "fov":
+        make_image(tmp_path / table.loc[i, "image"], np.ones((700, 2, 2), np.float32) + np.arange(2)[None, None])
+    elif kind == "lying_header":
+        import nibabel as nib
+
+        header = nib.Nifti1Header()
+        header.set_data_shape((800, 800, 800))
+        header.set_data_dtype(np.float32)
+        header.set_zooms((0.3, 0.3, 0.3))
+        header.set_sform(np.diag([0.3, 0.3, 0.3, 1]), code=1)
+        target = tmp_path / "liar.nii"
+        target.write_bytes(header.binaryblock + b"\0" * (352 - 348) + b"\0" * 4096)  # 4 KB of "voxels"
+        table.loc[i, "image"] = "liar.nii"
     elif kind == "duplicate":
         table.loc[i, "subject_id"] = table.loc[0, "subject_id"]
     elif kind == "unknown_group":
