@@ -103,19 +103,23 @@ def train(
 def embed(
     run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
     cohort: Path = typer.Option(..., "--cohort", "-c", help=COHORT_HELP),
-    out: Path = typer.Option(Path("latents.csv"), "--out", "-o", help="Latents CSV to write."),
+    out: Path = typer.Option(Path("latents.csv"), "--out", "-o", help="Latents CSV/TSV to write; for a BIDS cohort, "
+                             "a folder (no .csv/.tsv suffix) gets BIDS derivatives, one latents TSV per subject."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     batch_size: int = typer.Option(16, min=1, help="Volumes per forward pass."),
     *, read_options: dict,
 ) -> None:
     """Write common and salient reps of every subject of a cohort (seen or unseen) to CSV."""
-    from sepclr_med.embed import embed as compute, write_latents
+    from sepclr_med.embed import embed as compute, write_latents, write_latents_bids
     from sepclr_med.run import Run
 
     trained = Run(run)
     data = trained.read_cohort(cohort, min_per_group=0, require_group=False, **read_options)
     latents = compute(trained, data, batch_size=batch_size, device=device)
-    write_latents(latents, out)
+    if out.suffix.lower() in (".csv", ".tsv"):
+        write_latents(latents, out)
+    else:
+        write_latents_bids(latents, data, out)
     typer.echo(f"Wrote {len(latents)} subjects x {latents.shape[1] - 2} latent columns to {out}")
 
 

@@ -163,6 +163,43 @@ def _default_space(spaces: list[str]) -> str | None:
     return spaces[0] if len(spaces) == 1 else None
 
 
+SAFE_VALUE = re.compile(r"[A-Za-z0-9]+")
+OUTPUT_ENTITIES = ("sub", "ses", "space", "res")  # kept from the input's name, in BIDS order
+
+
+def derivative_path(out: Path, image: str | os.PathLike, *, desc: str, suffix: str, extension: str) -> Path:
+    """Where an output about ``image`` goes in a BIDS-derivatives dataset rooted at ``out``.
+
+    ``sub-01_ses-2_space-MNI152NLin2009cAsym_label-GM_probseg.nii.gz`` with ``desc="salient"``,
+    ``suffix="saliency"`` gives ``out/sub-01/ses-2/anat/sub-01_ses-2_space-MNI152NLin2009cAsym_desc-salient_saliency.nii.gz``.
+    Entity values that are not alphanumeric (a file name can hold anything) are an error: they
+    would make paths outside ``out``.
+    """
+    entities = parse_entities(Path(image).name)
+    kept = [(k, entities[k]) for k in OUTPUT_ENTITIES if k in entities]
+    bad = [f"{k}-{v}" for k, v in kept if not SAFE_VALUE.fullmatch(v)]
+    if bad or not kept or kept[0][0] != "sub":
+        from sepclr_med.errors import SepclrError
+
+        raise SepclrError(f"{image}: cannot name a BIDS output from this file name (entities {bad or 'no sub-'}) ")
+    folder = out / f"sub-{entities['sub']}" / (f"ses-{entities['ses']}" if "ses" in entities else "") / "anat"
+    name = "_".join(f"{k}-{v}" for k, v in kept) + f"_desc-{desc}_{suffix}{extension}"
+    return folder / name
+
+
+def write_dataset_description(out: Path, source: Path) -> Path:
+    """``dataset_description.json`` of a sepclr-med derivatives dataset built from ``source``."""
+    import json
+
+    from sepclr_med import __version__
+    from sepclr_med.atomic import write_text
+
+    description = {"Name": "sepclr-med outputs", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+                   "GeneratedBy": [{"Name": "sepclr-med", "Version": __version__}],
+                   "SourceDatasets": [{"URL": Path(source).resolve().as_uri()}]}
+    return write_text(Path(out) / "dataset_description.json", json.dumps(description, indent=2))
+
+
 def read_bids_cohort(path: str | os.PathLike, *, group_column: str = "group",
                      selection: BidsSelection | None = None, **kwargs) -> Cohort:
     """Read a BIDS dataset into a :class:`~sepclr_med.cohort.Cohort`.
@@ -210,6 +247,7 @@ def read_bids_cohort(path: str | os.PathLike, *, group_column: str = "group",
     table = raw.rename(columns={"participant_id": "subject_id"})
     table["image"] = images
     cohort = build_cohort(table, tsv, image_base=root, extra_problems=problems, group_column=group_column, **kwargs)
+    cohort.bids_root = root
     cohort.roles = {("participant_id" if c == "subject_id" else c): ("image, chosen by " + selection.describe()
                                                                     if c == "image" else r)
                     for c, r in cohort.roles.items()}

@@ -75,6 +75,8 @@ class Cohort:
     roles : dict
         The role given to every column of the source table (``id``, ``image``, ``group``,
         ``confound age`` ..., ``score``, ``ignored``), so that nothing is decided silently.
+    bids_root : pathlib.Path or None
+        The BIDS dataset the cohort was read from (outputs are then named with BIDS entities).
     """
 
     table: pd.DataFrame
@@ -86,6 +88,7 @@ class Cohort:
     warnings: list[Problem] = field(default_factory=list)
     group_column: str = "group"
     roles: dict[str, str] = field(default_factory=dict)
+    bids_root: Path | None = None
 
     def __len__(self) -> int:
         return len(self.table)
@@ -113,7 +116,7 @@ class Cohort:
         table = self.table.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True)
         return Cohort(table, self.source, self.control_label, self.patient_label,
                       self.score_columns, self.confound_columns, list(self.warnings), self.group_column,
-                      dict(self.roles))
+                      dict(self.roles), self.bids_root)
 
 
 def _is_missing(value: str) -> bool:

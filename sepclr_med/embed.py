@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -93,7 +95,28 @@ def latent_table(cohort: Cohort, common: np.ndarray, salient: np.ndarray) -> pd.
 
 
 def write_latents(latents: pd.DataFrame, path) -> None:
-    """Write the latents CSV atomically."""
+    """Write the latents CSV (tab-separated for ``.tsv``) atomically."""
     from sepclr_med.atomic import write_text
 
-    write_text(path, latents.to_csv(index=False, float_format="%.6g"))
+    sep = "\t" if str(path).lower().endswith(".tsv") else ","
+    write_text(path, latents.to_csv(index=False, sep=sep, float_format="%.6g"))
+
+
+def write_latents_bids(latents: pd.DataFrame, cohort: Cohort, out) -> list:
+    """Write latents as a BIDS-derivatives dataset: one ``..._desc-sepclr_latents.tsv`` per
+    subject (beside its image's entities) and ``dataset_description.json``; returns the paths."""
+    from sepclr_med.atomic import write_text
+    from sepclr_med.bids import derivative_path, write_dataset_description
+    from sepclr_med.errors import SepclrError
+
+    if cohort.bids_root is None:
+        raise SepclrError(f"--out {out}: a folder of BIDS derivatives needs a BIDS cohort; give a .csv or .tsv file")
+    out = Path(out)
+    write_dataset_description(out, cohort.bids_root)
+    images = dict(zip(cohort.subject_ids, cohort.table["image"], strict=True))
+    paths = []
+    for _, row in latents.iterrows():
+        path = derivative_path(out, images[row["subject_id"]], desc="sepclr", suffix="latents", extension=".tsv")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        paths.append(write_text(path, row.to_frame().T.to_csv(sep="\t", index=False, float_format="%.6g")))
+    return paths

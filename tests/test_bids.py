@@ -124,3 +124,47 @@ def test_cli_reads_derivatives_by_relative_path_and_refuses_bids_options_on_a_ta
     pd.DataFrame({"subject_id": ["a"], "image": ["x.nii"], "group": ["control"]}).to_csv("t.csv", index=False)
     result = runner.invoke(app, ["validate", "--cohort", "t.csv", "--space", MNI])
     assert result.exit_code == 1 and "select files of a BIDS dataset" in result.output
+
+
+def test_outputs_are_bids_derivatives_for_a_bids_cohort(tiny_cohort, tmp_path):
+    """Train on a BIDS derivatives dataset, then explain and embed write BIDS-named outputs."""
+    import json
+    import shutil
+
+    table = pd.read_csv(tiny_cohort.cohort_csv)
+    ds = tmp_path / "ds"
+    for sid, image in zip(table["subject_id"], table["image"], strict=True):
+        target = ds / "derivatives" / "cat" / sid / "ses-1" / "anat" / f"{sid}_ses-1_space-{MNI}_label-GM_probseg.nii.gz"
+        target.parent.mkdir(parents=True)
+        shutil.copyfile(tiny_cohort.root / image, target)
+    table.rename(columns={"subject_id": "participant_id"}).drop(columns=["image"]).to_csv(
+        ds / "participants.tsv", sep="\t", index=False)
+    select = ["--derivatives", "cat", "--suffix", "probseg", "--label", "GM"]
+    result = runner.invoke(app, ["train", "--cohort", str(ds), "--out", str(tmp_path / "run"), "--epochs", "1",
+                                 "--batch-size", "8", "--device", "cpu", *select])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["explain", "--run", str(tmp_path / "run"), "--cohort", str(ds), "--out",
+                                 str(tmp_path / "explain"), "--steps", "2", "--no-figures", *select])
+    assert result.exit_code == 0, result.output
+    patient = table.loc[table["group"] == "patient", "subject_id"].iloc[0]
+    stem = tmp_path / "explain" / patient / "ses-1" / "anat" / f"{patient}_ses-1_space-{MNI}_desc-salient"
+    assert (stem.parent / (stem.name + "_saliency.nii.gz")).is_file()
+    assert "region" in (stem.parent / (stem.name + "_regions.tsv")).read_text().split("\n")[0]
+    description = json.loads((tmp_path / "explain" / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative" and description["GeneratedBy"][0]["Name"] == "sepclr-med"
+    result = runner.invoke(app, ["embed", "--run", str(tmp_path / "run"), "--cohort", str(ds), "--out",
+                                 str(tmp_path / "latents"), "--device", "cpu", *select])
+    assert result.exit_code == 0, result.output
+    files = sorted((tmp_path / "latents").glob("sub-*/ses-1/anat/*_desc-sepclr_latents.tsv"))
+    assert len(files) == len(table) and "salient_0" in files[0].read_text()
+
+
+def test_output_names_never_leave_the_output_folder(tmp_path):
+    from sepclr_med.bids import derivative_path
+    from sepclr_med.errors import SepclrError
+
+    good = derivative_path(tmp_path, "/x/sub-01_ses-2_acq-fast_T1w.nii.gz", desc="salient", suffix="saliency",
+                           extension=".nii.gz")
+    assert good == tmp_path / "sub-01" / "ses-2" / "anat" / "sub-01_ses-2_desc-salient_saliency.nii.gz"
+    with pytest.raises(SepclrError):
+        derivative_path(tmp_path, "/x/sub-01_ses-.._T1w.nii.gz", desc="salient", suffix="saliency", extension=".nii.gz")

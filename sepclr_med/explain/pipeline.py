@@ -205,12 +205,11 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
                        value="t" if stat == "t" else "attribution")
             del group, summary
         for sid in sorted(wanted & set(by_subject)):
-            name = slug(sid)
-            path = save_nifti(_in_input_space(to_img(by_subject[sid]), cohort, sid),
-                              out / "subjects" / f"{name}_saliency.nii.gz")
+            map_path, regions_path = _subject_paths(out, cohort, sid)
+            path = save_nifti(_in_input_space(to_img(by_subject[sid]), cohort, sid), map_path)
             table = region_table(by_subject[sid], labels, labels_atlas.regions)
             index["subjects"][sid] = {"map": str(path), "regions": str(write_text(
-                out / "subjects" / f"{name}_regions.csv", table.to_csv(index=False)))}
+                regions_path, table.to_csv(index=False, sep="\t" if regions_path.suffix == ".tsv" else ",")))}
     else:
         region_ids = [int(r) for r in labels_atlas.regions["id"] if (labels == r).any()]
         changes = region_rep_changes(model, volumes[pidx], baseline, labels, region_ids)
@@ -276,6 +275,21 @@ def _common_associations(clinical: pd.DataFrame, alpha: float = 0.05) -> dict[st
     """Per score, how many common dimensions associate with it at FDR ``alpha`` (ideally 0)."""
     common = clinical[clinical["space"] == "common"]
     return {str(score): int((part["q_value"] < alpha).sum()) for score, part in common.groupby("score")}
+
+
+def _subject_paths(out: Path, cohort, subject_id: str) -> tuple[Path, Path]:
+    """A subject's map and region table: BIDS-derivatives names when the cohort is BIDS."""
+    if cohort.bids_root is None:
+        name = slug(subject_id)
+        return out / "subjects" / f"{name}_saliency.nii.gz", out / "subjects" / f"{name}_regions.csv"
+    from sepclr_med.bids import derivative_path, write_dataset_description
+
+    if not (out / "dataset_description.json").is_file():
+        write_dataset_description(out, cohort.bids_root)
+    image = cohort.table.loc[cohort.table["subject_id"] == subject_id, "image"].iloc[0]
+    map_path = derivative_path(out, image, desc="salient", suffix="saliency", extension=".nii.gz")
+    map_path.parent.mkdir(parents=True, exist_ok=True)
+    return map_path, derivative_path(out, image, desc="salient", suffix="regions", extension=".tsv")
 
 
 def _in_input_space(img, cohort, subject_id: str):
