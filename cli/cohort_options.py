@@ -1,7 +1,7 @@
 """The options that say how to read a cohort, shared by every command that reads one.
 
 ``@cohort_options()`` adds them to a command (``--group-column``, ``--control-label``,
-``--patient-label``, ``--confounds``, ``--skip-missing`` and the BIDS file selection
+``--patient-label``, ``--confounds``, ``--skip-missing``, ``--allow-unaligned`` and the BIDS file selection
 ``--derivatives``, ``--space``, ``--desc``, ``--suffix``, ``--label``, ``--session``) and hands the
 command one ``read_options`` dictionary for :func:`sepclr_med.cohort.read_cohort` (or
 :meth:`sepclr_med.run.Run.read_cohort`). With ``of_run=True`` the group column and labels
@@ -41,6 +41,8 @@ def _options(of_run: bool) -> list[inspect.Parameter]:
                                  "name: Age, age_at_scan, gender, centre ...)."),
         "skip_missing": (bool, False, "Drop rows without an image or a group (listed in one warning) "
                                       "instead of stopping."),
+        "allow_unaligned": (bool, False, "Go on with scans that fail the MNI152 template-space check (they are "
+                                         "listed, recorded in the run and shown on reports)."),
         "derivatives": (str, None, "BIDS: take images from this derivatives dataset (a name under "
                                    "DATASET/derivatives/ or a path): fMRIPrep, CAT12, Clinica CAPS."),
         "space": (str, None, "BIDS: the space- entity (default: the MNI152 space when one exists)."),

@@ -21,6 +21,8 @@ def _split(value: str | None) -> list[str] | None:
 def validate(
     cohort: Path = typer.Option(..., "--cohort", "-c", help=COHORT_HELP),
     scores: str = typer.Option(None, help="Comma-separated clinical-score columns (default: inferred)."),
+    qc_out: Path = typer.Option(None, "--qc-out", help="Write the template-space measures (alignment.tsv) and a "
+                                "page of mid-slice montages of every scan, worst first (qc.html) here."),
     *, read_options: dict,
 ) -> None:
     """Check a cohort before any training; list every problem with file, row and column."""
@@ -30,7 +32,7 @@ def validate(
     from sepclr_med.cohort import read_cohort
     from sepclr_med.image_checks import reference_grid
 
-    result = read_cohort(cohort, scores=_split(scores), **read_options)
+    result = read_cohort(cohort, scores=_split(scores), check_alignment=True, **read_options)
     console = Console(highlight=False)
     n_target = int(result.is_target.sum())
     console.print(f"[green]OK[/] {escape(str(cohort))}: {len(result)} subjects "
@@ -42,8 +44,15 @@ def validate(
     console.print(f"  confounds: {', '.join(result.confound_columns) or 'none'}")
     console.print(f"  clinical scores: {', '.join(escape(c) for c in result.score_columns) or 'none'}")
     console.print(f"  reference grid: {reference_grid(result.table['image'].tolist()).describe()}")
+    aligned = int(result.alignment["aligned"].sum())
+    console.print(f"  template space: {aligned} of {len(result)} scans in MNI152 space")
     for problem in result.warnings:
         console.print(f"  [yellow]{escape(str(problem))}[/]")
+    if qc_out is not None:
+        from sepclr_med.report.qc import write_qc
+
+        paths = write_qc(result.alignment, result, qc_out)
+        console.print(f"  QC: {escape(str(paths['tsv']))}, {escape(str(paths['html']))}")
 
 
 @user_errors

@@ -89,8 +89,9 @@ def train(
         "loss.beta_infoless": beta_infoless, "loss.lambda_jem": lambda_jem,
         "loss.lambda_independence": lambda_independence, "model.backbone": backbone,
         "preprocess.voxel_size": voxel_size, "val_fraction": val_fraction, "cache": cache,
-        "cache_dir": str(cache_dir) if cache_dir is not None else None})
-    data = read_cohort(cohort, **read_options)
+        "cache_dir": str(cache_dir) if cache_dir is not None else None,
+        "allow_unaligned": True if read_options.get("allow_unaligned") else None})
+    data = read_cohort(cohort, check_alignment=not resume, **read_options)
     main = int(os.environ.get("RANK", "0")) == 0
     console = Console(highlight=False) if main else None
     run = run_training(data, out, resolved, resume=resume, console=console, epochs=epochs)

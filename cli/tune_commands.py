@@ -35,8 +35,9 @@ def tune(
 
     console = Console(highlight=False)
     base = (TrainConfig.load(config) if config is not None else TrainConfig()).override(
-        **{"optim.epochs": epochs, "seed": seed, "device": device})
-    data = read_cohort(cohort, **read_options)
+        **{"optim.epochs": epochs, "seed": seed, "device": device,
+           "allow_unaligned": True if read_options.get("allow_unaligned") else None})
+    data = read_cohort(cohort, check_alignment=True, **read_options)
     console.print(f"tune: {len(GRID)} settings x {folds} folds = {len(GRID) * folds} runs of "
                   f"{base.optim.epochs} epochs on {len(data)} subjects")
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),

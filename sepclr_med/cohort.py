@@ -77,6 +77,9 @@ class Cohort:
         ``confound age`` ..., ``score``, ``ignored``), so that nothing is decided silently.
     bids_root : pathlib.Path or None
         The BIDS dataset the cohort was read from (outputs are then named with BIDS entities).
+    alignment : pandas.DataFrame or None
+        Template-space measures per subject (:func:`sepclr_med.image_checks.check_alignment`),
+        None when not checked.
     """
 
     table: pd.DataFrame
@@ -89,6 +92,7 @@ class Cohort:
     group_column: str = "group"
     roles: dict[str, str] = field(default_factory=dict)
     bids_root: Path | None = None
+    alignment: pd.DataFrame | None = None
 
     def __len__(self) -> int:
         return len(self.table)
@@ -116,7 +120,9 @@ class Cohort:
         table = self.table.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True)
         return Cohort(table, self.source, self.control_label, self.patient_label,
                       self.score_columns, self.confound_columns, list(self.warnings), self.group_column,
-                      dict(self.roles), self.bids_root)
+                      dict(self.roles), self.bids_root,
+                      None if self.alignment is None else self.alignment.loc[np.asarray(mask, dtype=bool)]
+                      .reset_index(drop=True))
 
 
 def _is_missing(value: str) -> bool:
@@ -211,7 +217,8 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
                  scores: list[str] | None = None, check_images: bool = True,
                  min_per_group: int = MIN_PER_GROUP, extra_problems: list[Problem] | None = None,
                  group_column: str = "group", require_group: bool = True,
-                 confounds: dict[str, str] | None = None, skip_missing: bool = False) -> Cohort:
+                 confounds: dict[str, str] | None = None, skip_missing: bool = False,
+                 check_alignment: bool = False, allow_unaligned: bool = False) -> Cohort:
     """Validate a raw string table and turn it into a :class:`Cohort`.
 
     Parameters
@@ -245,6 +252,11 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
     skip_missing : bool
         Drop the rows without a usable image (empty or not found) or without a group (empty or
         ``n/a``) instead of raising; a warning lists them.
+    check_alignment : bool
+        Also check that every image is in MNI152 template space (needs ``check_images``); the
+        measures go to ``Cohort.alignment``.
+    allow_unaligned : bool
+        Failing that check is then a warning, not an error.
 
     Returns
     -------
@@ -287,9 +299,12 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
     cohort = Cohort(table, source, control_label, patient_label, score_cols, confound_cols,
                     group_column=group_column, roles=roles)
     if check_images:
-        from sepclr_med.image_checks import check_images as _check
+        from sepclr_med.image_checks import check_alignment as _aligned, check_images as _check
 
         problems += _check(cohort)
+        if check_alignment and not any(p.severity == "error" for p in problems):
+            cohort.alignment, found = _aligned(cohort, allow_unaligned=allow_unaligned)
+            problems += found
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise CohortError(sorted(problems, key=lambda p: (p.row or 0, p.column or "")))

@@ -7,11 +7,14 @@ checked before any voxel is read, so a header that claims an impossible size cos
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from sepclr_med.errors import Problem
 
@@ -144,6 +147,58 @@ def check_images(cohort) -> list[Problem]:
                           f"({reference.describe()}); the pipeline will resample it",
                     row, "image", severity="warning"))
     return problems
+
+
+ALIGNMENT_ADVICE = ("register it to MNI152 first (fMRIPrep, CAT12, Clinica t1-linear), or pass --allow-unaligned "
+                    "to go on (recorded in the run and shown on reports)")
+
+
+@lru_cache(maxsize=4096)
+def _alignment_of(path: str, mtime_ns: int, size: int) -> tuple:
+    import nibabel as nib
+
+    from sepclr_med.template_space import measure_alignment
+
+    return tuple(measure_alignment(nib.load(path)).items())
+
+
+def alignment_measures(path: str | os.PathLike) -> dict[str, float]:
+    """:func:`~sepclr_med.template_space.measure_alignment` of the image at ``path``, computed
+    once per file version in a process (keyed by path, modification time and size)."""
+    stat = os.stat(path)
+    return dict(_alignment_of(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+def check_alignment(cohort, *, allow_unaligned: bool = False) -> tuple[pd.DataFrame, list[Problem]]:
+    """Is every image of ``cohort`` in MNI152 template space? (:mod:`sepclr_med.template_space`)
+
+    Parameters
+    ----------
+    cohort : Cohort
+        Images already checked readable (:func:`check_images`).
+    allow_unaligned : bool
+        Report failing scans as warnings instead of errors.
+
+    Returns
+    -------
+    measures : pandas.DataFrame
+        One row per subject: ``subject_id``, every measure, ``aligned`` (bool) and ``problem``.
+    problems : list of Problem
+        One per failing scan, naming the subject, its figures and what to do.
+    """
+    from sepclr_med.template_space import alignment_errors
+
+    file = str(cohort.source)
+    rows, problems = [], []
+    for sid, path, row in zip(cohort.subject_ids, cohort.table["image"], cohort.table["row"], strict=True):
+        measures = alignment_measures(path)
+        errors = alignment_errors(measures)
+        rows.append({"subject_id": sid, **measures, "aligned": not errors, "problem": "; ".join(errors)})
+        if errors:
+            problems.append(Problem(file, f"{sid} is not in MNI152 template space: {'; '.join(errors)} ({path}); "
+                                          + ALIGNMENT_ADVICE, int(row), "image",
+                                    severity="warning" if allow_unaligned else "error"))
+    return pd.DataFrame(rows), problems
 
 
 def reference_grid(paths: list[str]) -> Grid:

@@ -14,6 +14,7 @@
       cohort.csv           copy of the training cohort table; cohort.sha256 its digest
       versions.json        library versions
       verdict.json         whether the salient space separates held-out patients (training/monitor.py)
+      alignment.tsv        template-space measures of every training scan (template_space.py)
       MODEL_CARD.md        what was trained, on what, how to use it, and that verdict
 """
 
@@ -89,6 +90,8 @@ class Run:
         """Read a cohort with the run's group column and labels (unless given in ``kwargs``).
 
         ``kwargs`` go to :func:`~sepclr_med.cohort.read_cohort`; ``None`` values mean "the run's".
+        Images are checked to be in template space (``check_alignment``) whenever they are
+        opened; a run trained with ``allow_unaligned`` accepts failing scans with a warning.
         """
         from sepclr_med.cohort import read_cohort
 
@@ -96,6 +99,8 @@ class Run:
         kwargs.setdefault("control_label", self.config.control_label)
         kwargs.setdefault("patient_label", self.config.patient_label)
         kwargs.setdefault("group_column", self.config.group_column)
+        kwargs.setdefault("check_alignment", kwargs.get("check_images", True))
+        kwargs["allow_unaligned"] = kwargs.get("allow_unaligned", False) or self.config.allow_unaligned
         return read_cohort(path, **kwargs)
 
     def load_model(self, device: str = "cpu"):
@@ -162,8 +167,9 @@ class Run:
 
 
 def model_card(config, cohort, split_counts: dict, metrics: list[dict], versions: dict,
-               verdict: dict | None = None) -> str:
-    """A short Markdown model card; the training verdict first."""
+               verdict: dict | None = None, unaligned: list[str] | None = None) -> str:
+    """A short Markdown model card; the training verdict first, then scans that were not in
+    template space (``unaligned``: subject ids, accepted with ``allow_unaligned``)."""
     last = metrics[-1] if metrics else {}
     verdict = verdict or {"status": "unchecked", "message": "no verdict", "advice": ""}
     status = ("**Verdict: salient space separated.** " if verdict["status"] == "separated"
@@ -173,6 +179,9 @@ def model_card(config, cohort, split_counts: dict, metrics: list[dict], versions
         "# sepclr-med model card",
         "",
         status + verdict["message"][0].upper() + verdict["message"][1:] + "." + advice,
+        *([f"**WARNING — {len(unaligned)} scan(s) not in MNI152 template space**, trained on anyway "
+           f"(`allow_unaligned`): {', '.join(unaligned[:10])}{' ...' if len(unaligned) > 10 else ''}; "
+           "their figures are in `alignment.tsv`.", ""] if unaligned else []),
         f"**Kept weights**: epoch {verdict.get('epoch')} of {config.optim.epochs} (`keep = {config.keep}`: "
         + ("highest 3-epoch mean validation salient AUC in the second half of training"
            if config.keep == "best-val" else "the last epoch") + "); `checkpoints/last.pt` resumes.",

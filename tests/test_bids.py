@@ -118,8 +118,9 @@ def test_cli_reads_derivatives_by_relative_path_and_refuses_bids_options_on_a_ta
     _dataset(tmp_path / "ds", rng)
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["validate", "--cohort", "ds", "--derivatives", "ds/derivatives/fmriprep",
-                                 "--suffix", "probseg", "--label", "GM"])
+                                 "--suffix", "probseg", "--label", "GM", "--allow-unaligned"])  # random volumes
     assert result.exit_code == 0, result.output
+    assert "0 of 4 scans in MNI152 space" in result.output and "is not in MNI152 template space" in result.output
     assert "Age: confound age" in result.output and "participant_id: id" in result.output
     pd.DataFrame({"subject_id": ["a"], "image": ["x.nii"], "group": ["control"]}).to_csv("t.csv", index=False)
     result = runner.invoke(app, ["validate", "--cohort", "t.csv", "--space", MNI])

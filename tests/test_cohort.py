@@ -164,7 +164,7 @@ def test_grid_mismatch_is_a_warning_not_an_error(tmp_path):
     assert len(cohort.warnings) == 1
     warning = cohort.warnings[0]
     assert warning.row == 6 and warning.column == "image" and "resample" in warning.message
-    result = runner.invoke(app, ["validate", "--cohort", str(path)])
+    result = runner.invoke(app, ["validate", "--cohort", str(path), "--allow-unaligned"])  # random tiny volumes
     assert result.exit_code == 0
     assert "resample" in result.output
 
@@ -200,7 +200,7 @@ def test_group_column_can_be_named(tmp_path):
     path = write_cohort(tmp_path)
     pd.read_csv(path).rename(columns={"group": "diagnosis"}).to_csv(path, index=False)
     assert read_cohort(path, group_column="diagnosis").is_target.sum() == 3
-    result = runner.invoke(app, ["validate", "--cohort", str(path), "--group-column", "diagnosis"])
+    result = runner.invoke(app, ["validate", "--cohort", str(path), "--group-column", "diagnosis", "--allow-unaligned"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["validate", "--cohort", str(path)])
     assert result.exit_code == 1 and "column 'group'" in result.output

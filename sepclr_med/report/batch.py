@@ -54,7 +54,15 @@ def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: flo
     ratio = float(inside.mean()) / reference_mean if reference_mean else float("nan")
     if not 0.6 <= ratio <= 1.4:
         warnings.append(f"mean intensity is {ratio:.2f} x the training controls' mean: check the scan's preprocessing")
+    from sepclr_med.image_checks import alignment_measures
+    from sepclr_med.template_space import alignment_errors
+
+    measures = alignment_measures(image_path)
+    warnings += [f"not in MNI152 template space: {e}" for e in alignment_errors(measures)]
     return {"orientation": codes, "grid": grid.describe(),
+            "template_space": f"correlation with the template {measures['template_r']:.2f}, residual rotation "
+                              f"{measures['rotation_deg']:.1f}°, shift {measures['shift_mm']:.1f} mm, "
+                              f"{100 * measures['outside_fraction']:.0f} % of the intensity outside the brain",
             "resampling": "resampled onto the model's grid" if resampled else "none (already on the model's grid)",
             "intensity": f"mean {inside.mean():.3f}, 1st-99th percentile {np.percentile(inside, 1):.3f}-"
                          f"{np.percentile(inside, 99):.3f} (training controls' mean {reference_mean:.3f})",
@@ -105,17 +113,22 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
     from sepclr_med.explain.pipeline import load_atlas
     from sepclr_med.explain.regions import region_table
     from sepclr_med.explain.saliency import attribute
-    from sepclr_med.image_checks import check_image
+    from sepclr_med.image_checks import alignment_measures, check_image
+    from sepclr_med.template_space import alignment_errors
     from sepclr_med.report import figures
     from sepclr_med.report.reference import Reference
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cohort = run.read_cohort(cohort_path, check_images=False, min_per_group=0, require_group=False,
-                             **(read_options or {}))
+                             **{k: v for k, v in (read_options or {}).items() if k != "allow_unaligned"})
     failures, ok = [], []
+    allow_unaligned = run.config.allow_unaligned or bool((read_options or {}).get("allow_unaligned"))
     for i, (sid, path) in enumerate(zip(cohort.subject_ids, cohort.table["image"], strict=True)):
         errors, _ = check_image(path) if Path(path).is_file() else ([f"image file not found: {path}"], None)
+        if not errors and not allow_unaligned:
+            errors = [f"not in MNI152 template space: {e} (--allow-unaligned reports it anyway)"
+                      for e in alignment_errors(alignment_measures(path))]
         (failures.append({"subject_id": sid, "error": "; ".join(errors)}) if errors else ok.append(i))
     batch = cohort.subset(np.isin(np.arange(len(cohort)), ok))
 

@@ -18,7 +18,8 @@ from sepclr_med.atomic import atomic_path, write_text
 from sepclr_med.cohort import Cohort
 from sepclr_med.data import (ContrastiveViewsd, GroupStratifiedBatchSampler, TwoViewDataset,
                              cached_dataset)
-from sepclr_med.errors import SepclrError
+from sepclr_med.errors import Problem, SepclrError
+from sepclr_med.image_checks import ALIGNMENT_ADVICE
 from sepclr_med.losses import TERMS, SepCLRLoss
 from sepclr_med.models import SepCLRModel
 from sepclr_med.run import Run, library_versions, model_card, sha256
@@ -60,6 +61,34 @@ def split_subjects(cohort: Cohort, val_fraction: float, seed: int) -> np.ndarray
         picks.append(rng.choice(idx, n_val, replace=False))
     split[np.concatenate(picks)] = "val"
     return split
+
+
+def _checked_alignment(cohort: Cohort, allow_unaligned: bool, console=None) -> pd.DataFrame:
+    """Template-space measures of every scan (those of ``cohort.alignment`` when already checked);
+    a scan that fails stops training unless ``allow_unaligned``."""
+    from sepclr_med.errors import CohortError
+    from sepclr_med.image_checks import check_alignment
+
+    measures, problems = check_alignment(cohort, allow_unaligned=allow_unaligned) if cohort.alignment is None \
+        else (cohort.alignment, [])
+    failing = measures.loc[~measures["aligned"].astype(bool), "subject_id"].tolist()
+    if failing and not allow_unaligned:
+        raise CohortError(problems or [Problem(str(cohort.source), f"{sid} is not in MNI152 template space; "
+                                               + ALIGNMENT_ADVICE, None, "image") for sid in failing])
+    if failing and console is not None:
+        from rich.markup import escape
+
+        console.print(f"[bold red]WARNING[/]: {len(failing)} scan(s) are not in MNI152 template space and are used "
+                      f"anyway (--allow-unaligned): {escape(', '.join(failing[:10]))}")
+    return measures
+
+
+def _unaligned(out: Path) -> list[str]:
+    path = out / "alignment.tsv"
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path, sep="\t")
+    return table.loc[~table["aligned"].astype(bool), "subject_id"].astype(str).tolist()
 
 
 def _checked_split(split, cohort: Cohort) -> np.ndarray:
@@ -130,6 +159,7 @@ class Trainer:
                 raise SepclrError(f"{out} already holds a run; use --resume or another --out")
             config = dataclasses.replace(config, control_label=cohort.control_label,
                                          patient_label=cohort.patient_label, group_column=cohort.group_column)
+            self.alignment = _checked_alignment(cohort, config.allow_unaligned, self.console)
             split = split_subjects(cohort, config.val_fraction, config.seed) if self.split is None \
                 else _checked_split(self.split, cohort)
             train = cohort.subset(split == "train")
@@ -139,6 +169,7 @@ class Trainer:
                 config = dataclasses.replace(config, preprocess=pre)
             if ctx.is_main:
                 self._write_static(cohort, out, config, split)
+                write_text(out / "alignment.tsv", self.alignment.to_csv(sep="\t", index=False, float_format="%.4g"))
         return config, split
 
     @staticmethod
@@ -315,7 +346,7 @@ class Trainer:
             write_text(out / "verdict.json", json.dumps(judged, indent=2))
             counts = dict(zip(*np.unique(split, return_counts=True), strict=True))
             write_text(out / "MODEL_CARD.md", model_card(config, cohort, {k: int(v) for k, v in counts.items()},
-                                                         history, library_versions(), judged))
+                                                         history, library_versions(), judged, _unaligned(out)))
             self._say_verdict(judged)
         # no barrier here: other ranks leave while rank 0 writes (a long barrier would hit NCCL's timeout)
         return out
