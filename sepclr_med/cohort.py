@@ -184,10 +184,10 @@ def _canonical_confounds(raw: pd.DataFrame, file: str, problems: list[Problem],
                                           f"{name}=COLUMN)", None, cols[1]))
             for col in cols:
                 renames.pop(col)
-    shadowed = {c for c, n in renames.items() if n not in CONFOUND_COLUMNS}
+    shadowed = {c for c, n in renames.items() if n not in CONFOUND_COLUMNS}  # dropped: they would clash
     for col in shadowed:
         renames.pop(col)
-    return raw.rename(columns=renames), {n: c for c, n in renames.items()}, shadowed
+    return raw.drop(columns=sorted(shadowed)).rename(columns=renames), {n: c for c, n in renames.items()}, shadowed
 
 
 def _sex_column(raw: pd.Series, file: str, problems: list[Problem], rows: pd.Series) -> pd.Series:
@@ -286,8 +286,7 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
     confound_cols = tuple(c for c in CONFOUND_COLUMNS if c in raw.columns)
     for col in confound_cols:
         table[col] = _confound(raw[col], col, file, problems, rows)
-    others = [c for c in raw.columns
-              if c not in REQUIRED_COLUMNS + CONFOUND_COLUMNS + RESERVED_COLUMNS and c not in shadowed]
+    others = [c for c in raw.columns if c not in REQUIRED_COLUMNS + CONFOUND_COLUMNS + RESERVED_COLUMNS]
     score_cols = _score_columns(raw, others, scores, file, problems)
     for col in score_cols:
         table[col] = _numeric_column(raw[col], file, col, problems, rows)
@@ -429,10 +428,9 @@ def _score_columns(raw: pd.DataFrame, others: list[str], scores: list[str] | Non
 
 def _roles(columns, renamed: dict[str, str], shadowed: set[str], score_cols, group_column: str) -> dict[str, str]:
     """The role of every source column, under its original name."""
-    original = {n: c for n, c in renamed.items()}
     roles = {}
     for col in columns:
-        name = original.get(col, col)
+        name = renamed.get(col, col)
         if col == "subject_id":
             roles[name] = "id"
         elif col == "image":
@@ -443,10 +441,10 @@ def _roles(columns, renamed: dict[str, str], shadowed: set[str], score_cols, gro
             roles[name] = f"confound {col}"
         elif col in score_cols:
             roles[name] = "clinical score"
-        elif col in shadowed:
-            roles[name] = "ignored (another column is declared for this confound)"
         else:
             roles[name] = "ignored (text, not used)"
+    for col in sorted(shadowed):
+        roles[col] = "ignored (another column is declared for this confound)"
     return roles
 
 

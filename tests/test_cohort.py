@@ -238,3 +238,24 @@ def test_unknown_sex_value_and_two_age_columns_are_errors(tmp_path):
     assert {(p.row, p.column) for p in problems if "sex" in p.message and "is not one of" in p.message} \
         == {(3, "sex"), (7, "sex")}
     assert any("'age'" in p.message and "keep one" in p.message for p in problems)
+
+
+def test_declared_confounds_and_the_role_of_every_column(tmp_path):
+    path = write_cohort(tmp_path, extra={"Alter": [50, 51, 52, 53, 54, 55], "scanner": list("XYXYXY"),
+                                         "note": list("abcdef")})
+    table = pd.read_csv(path).drop(columns=["site"])
+    table.to_csv(path, index=False)
+    cohort = read_cohort(path, confounds={"age": "Alter", "site": "scanner"})
+    assert cohort.table["age"].tolist() == [50, 51, 52, 53, 54, 55] and cohort.table["site"].tolist() == list("XYXYXY")
+    assert cohort.roles["Alter"] == "confound age" and cohort.roles["scanner"] == "confound site"
+    assert cohort.roles["age"].startswith("ignored") and "age" not in cohort.score_columns  # shadowed, not a score
+    assert cohort.roles["note"].startswith("ignored") and cohort.roles["panss_positive"] == "clinical score"
+    problems = problems_of(path, confounds={"age": "Alter", "handedness": "note", "sex": "Geschlecht"})
+    assert any("unknown confound 'handedness'" in p.message for p in problems)
+    assert any(p.column == "Geschlecht" and "is missing" in p.message for p in problems)
+    result = runner.invoke(app, ["validate", "--cohort", str(path), "--confounds", "age=Alter,site=scanner",
+                                 "--allow-unaligned"])
+    assert result.exit_code == 0, result.output
+    assert "Alter: confound age" in result.output and "subject_id: id" in result.output
+    result = runner.invoke(app, ["validate", "--cohort", str(path), "--confounds", "age"])
+    assert result.exit_code == 1 and "NAME=COLUMN" in result.output
