@@ -12,8 +12,8 @@ nilearn's MNI152 templates (shipped offline, prepared once per process):
 ``rotation_deg``, ``shift_mm``
     The rigid transform (rotation about the template brain's centre, then translation) that
     best maps the template onto the image, fitted by a few Gauss-Newton steps on smoothed
-    4 mm volumes. A registered scan gives about 1° and 1-3 mm; a rotated or shifted one gives
-    its rotation and shift. This is what separates them: the correlation alone varies more
+    4 mm volumes. A registered scan gives up to about 2° and 2.5 mm; a rotated or shifted one
+    gives its rotation and shift. This is what separates them: the correlation alone varies more
     between registered subjects than an 8° rotation changes it.
 ``outside_fraction``
     Share of the image's positive intensity mass, summed over its own voxels, that lies
@@ -181,10 +181,11 @@ def _reduce(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation; NaN when either side is (numerically) constant."""
+    """Pearson correlation; NaN when ``a`` is constant (to 1e-9 of its magnitude) or ``b`` is."""
+    magnitude = float(np.abs(a).max(initial=0.0))
     a, b = a - a.mean(), b - b.mean()
     na, nb = float(a @ a), float(b @ b)
-    if not (na > 1e-12 * a.size * max(float(np.abs(a).max(initial=0)), 1e-30) ** 2 and nb > 0):
+    if not (na > a.size * (1e-9 * magnitude) ** 2 and nb > 0):
         return float("nan")
     return float(a @ b) / np.sqrt(na * nb)
 
@@ -199,12 +200,13 @@ def _rigid_fit(coarse: np.ndarray, ref: _Reference) -> tuple[float, str, np.ndar
     inverse = np.linalg.inv(ref.coarse_affine)
     offsets = ref.points - ref.centre[:, None]
     rotation, shift = np.eye(3), np.zeros(3)
-    best, r_before, r_after = "", float("nan"), float("nan")
+    best, r_before = "", float("nan")
     for stage, fwhm in enumerate(FIT_FWHM_MM):
         smooth = ndimage.gaussian_filter(coarse, _sigma_vox(fwhm))
         volumes = [smooth] + [g / COARSE_MM for g in np.gradient(smooth)]  # world axes: diagonal affine
 
-        def sample(rotation: np.ndarray, shift: np.ndarray, count: int) -> tuple[list[np.ndarray], np.ndarray]:
+        def sample(rotation: np.ndarray, shift: np.ndarray,
+                   count: int) -> tuple[list[np.ndarray], np.ndarray]:
             moved = rotation @ offsets
             index = inverse[:3, :3] @ (moved + (ref.centre + shift)[:, None]) + inverse[:3, 3:4]
             return [ndimage.map_coordinates(v, index, order=1, mode="constant", cval=0.0)
@@ -224,8 +226,8 @@ def _rigid_fit(coarse: np.ndarray, ref: _Reference) -> tuple[float, str, np.ndar
         for _ in range(_FIT_ITERATIONS[stage]):
             (values, *gradient), moved = sample(rotation, shift, 4)
             sd = float(values.std())
-            if not sd > 0:
-                break
+            if not sd > 1e-9 * float(np.abs(values).max(initial=0.0)):
+                break  # the brain left the field of view: nothing to fit
             gradient = np.stack(gradient) / sd
             # d(image)/d(small rotation w) = gradient . (w x moved) = w . (moved x gradient)
             jacobian = np.column_stack([np.cross(moved.T, gradient.T), gradient.T, np.ones(values.size)])
@@ -251,10 +253,11 @@ def measure_alignment(img) -> dict[str, float]:
     Voxels smaller than ``COARSE_MM`` are block-averaged (integer factor per axis, against
     aliasing), then the image is resampled through its affine onto a ``COARSE_MM`` grid of
     nilearn's MNI152 field of view (trilinear) and compared with the templates inside the
-    MNI152 brain mask dilated by ``DILATION_MM``. Any dtype, intensity scale, orientation, voxel size or field of
-    view (cropped to the brain or not) is accepted. Intensities are used as they are except that
-    negative and non-finite values, and values below 10 % of the 99th percentile of the positive
-    voxels (background offset, noise floor), count as 0 and the brightest 0.1 % are clipped.
+    MNI152 brain mask dilated by ``DILATION_MM``. Any dtype, intensity scale, orientation,
+    voxel size or field of view (cropped to the brain or not) is accepted. Intensities are used
+    as they are except that negative and non-finite values, and values below 10 % of the 99th
+    percentile of the positive voxels (background offset, noise floor), count as 0 and the
+    brightest 0.1 % are clipped. About 40 ms for a 4 mm scan, 0.15 s for a 1 mm one (in memory).
 
     Parameters
     ----------
