@@ -3,7 +3,8 @@ keeps the subtype out of the common space; its verdict says so, and a cohort who
 no planted effect is flagged.
 
 Run with ``python -m pytest -m slow``. Looser bounds than the benchmark on the default cohort
-(docs/benchmarks.md), on a smaller cohort (80 + 80 subjects, 50 epochs: ~5 min on 2 cores).
+(docs/benchmarks.md), on a smaller cohort (80 + 80 subjects, 50 epochs: ~5 min on 2 cores); the
+null cohorts at 6 mm, ~4 min each.
 """
 
 from __future__ import annotations
@@ -63,20 +64,24 @@ def test_default_recipe_is_not_flagged(scores):
     assert scores["verdict"]["status"] == "separated", scores["verdict"]
 
 
-@pytest.mark.xfail(strict=True, reason="known false positive of the verdict (session 5, new defaults): this null "
-                   "cohort is called 'separated' (val AUC 0.76, CI 0.56-0.95 at 12 + 12, epoch 37), also with "
-                   "validation controls matched on site, sex and age; the kept epoch is the best of 25 noisy "
-                   "looks and the 95 % CI does not allow for that selection (issue 11, docs/method.md).")
-def test_cohort_without_planted_effect_is_flagged(tmp_path):
+def test_cohorts_without_planted_effect_are_flagged(tmp_path):
+    """Three null cohorts (patients = controls; 6 mm, 80 + 80, 50 epochs): the verdict's
+    permutation test keeps false positives near its 5 % level. Measured: 0 of 6 seeds separated
+    (benchmarks/null_verdicts.py, docs/benchmarks.md), where the kept epoch's interval alone
+    called 2 of those 6 separated. At most 1 of 3 is allowed here (P >= 0.99 at a 5 % rate)."""
     from sepclr_med.cohort import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.simulate import load_recipe, simulate_cohort
     from sepclr_med.training import TrainConfig
     from sepclr_med.training.loop import train
 
-    recipe = load_recipe().replace(n_controls=80, n_patients=80, severity=(0.0, 0.0))  # patients = controls
-    sim = simulate_cohort(recipe, tmp_path / "null")
-    run = train(read_cohort(sim.cohort_csv), tmp_path / "run", TrainConfig().override(**{"optim.epochs": 50, "device": "cpu"}))
-    verdict = Run(run).verdict()
-    assert verdict["status"] == "not separated", verdict
-    assert "WARNING" in (run / "MODEL_CARD.md").read_text()
+    statuses = []
+    for seed in (1, 2, 3):
+        recipe = load_recipe().replace(n_controls=80, n_patients=80, resolution_mm=6.0, seed=seed, severity=(0.0, 0.0))
+        sim = simulate_cohort(recipe, tmp_path / f"null{seed}")
+        run = train(read_cohort(sim.cohort_csv), tmp_path / f"run{seed}",
+                    TrainConfig().override(**{"optim.epochs": 50, "device": "cpu"}))
+        statuses.append(Run(run).verdict()["status"])
+        if statuses[-1] != "separated":
+            assert "WARNING" in (run / "MODEL_CARD.md").read_text()
+    assert statuses.count("separated") <= 1, statuses
