@@ -70,6 +70,37 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection
+
+
+def spreadsheet_safe(table):
+    """A copy of ``table`` whose text cells cannot run as spreadsheet formulas.
+
+    A text cell starting with ``= + - @``, a tab or a carriage return gets a leading ``'``
+    (OWASP's advice for CSV injection); numbers are untouched.
+    """
+    from pandas.api.types import is_numeric_dtype
+
+    out = table.copy()
+    for column in out.columns:
+        if not is_numeric_dtype(out[column]):
+            out[column] = out[column].map(
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+    return out
+
+
+def write_table(path: str | os.PathLike, table, *, float_format: str | None = None, safe: bool = True) -> Path:
+    """Write a DataFrame as CSV (TSV for ``.tsv``) atomically and return the path.
+
+    ``safe`` (default) neutralises formula-like text cells (:func:`spreadsheet_safe`): for
+    tables people open in a spreadsheet. Files sepclr-med reads back keep their text exact
+    (``safe=False``).
+    """
+    sep = "\t" if str(path).lower().endswith(".tsv") else ","
+    table = spreadsheet_safe(table) if safe else table
+    return write_text(path, table.to_csv(index=False, sep=sep, float_format=float_format))
+
+
 def save_nifti(img, path: str | os.PathLike) -> Path:
     """Save a nibabel image to ``path`` atomically and return the path."""
     import nibabel as nib

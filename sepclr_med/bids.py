@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sepclr_med.cohort import Cohort, build_cohort
+from sepclr_med.cohort import Cohort, build_cohort, read_table
 from sepclr_med.errors import CohortError, Problem
 
 BIDS_ID = re.compile(r"(sub-)?[A-Za-z0-9]+")
@@ -227,10 +227,7 @@ def read_bids_cohort(path: str | os.PathLike, *, group_column: str = "group",
     tsv = root / "participants.tsv"
     if not tsv.is_file():
         raise CohortError([Problem(str(tsv), "BIDS participants.tsv not found")])
-    try:
-        raw = pd.read_csv(tsv, sep="\t", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise CohortError([Problem(str(tsv), f"cannot parse the table: {exc}")]) from None
+    raw, layout = read_table(tsv, "\t")
     for clash in ("subject_id", "image"):
         if clash in raw.columns:
             raise CohortError([Problem(str(tsv), f"column '{clash}' clashes with the BIDS mapping "
@@ -240,6 +237,7 @@ def read_bids_cohort(path: str | os.PathLike, *, group_column: str = "group",
         raise CohortError([Problem(str(tsv), "required column is missing", None, "participant_id")])
     image_root = selection.image_root(root)
     problems, images = _choose_images(raw["participant_id"], tsv, image_root, selection, kwargs)
+    problems = layout + problems
     if selection.derivatives is None and selection.suffix == "T1w":
         problems.append(Problem(str(tsv), "raw BIDS T1w images are in the scanner's (native) space; the model needs "
                                           "template-space images: give --derivatives (fMRIPrep, CAT12, CAPS)",

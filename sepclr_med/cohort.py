@@ -24,6 +24,7 @@ naming the file, the spreadsheet row (the header is row 1) and the column.
 
 from __future__ import annotations
 
+import csv
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ CONFOUND_SYNONYMS = {
 }
 SEX_VALUES = {"m": "M", "male": "M", "man": "M", "f": "F", "female": "F", "woman": "F"}
 MIN_PER_GROUP = 2
+AGE_RANGE = (0, 130)  # years
 
 
 @dataclass
@@ -404,11 +406,24 @@ def _image_paths(raw: pd.Series, rows: pd.Series, file: str, image_base: Path, c
         path = path if path.is_absolute() else image_base / path
         images.append(str(path.resolve()))
         if check_images and not path.is_file():
-            problems.append(Problem(file, f"image file not found: {cell}", int(rows[idx]), "image"))
+            what = ("is a folder, not an image file" if path.is_dir() else
+                    "is not a regular file (a pipe or a device?)" if path.exists() else "image file not found")
+            problems.append(Problem(file, f"{what}: {cell}", int(rows[idx]), "image"))
+    shared = pd.Series(images)[pd.Series(images).duplicated(keep=False) & (pd.Series(images) != "")]
+    for image, part in rows[shared.index].groupby(shared.values):
+        problems.append(Problem(file, f"rows {', '.join(map(str, part))} use the same image file {image}",
+                                int(part.iloc[0]), "image", severity="warning"))
     return images
 
 
 def _confound(raw: pd.Series, col: str, file: str, problems: list[Problem], rows: pd.Series) -> pd.Series:
+    if col == "age":
+        values = _numeric_column(raw, file, col, problems, rows)
+        lo, hi = AGE_RANGE
+        for idx in values.index[(values < lo) | (values > hi)]:
+            problems.append(Problem(file, f"age {raw[idx].strip()} is not a human age in years ({lo}-{hi})",
+                                    int(rows[idx]), col))
+        return values
     if col in NUMERIC_CONFOUNDS:
         return _numeric_column(raw, file, col, problems, rows)
     if col == "sex":
@@ -422,7 +437,16 @@ def _score_columns(raw: pd.DataFrame, others: list[str], scores: list[str] | Non
         if col not in raw.columns:
             problems.append(Problem(file, "declared clinical-score column is missing", None, col))
     if scores is None:
-        return tuple(c for c in others if _looks_numeric(raw[c]))
+        found = tuple(c for c in others if _looks_numeric(raw[c]))
+        for col in others:
+            numbers = sum(_to_float(v) is not None for v in raw[col] if not _is_missing(v))
+            if col not in found and numbers:
+                text = [v for v in raw[col] if not _is_missing(v) and _to_float(v) is None]
+                problems.append(Problem(file, f"{numbers} number(s) and {len(text)} text cell(s) (e.g. {text[0]!r}): "
+                                              "read as text and NOT used as a clinical score; declare it with "
+                                              "--scores to have its text cells listed as errors", None, col,
+                                        severity="warning"))
+        return found
     return tuple(c for c in scores if c in raw.columns)
 
 
@@ -454,14 +478,56 @@ def read_csv_cohort(path: str | os.PathLike, *, group_column: str = "group", **k
     ``group_column`` names the column holding the group when it is not ``group``.
     """
     path = Path(path)
+    raw, problems = read_table(path, "\t" if path.suffix.lower() == ".tsv" else ",")
+    problems += kwargs.pop("extra_problems", None) or []
+    return build_cohort(raw, path, image_base=path.parent, group_column=group_column, extra_problems=problems,
+                        **kwargs)
+
+
+def read_table(path: Path, sep: str) -> tuple[pd.DataFrame, list[Problem]]:
+    """Cells of a CSV/TSV as strings, exactly as written (no NA parsing, no renamed headers),
+    and the problems of its layout, for :func:`build_cohort` to report with the others.
+
+    Two columns whose names differ only in case or spaces are an error (the later one is
+    dropped so that validation goes on); so is a row whose number of fields differs from the
+    header's (a trailing comma shifts every cell after it). Raises :class:`CohortError` for a
+    file that cannot be read, naming why (missing, a folder, permission, not UTF-8), or is empty.
+    """
+    file = str(path)
+    if not path.exists():
+        raise CohortError([Problem(file, "cohort file not found")])
     if not path.is_file():
-        raise CohortError([Problem(str(path), "cohort file not found")])
-    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+        raise CohortError([Problem(file, "is a folder or a device, not a cohort table")])
     try:
-        raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise CohortError([Problem(str(path), f"cannot parse the table: {exc}")]) from None
-    return build_cohort(raw, path, image_base=path.parent, group_column=group_column, **kwargs)
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            lines = [row for row in csv.reader(f, delimiter=sep) if row]
+    except PermissionError:
+        raise CohortError([Problem(file, "cannot read the table: permission denied")]) from None
+    except UnicodeDecodeError as exc:
+        raise CohortError([Problem(file, f"not UTF-8 text (byte {exc.start}); save the table as UTF-8 CSV")]) from None
+    except (OSError, csv.Error) as exc:
+        raise CohortError([Problem(file, f"cannot read the table: {exc}")]) from None
+    if not lines:
+        raise CohortError([Problem(file, "the table is empty")])
+    header, rows = lines[0], lines[1:]
+    problems, seen, keep = [], {}, []
+    for i, name in enumerate(header):
+        key = name.strip().lower()
+        if key in seen:
+            problems.append(Problem(file, f"columns {seen[key][1]!r} (column {seen[key][0] + 1}) and {name!r} "
+                                          f"(column {i + 1}) have the same name; keep one", None, name.strip()))
+        else:
+            seen[key] = (i, name)
+            keep.append(i)
+    bad = [(n + 2, len(r)) for n, r in enumerate(rows) if len(r) != len(header)]
+    for row, count in bad[:20]:
+        problems.append(Problem(file, f"{count} fields where the header has {len(header)} (a trailing comma, or an "
+                                      "unquoted comma inside a cell?)", row))
+    if len(bad) > 20:
+        problems.append(Problem(file, f"... and {len(bad) - 20} more rows with the wrong number of fields"))
+    width = len(header)
+    cells = [[(r + [""] * width)[i] for i in keep] for r in rows]  # ragged rows padded: reported above
+    return pd.DataFrame(cells, columns=[header[i] for i in keep], dtype=str), problems
 
 
 def read_cohort(path: str | os.PathLike, *, selection=None, **kwargs) -> Cohort:

@@ -96,16 +96,15 @@ def latent_table(cohort: Cohort, common: np.ndarray, salient: np.ndarray) -> pd.
 
 def write_latents(latents: pd.DataFrame, path) -> None:
     """Write the latents CSV (tab-separated for ``.tsv``) atomically."""
-    from sepclr_med.atomic import write_text
+    from sepclr_med.atomic import write_table
 
-    sep = "\t" if str(path).lower().endswith(".tsv") else ","
-    write_text(path, latents.to_csv(index=False, sep=sep, float_format="%.6g"))
+    write_table(path, latents, float_format="%.6g")
 
 
 def write_latents_bids(latents: pd.DataFrame, cohort: Cohort, out) -> list:
     """Write latents as a BIDS-derivatives dataset: one ``..._desc-sepclr_latents.tsv`` per
     subject (beside its image's entities) and ``dataset_description.json``; returns the paths."""
-    from sepclr_med.atomic import write_text
+    from sepclr_med.atomic import write_table
     from sepclr_med.bids import derivative_path, write_dataset_description
     from sepclr_med.errors import SepclrError
 
@@ -118,5 +117,5 @@ def write_latents_bids(latents: pd.DataFrame, cohort: Cohort, out) -> list:
     for _, row in latents.iterrows():
         path = derivative_path(out, images[row["subject_id"]], desc="sepclr", suffix="latents", extension=".tsv")
         path.parent.mkdir(parents=True, exist_ok=True)
-        paths.append(write_text(path, row.to_frame().T.to_csv(sep="\t", index=False, float_format="%.6g")))
+        paths.append(write_table(path, row.to_frame().T, float_format="%.6g"))
     return paths

@@ -60,6 +60,11 @@ def test_custom_group_labels(tmp_path):
     ("voxel", 7, "image", "voxel size shape 7x8x9, voxels 25x4x4 mm is outside"),
     ("fov", 2, "image", "field of view"),
     ("lying_header", 3, "image", "refused before reading"),
+    ("same_name_column", None, "Age", "have the same name; keep one"),
+    ("trailing_comma", 4, None, "8 fields where the header has 7"),
+    ("negative_age", 5, "age", "age -3 is not a human age"),
+    ("huge_age", 6, "age", "age 1e308 is not a human age"),
+    ("image_is_folder", 7, "image", "is a folder, not an image file"),
     ("duplicate", 3, "subject_id", "duplicate subject_id"),
     ("unknown_group", 7, "group", "unknown group label 'patinet'"),
     ("score", 6, "panss_positive", "not a finite number: 'severe'"),
@@ -68,7 +73,7 @@ def test_custom_group_labels(tmp_path):
 def test_each_broken_kind_names_row_and_column(tmp_path, kind, row, column, words):
     path = write_cohort(tmp_path)
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    i = row - 2  # data index of spreadsheet row ``row``
+    i = (row or 2) - 2  # data index of spreadsheet row ``row``
     if kind == "missing":
         table.loc[i, "image"] = "img/nowhere.nii.gz"
     elif kind == "corrupt":
@@ -112,6 +117,13 @@ def test_each_broken_kind_names_row_and_column(tmp_path, kind, row, column, word
         target = tmp_path / "liar.nii"
         target.write_bytes(header.binaryblock + b"\0" * (352 - 348) + b"\0" * 4096)  # 4 KB of "voxels"
         table.loc[i, "image"] = "liar.nii"
+    elif kind == "negative_age":
+        table.loc[i, "age"] = "-3"
+    elif kind == "huge_age":
+        table.loc[i, "age"] = "1e308"
+    elif kind == "image_is_folder":
+        (tmp_path / "a_folder").mkdir()
+        table.loc[i, "image"] = "a_folder"
     elif kind == "duplicate":
         table.loc[i, "subject_id"] = table.loc[0, "subject_id"]
     elif kind == "unknown_group":
@@ -121,6 +133,13 @@ def test_each_broken_kind_names_row_and_column(tmp_path, kind, row, column, word
     elif kind == "age":
         table.loc[i, "age"] = "old"
     table.to_csv(path, index=False)
+    if kind == "same_name_column":
+        text = path.read_text().splitlines()
+        path.write_text("\n".join([text[0] + ", Age "] + [line + ",40" for line in text[1:]]) + "\n")
+    elif kind == "trailing_comma":
+        text = path.read_text().splitlines()
+        text[row - 1] += ","
+        path.write_text("\n".join(text) + "\n")
 
     problems = [p for p in problems_of(path) if p.severity == "error"]
     assert any(p.row == row and p.column == column and words in p.message and p.file == str(path)
@@ -128,7 +147,7 @@ def test_each_broken_kind_names_row_and_column(tmp_path, kind, row, column, word
 
     result = runner.invoke(app, ["validate", "--cohort", str(path)])
     assert result.exit_code == 1
-    assert f"row {row}" in result.output and f"column '{column}'" in result.output
+    assert (row is None or f"row {row}" in result.output) and (column is None or f"column '{column}'" in result.output)
     assert words in result.output
     assert "Traceback" not in result.output
 
@@ -259,3 +278,27 @@ def test_declared_confounds_and_the_role_of_every_column(tmp_path):
     assert "Alter: confound age" in result.output and "subject_id: id" in result.output
     result = runner.invoke(app, ["validate", "--cohort", str(path), "--confounds", "age"])
     assert result.exit_code == 1 and "NAME=COLUMN" in result.output
+
+
+def test_shared_images_and_mixed_columns_are_said_not_silent(tmp_path):
+    path = write_cohort(tmp_path, extra={"education": ["12", "university", "n/a", "college", "high", "16"]})
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table.loc[4, "image"] = table.loc[1, "image"]
+    table.to_csv(path, index=False)
+    cohort = read_cohort(path)
+    messages = {(p.row, p.column): p.message for p in cohort.warnings}
+    assert "rows 3, 6 use the same image file" in messages[(3, "image")]
+    assert "2 number(s) and 3 text cell(s)" in messages[(None, "education")] and "NOT used" in messages[(None, "education")]
+    assert "education" not in cohort.score_columns
+
+
+def test_csv_outputs_neutralise_formulas(tmp_path):
+    from sepclr_med.atomic import write_table
+
+    table = pd.DataFrame({"subject_id": ["=HYPERLINK(\"http://x\",\"y\")", "+1", "@SUM(A1)", "-2", "ok"],
+                          "value": [-1.5, 2.0, 3.0, 4.0, 5.0]})
+    written = pd.read_csv(write_table(tmp_path / "t.csv", table), keep_default_na=False)
+    assert written["subject_id"].tolist() == ["'=HYPERLINK(\"http://x\",\"y\")", "'+1", "'@SUM(A1)", "'-2", "ok"]
+    assert written["value"].tolist() == [-1.5, 2.0, 3.0, 4.0, 5.0]  # numbers untouched
+    exact = pd.read_csv(write_table(tmp_path / "t.tsv", table, safe=False), sep="\t", keep_default_na=False)
+    assert exact["subject_id"].tolist() == table["subject_id"].tolist()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sepclr_med.atomic import write_text
+from sepclr_med.atomic import write_table, write_text
 
 
 def cohort_factors(cohort, truth: str | os.PathLike | None = None) -> tuple[pd.DataFrame, str | None]:
@@ -37,7 +37,7 @@ def write_evaluation(table: pd.DataFrame, out: str | os.PathLike, verdict: dict 
     (atomically)."""
     out = Path(out)
     paths = {"csv": out / "probes.csv", "json": out / "probes.json", "verdict": out / "verdict.json"}
-    write_text(paths["csv"], table.to_csv(index=False, float_format="%.4f"))
+    write_table(paths["csv"], table, float_format="%.4f")
     records = json.loads(table.to_json(orient="records"))
     write_text(paths["json"], json.dumps(records, indent=1))
     write_text(paths["verdict"], json.dumps(verdict or {"status": "unchecked"}, indent=1))

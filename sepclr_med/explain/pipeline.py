@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sepclr_med.atomic import save_nifti, write_text
+from sepclr_med.atomic import save_nifti, write_table, write_text
 from sepclr_med.errors import SepclrError
 from sepclr_med.explain.clinical import associate
 from sepclr_med.explain.directions import SalientDirections
@@ -154,13 +154,13 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
     deviation = directions.deviation(salient)
     deviation.insert(0, "group", cohort.table["group"].to_numpy())
     deviation.insert(0, "subject_id", ids)
-    index["tables"]["deviation"] = str(write_text(out / "deviation.csv", deviation.to_csv(index=False)))
+    index["tables"]["deviation"] = str(write_table(out / "deviation.csv", deviation))
     named = directions.directions()
     dir_table = pd.DataFrame([{"direction": k, "explained_variance_ratio":
                                directions.explained_variance_ratio_[int(k[2:]) - 1] if k.startswith("pc") else np.nan,
                                "cv_r2": directions.score_cv_r2_.get(k.split(":", 1)[-1], np.nan),
                                **{f"u_{i}": v for i, v in enumerate(u)}} for k, u in named.items()])
-    index["tables"]["directions"] = str(write_text(out / "directions.csv", dir_table.to_csv(index=False)))
+    index["tables"]["directions"] = str(write_table(out / "directions.csv", dir_table))
 
     references = volumes[torch.from_numpy(~patient)]  # eg draws from them; ig, grad, ablation take their mean
     baseline = references.mean(dim=0)
@@ -245,7 +245,7 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
         clinical = associate(scores[patient].reset_index(drop=True), variables[patient].reset_index(drop=True),
                              confounds[patient].reset_index(drop=True), families=families,
                              n_permutations=n_permutations).rename(columns={"family": "space"})
-        index["tables"]["clinical"] = str(write_text(out / "clinical.csv", clinical.to_csv(index=False)))
+        index["tables"]["clinical"] = str(write_table(out / "clinical.csv", clinical))
         index["checks"]["common_dims_associated"] = _common_associations(clinical)
         leaking = {k: v for k, v in index["checks"]["common_dims_associated"].items() if v}
         if leaking:
@@ -310,7 +310,7 @@ def _write_map(data: np.ndarray, stem: str, to_img, labels, regions, out: Path, 
     img = to_img(data)
     index["maps"][stem] = str(save_nifti(img, out / "maps" / f"{stem}.nii.gz"))
     table = region_table(data, labels, regions, value=value)
-    index["regions"][stem] = str(write_text(out / "regions" / f"{stem}.csv", table.to_csv(index=False)))
+    index["regions"][stem] = str(write_table(out / "regions" / f"{stem}.csv", table))
     if figures:
         from sepclr_med.explain.figures import brain_figures, region_bars
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sepclr_med.atomic import write_text
+from sepclr_med.atomic import write_table, write_text
 from sepclr_med.naming import slug
 from sepclr_med.run import sha256
 
@@ -210,7 +210,7 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
     if "status" not in summary.columns:
         summary["status"] = "ok"
     summary["status"] = summary["status"].fillna("ok")
-    write_text(out / "summary.csv", summary.to_csv(index=False))
+    write_table(out / "summary.csv", summary)
     write_text(out / "index.html", env.get_template("index.html.j2").render(
         rows=rows, failures=failures, cohort=Path(cohort_path).name if not full_paths else str(cohort_path), **meta))
     return {"rows": rows, "failures": failures, "index": str(out / "index.html"), "warning": meta["verdict_warning"],

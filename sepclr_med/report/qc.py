@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sepclr_med.atomic import write_text
+from sepclr_med.atomic import write_table, write_text
 
 MEASURES = ("template_r", "rotation_deg", "shift_mm", "outside_fraction", "centroid_offset_mm")
 
@@ -79,7 +79,7 @@ def write_qc(measures: pd.DataFrame, cohort, out: str | Path) -> dict[str, Path]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ordered = worst_first(measures)
-    tsv = write_text(out / "alignment.tsv", ordered.to_csv(sep="\t", index=False, float_format="%.4g"))
+    tsv = write_table(out / "alignment.tsv", ordered, float_format="%.4g")
     images = dict(zip(cohort.subject_ids, cohort.table["image"], strict=True))
     rows = [{"subject_id": r["subject_id"], "aligned": bool(r["aligned"]), "problem": r["problem"],
              "figures": {m: r[m] for m in MEASURES if m in r}, "png": montage_png(images[r["subject_id"]])}

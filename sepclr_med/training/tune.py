@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sepclr_med.atomic import write_text
+from sepclr_med.atomic import write_table, write_text
 from sepclr_med.cohort import Cohort
 from sepclr_med.errors import SepclrError
 from sepclr_med.training.config import TrainConfig
@@ -99,7 +99,7 @@ def tune(cohort: Cohort, out: str | os.PathLike, base: TrainConfig | None = None
                          "score": verdict.get("smoothed_val_auc", np.nan), "val_auc": verdict.get("val_auc", np.nan),
                          "norm_ratio": verdict.get("val_norm_ratio", np.nan), "epoch": verdict.get("epoch"),
                          "verdict": verdict["status"], **setting})
-            write_text(out / "tune.csv", pd.DataFrame(rows).to_csv(index=False, float_format="%.4f"))
+            write_table(out / "tune.csv", pd.DataFrame(rows), float_format="%.4f")
             if not keep_runs:
                 shutil.rmtree(run_dir)
             if progress is not None:
