@@ -27,7 +27,12 @@ def _parse_confounds(value: str | None) -> dict[str, str] | None:
             from sepclr_med.errors import SepclrError
 
             raise SepclrError(f"--confounds takes NAME=COLUMN pairs, e.g. age=AgeAtScan,site=scanner (got {item!r})")
-        out[name.strip().lower()] = column.strip()
+        key = name.strip().lower()
+        if key in out:
+            from sepclr_med.errors import SepclrError
+
+            raise SepclrError(f"--confounds names {key!r} twice ({out[key]!r} and {column.strip()!r}): give one column")
+        out[key] = column.strip()
     return out
 
 
@@ -102,3 +107,19 @@ def cohort_argv(read_options: dict) -> list[str]:
         elif value is not False:
             argv += [flag, str(value)]
     return argv
+
+
+def say_warnings(cohort, console=None) -> None:
+    """Print a cohort's warnings (dropped rows, resampled grids, BIDS choices, unaligned scans ...)."""
+    if not cohort.warnings:
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = console or Console(highlight=False, stderr=True)
+    shown = cohort.warnings[:20]
+    console.print(f"[yellow]{len(cohort.warnings)} warning(s) about the cohort:[/]")
+    for problem in shown:
+        console.print(f"  [yellow]{escape(str(problem))}[/]")
+    if len(cohort.warnings) > len(shown):
+        console.print(f"  [yellow]... and {len(cohort.warnings) - len(shown)} more (sepclr-med validate lists all)[/]")

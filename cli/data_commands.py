@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sepclr_med.cli.cohort_options import cohort_options
+from sepclr_med.cli.cohort_options import cohort_options, say_warnings
 from sepclr_med.cli.errors import user_errors
 
 COHORT_HELP = "Cohort CSV/TSV, a BIDS dataset folder, or its participants.tsv."
@@ -32,8 +32,24 @@ def validate(
     from sepclr_med.cohort import read_cohort
     from sepclr_med.image_checks import reference_grid
 
-    result = read_cohort(cohort, scores=_split(scores), check_alignment=True, **read_options)
+    allowed = bool(read_options.get("allow_unaligned"))
+    # with --qc-out the page is written first, also when scans fail (it is where they are shown)
+    result = read_cohort(cohort, scores=_split(scores), check_alignment=True,
+                         **{**read_options, "allow_unaligned": allowed or qc_out is not None})
     console = Console(highlight=False)
+    if qc_out is not None:
+        import dataclasses
+
+        from sepclr_med.errors import CohortError
+        from sepclr_med.image_checks import ALIGNMENT_ADVICE, ALLOWED_NOTE
+        from sepclr_med.report.qc import write_qc
+
+        paths = write_qc(result.alignment, result, qc_out)
+        console.print(f"QC: {escape(str(paths['tsv']))}, {escape(str(paths['html']))}")
+        failing = [dataclasses.replace(p, severity="error", message=p.message.replace(ALLOWED_NOTE, ALIGNMENT_ADVICE))
+                   for p in result.warnings if ALLOWED_NOTE in p.message]
+        if failing and not allowed:
+            raise CohortError(failing)
     n_target = int(result.is_target.sum())
     console.print(f"[green]OK[/] {escape(str(cohort))}: {len(result)} subjects "
                   f"({len(result) - n_target} {escape(result.control_label)}, {n_target} "
@@ -48,11 +64,6 @@ def validate(
     console.print(f"  template space: {aligned} of {len(result)} scans in MNI152 space")
     for problem in result.warnings:
         console.print(f"  [yellow]{escape(str(problem))}[/]")
-    if qc_out is not None:
-        from sepclr_med.report.qc import write_qc
-
-        paths = write_qc(result.alignment, result, qc_out)
-        console.print(f"  QC: {escape(str(paths['tsv']))}, {escape(str(paths['html']))}")
 
 
 @user_errors
@@ -74,6 +85,7 @@ def pipeline(
     from sepclr_med.data.preprocess import PreprocessConfig
 
     data = read_cohort(cohort, **read_options)
+    say_warnings(data)
     timings = timed_passes(data, PreprocessConfig(voxel_size=voxel_size), epochs=epochs,
                            batch_size=batch_size, cache=cache, cache_dir=cache_dir)
     console = Console(highlight=False)

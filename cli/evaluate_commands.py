@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sepclr_med.cli.cohort_options import cohort_options
+from sepclr_med.cli.cohort_options import cohort_options, say_warnings
 from sepclr_med.cli.errors import user_errors
 
 
@@ -37,6 +37,7 @@ def evaluate(
     if warning:
         console.print(f"[bold red]WARNING[/] (training verdict): {escape(warning)}")
     data = trained.read_cohort(cohort, min_per_group=0, **read_options)
+    say_warnings(data, console)
     seen = trained.training_subjects() & set(data.subject_ids)
     if seen:
         console.print(f"[yellow]warning: {len(seen)} of {len(data)} subjects were used to train this run; "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sepclr_med.cli.cohort_options import cohort_options
+from sepclr_med.cli.cohort_options import cohort_options, say_warnings
 from sepclr_med.cli.errors import user_errors
 
 
@@ -41,6 +41,7 @@ def explain(
     console = Console(highlight=False)
     trained = Run(run)
     data = trained.read_cohort(cohort, **read_options)
+    say_warnings(data, console)
     truth_path = truth or Path(data.source).parent / "ground_truth.csv"
     table = pd.read_csv(truth_path, keep_default_na=False) if truth_path.is_file() else None
     run_explain(trained, data, out, atlas=atlas, atlas_lut=atlas_lut, method=method,

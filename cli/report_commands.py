@@ -39,6 +39,8 @@ def report(
                               n_steps=steps, pdf=not no_pdf, full_paths=full_paths, read_options=read_options,
                               progress=lambda done, total, sid: bar.update(
                                   task, completed=done, total=total, description=f"rendering {escape(sid)}"))
+    for warning in result["cohort_warnings"][:20]:
+        console.print(f"[yellow]cohort warning[/]: {escape(warning)}")
     if result["warning"]:
         console.print(f"[bold red]WARNING[/] (training verdict, repeated on every page): {escape(result['warning'])}")
     console.print(f"Reported {len(result['rows'])} subject(s): {result['index']} "

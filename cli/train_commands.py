@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from sepclr_med.cli.cohort_options import cohort_argv, cohort_options
+from sepclr_med.cli.cohort_options import cohort_argv, cohort_options, say_warnings
 from sepclr_med.cli.errors import user_errors
 
 COHORT_HELP = "Cohort CSV/TSV, a BIDS dataset folder, or its participants.tsv."
@@ -94,6 +94,8 @@ def train(
     data = read_cohort(cohort, check_alignment=not resume, **read_options)
     main = int(os.environ.get("RANK", "0")) == 0
     console = Console(highlight=False) if main else None
+    if console is not None:
+        say_warnings(data, console)
     run = run_training(data, out, resolved, resume=resume, console=console, epochs=epochs)
     if console is not None:
         console.print(f"[green]Trained[/]: run directory {run}")
@@ -116,6 +118,7 @@ def embed(
 
     trained = Run(run)
     data = trained.read_cohort(cohort, min_per_group=0, require_group=False, **read_options)
+    say_warnings(data)
     latents = compute(trained, data, batch_size=batch_size, device=device)
     if out.suffix.lower() in (".csv", ".tsv"):
         write_latents(latents, out)

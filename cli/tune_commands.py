@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sepclr_med.cli.cohort_options import cohort_options
+from sepclr_med.cli.cohort_options import cohort_options, say_warnings
 from sepclr_med.cli.errors import user_errors
 
 
@@ -38,6 +38,7 @@ def tune(
         **{"optim.epochs": epochs, "seed": seed, "device": device,
            "allow_unaligned": True if read_options.get("allow_unaligned") else None})
     data = read_cohort(cohort, check_alignment=True, **read_options)
+    say_warnings(data, console)
     console.print(f"tune: {len(GRID)} settings x {folds} folds = {len(GRID) * folds} runs of "
                   f"{base.optim.epochs} epochs on {len(data)} subjects")
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),

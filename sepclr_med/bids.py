@@ -25,6 +25,7 @@ image per subject.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -93,6 +94,22 @@ class BidsSelection:
     label: str | None = None
     session: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.derivatives is not None:
+            object.__setattr__(self, "derivatives", self.derivatives.rstrip("/\\") or self.derivatives)
+        for key in ("space", "desc", "label", "session"):  # "ses-01" means "01"
+            value = getattr(self, key)
+            prefix = {"session": "ses-"}.get(key, f"{key}-")
+            if value is not None and value.startswith(prefix):
+                object.__setattr__(self, key, value[len(prefix):])
+
+    def stored(self, dataset: Path) -> dict[str, str]:
+        """The non-default fields, derivatives as an absolute path: what a run records."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if v is not None and v != BidsSelection.suffix}
+        if self.derivatives is not None:
+            fields["derivatives"] = str(self.image_root(dataset))
+        return fields
+
     def image_root(self, dataset: Path) -> Path:
         """The folder whose files are searched."""
         if self.derivatives is None:
@@ -120,23 +137,30 @@ class BidsSelection:
         if not keep:
             return None, None, None
         spaces = sorted({entities[f].get("space", "") for f in keep})
-        space = self.space if self.space is not None else _default_space(spaces)
+        space = self.space if self.space is not None else _default_space(spaces)  # read_bids_cohort sets it
         if space is None:
             return None, (f"several spaces: {', '.join(s or '(none: native)' for s in spaces)}; choose one with "
                           "--space"), None
         keep = [f for f in keep if entities[f].get("space", "") == space]
-        if not keep:
-            return None, f"no file in space {space!r} (spaces: {', '.join(s or '(none)' for s in spaces)})", None
+        if not keep:  # none in the cohort's space: a missing image (skip_missing drops it)
+            return None, None, None
         sessions = sorted({entities[f].get("ses", "") for f in keep}, key=_natural)
         keep = [f for f in keep if entities[f].get("ses", "") == sessions[0]]
         runs = sorted({entities[f].get("run", "") for f in keep}, key=_natural)
         keep = [f for f in keep if entities[f].get("run", "") == runs[0]]
         if len(keep) > 1:
-            return None, (f"{len(keep)} files fit {self.describe()}: {', '.join(f.name for f in keep)}; "
-                          "add --desc or --space to choose one"), None
+            differ = sorted({k for f in keep for k in entities[f] if len({entities[g].get(k) for g in keep}) > 1})
+            return None, (f"{len(keep)} files fit {self.describe()} and differ in {', '.join(differ)}: "
+                          f"{', '.join(f.name for f in keep)}; --desc, --label, --space and --session choose among "
+                          "them; for other entities give a cohort table whose image column names the files"), None
         notes = [f"{len(sessions)} sessions, ses-{sessions[0]} used" if len(sessions) > 1 else "",
                  f"{len(runs)} runs, run-{runs[0]} used" if len(runs) > 1 else ""]
         return keep[0], None, "; ".join(n for n in notes if n) or None
+
+    def spaces(self, files: list[Path], subject: str) -> set[str]:
+        """The ``space-`` values ("" for none) of the files that match everything but the space."""
+        return {parse_entities(f.name).get("space", "") for f in files
+                if parse_entities(f.name).get("sub") == subject[4:] and self._matches(parse_entities(f.name))}
 
     def _matches(self, e: dict[str, str]) -> bool:
         if CAT12_PREFIX.match(self.suffix + "sub-"):
@@ -193,11 +217,23 @@ def write_dataset_description(out: Path, source: Path) -> Path:
 
     from sepclr_med import __version__
     from sepclr_med.atomic import write_text
+    from sepclr_med.errors import SepclrError
 
+    path = Path(out) / "dataset_description.json"
+    if Path(out).resolve() == Path(source).resolve():
+        raise SepclrError(f"--out {out} is the input BIDS dataset itself; give e.g. {Path(source) / 'derivatives' / 'sepclr-med'}")
+    if path.is_file():
+        try:
+            owner = json.loads(path.read_text())["GeneratedBy"][0]["Name"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            owner = None
+        if owner != "sepclr-med":
+            raise SepclrError(f"--out {out} holds another dataset ({path} is not sepclr-med's); give a folder of its "
+                              f"own, e.g. {Path(source) / 'derivatives' / 'sepclr-med'}")
     description = {"Name": "sepclr-med outputs", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
                    "GeneratedBy": [{"Name": "sepclr-med", "Version": __version__}],
                    "SourceDatasets": [{"URL": Path(source).resolve().as_uri()}]}
-    return write_text(Path(out) / "dataset_description.json", json.dumps(description, indent=2))
+    return write_text(path, json.dumps(description, indent=2))
 
 
 def read_bids_cohort(path: str | os.PathLike, *, group_column: str = "group",
@@ -226,7 +262,9 @@ def read_bids_cohort(path: str | os.PathLike, *, group_column: str = "group",
     root = (path if path.is_dir() else path.parent).resolve()  # found images are then absolute
     tsv = root / "participants.tsv"
     if not tsv.is_file():
-        raise CohortError([Problem(str(tsv), "BIDS participants.tsv not found")])
+        hint = (f"; this folder holds {', '.join(p.name for p in sorted(root.glob('*.csv'))[:3])}: give the table "
+                "itself" if any(root.glob("*.csv")) else "")
+        raise CohortError([Problem(str(tsv), f"BIDS participants.tsv not found{hint}")])
     raw, layout = read_table(tsv, "\t")
     for clash in ("subject_id", "image"):
         if clash in raw.columns:
@@ -236,28 +274,67 @@ def read_bids_cohort(path: str | os.PathLike, *, group_column: str = "group",
     if "participant_id" not in raw.columns:
         raise CohortError([Problem(str(tsv), "required column is missing", None, "participant_id")])
     image_root = selection.image_root(root)
-    problems, images = _choose_images(raw["participant_id"], tsv, image_root, selection, kwargs)
+    ids = raw["participant_id"].str.strip()
+    subjects = [pid if pid.startswith("sub-") else f"sub-{pid}" for pid in ids]
+    files = {sub: selection.candidates(image_root, sub) if BIDS_ID.fullmatch(pid) else []
+             for pid, sub in zip(ids, subjects, strict=True)}
+    if selection.space is None:
+        selection = dataclasses.replace(selection, space=_cohort_space(files, selection, tsv))
+    problems, images = _choose_images(ids, tsv, image_root, selection, files, kwargs)
     problems = layout + problems
     if selection.derivatives is None and selection.suffix == "T1w":
         problems.append(Problem(str(tsv), "raw BIDS T1w images are in the scanner's (native) space; the model needs "
                                           "template-space images: give --derivatives (fMRIPrep, CAT12, CAPS)",
                                 severity="warning"))
     table = raw.rename(columns={"participant_id": "subject_id"})
+    table["subject_id"] = [sub if BIDS_ID.fullmatch(pid) else pid for pid, sub in zip(ids, subjects, strict=True)]
     table["image"] = images
-    cohort = build_cohort(table, tsv, image_base=root, extra_problems=problems, group_column=group_column, **kwargs)
+    try:
+        cohort = build_cohort(table, tsv, image_base=root, extra_problems=problems, group_column=group_column,
+                              **kwargs)
+    except CohortError as exc:
+        raise CohortError(_as_participant_problems(exc.problems)) from None
     cohort.bids_root = root
+    cohort.bids_selection = selection.stored(root)
+    cohort.warnings = _as_participant_problems(cohort.warnings)
     cohort.roles = {("participant_id" if c == "subject_id" else c): ("image, chosen by " + selection.describe()
                                                                     if c == "image" else r)
                     for c, r in cohort.roles.items()}
     return cohort
 
 
-def _choose_images(ids: pd.Series, tsv: Path, root: Path, selection: BidsSelection,
+def _cohort_space(files: dict[str, list[Path]], selection: BidsSelection, tsv: Path) -> str | None:
+    """One space for the whole cohort: the MNI152 one when one exists, else the only one."""
+    counts: dict[str, int] = {}
+    for subject, found in files.items():
+        for space in selection.spaces(found, subject):
+            counts[space] = counts.get(space, 0) + 1
+    mni = sorted(s for s in counts if s.startswith("MNI152"))
+    if len(mni) == 1 or (not mni and len(counts) == 1):
+        return (mni or list(counts))[0]
+    if not counts:
+        return None  # no file at all: each subject's row says so
+    listed = ", ".join(f"{s or '(none: native)'} ({n} subjects)" for s, n in sorted(counts.items()))
+    raise CohortError([Problem(str(tsv), f"images exist in several spaces: {listed}; choose one with --space "
+                                         "(every subject must be in the same space)")])
+
+
+def _as_participant_problems(problems: list[Problem]) -> list[Problem]:
+    """Problems of the cohort table named by the columns of ``participants.tsv``."""
+    out, flagged = [], {p.row for p in problems if p.column == "participant_id" and p.severity == "error"}
+    for p in problems:
+        if p.column == "subject_id" and p.message == "empty subject_id" and p.row in flagged:
+            continue  # already said: not a BIDS label
+        out.append(dataclasses.replace(p, column="participant_id") if p.column in ("subject_id", "image") else p)
+    return out
+
+
+def _choose_images(ids: pd.Series, tsv: Path, root: Path, selection: BidsSelection, files: dict[str, list[Path]],
                    kwargs: dict) -> tuple[list[Problem], list[str]]:
     """One image path per participant ("" when none) and the problems met."""
     problems, images = [], []
     skip = kwargs.get("skip_missing", False)
-    for i, pid in enumerate(ids.str.strip()):
+    for i, pid in enumerate(ids):
         row = i + 2
         if not BIDS_ID.fullmatch(pid):
             problems.append(Problem(str(tsv), f"participant_id {pid!r} is not a BIDS label (sub-<alphanumeric>)",
@@ -265,10 +342,9 @@ def _choose_images(ids: pd.Series, tsv: Path, root: Path, selection: BidsSelecti
             images.append("")
             continue
         subject = pid if pid.startswith("sub-") else f"sub-{pid}"
-        files = selection.candidates(root, subject)
-        chosen, error, note = selection.choose(files, subject)
+        chosen, error, note = selection.choose(files[subject], subject)
         if chosen is None and error is None and not skip:  # skip_missing: the row is dropped, listed once
-            error = f"no image matches {selection.describe()} ({len(files)} NIfTI file(s) of {subject} seen)"
+            error = f"no image matches {selection.describe()} ({len(files[subject])} NIfTI file(s) of {subject} seen)"
         if error:
             problems.append(Problem(str(tsv), f"{subject}: {error} (in {root})", row, "participant_id"))
         if note:

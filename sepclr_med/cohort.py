@@ -25,6 +25,7 @@ naming the file, the spreadsheet row (the header is row 1) and the column.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ class Cohort:
         ``confound age`` ..., ``score``, ``ignored``), so that nothing is decided silently.
     bids_root : pathlib.Path or None
         The BIDS dataset the cohort was read from (outputs are then named with BIDS entities).
+    bids_selection : dict
+        How its images were chosen (:meth:`sepclr_med.bids.BidsSelection.stored`); a run records it.
     alignment : pandas.DataFrame or None
         Template-space measures per subject (:func:`sepclr_med.image_checks.check_alignment`),
         None when not checked.
@@ -95,6 +98,7 @@ class Cohort:
     roles: dict[str, str] = field(default_factory=dict)
     bids_root: Path | None = None
     alignment: pd.DataFrame | None = None
+    bids_selection: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -124,7 +128,7 @@ class Cohort:
                       self.score_columns, self.confound_columns, list(self.warnings), self.group_column,
                       dict(self.roles), self.bids_root,
                       None if self.alignment is None else self.alignment.loc[np.asarray(mask, dtype=bool)]
-                      .reset_index(drop=True))
+                      .reset_index(drop=True), dict(self.bids_selection))
 
 
 def _is_missing(value: str) -> bool:
@@ -160,8 +164,14 @@ def _canonical_confounds(raw: pd.DataFrame, file: str, problems: list[Problem],
     (nothing is chosen silently). Returns the table, ``{canonical: original column}`` and the
     columns left unused because another column was declared for their confound."""
     declared = dict(declared or {})
+    for col, names in pd.Series(list(declared)).groupby(pd.Series(list(declared.values()))):
+        if len(names) > 1:
+            problems.append(Problem(file, f"--confounds: column {col!r} is declared as {' and '.join(names)}", None, col))
     for name, col in declared.items():
-        if name not in CONFOUND_COLUMNS:
+        if col in REQUIRED_COLUMNS or col == "participant_id":
+            problems.append(Problem(file, f"--confounds: {col!r} is the table's {col} column, not a confound",
+                                    None, col))
+        elif name not in CONFOUND_COLUMNS:
             problems.append(Problem(file, f"--confounds: unknown confound {name!r}; known: "
                                           f"{', '.join(CONFOUND_COLUMNS)} (e.g. age=AgeAtScan)", None, col))
         elif col not in raw.columns:
@@ -278,7 +288,10 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
     rows = pd.Series(np.arange(len(raw)) + 2, index=raw.index)  # header is row 1
     _check_columns(raw, file, group_column, problems)
     if skip_missing:
-        raw, rows = _skip_unusable_rows(raw, rows, file, image_base, problems)
+        raw, rows = _skip_unusable_rows(raw, rows, file, image_base, require_group, problems)
+        if len(raw) == 0:
+            problems.append(Problem(file, "--skip-missing dropped every row: no subject left"))
+            raise CohortError(problems)
 
     table = pd.DataFrame({"row": rows})
     table["subject_id"] = _subject_ids(raw["subject_id"], rows, file, problems)
@@ -306,6 +319,7 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
         if check_alignment and not any(p.severity == "error" for p in problems):
             cohort.alignment, found = _aligned(cohort, allow_unaligned=allow_unaligned)
             problems += found
+    problems = [dataclasses.replace(p, column=renamed[p.column]) if p.column in renamed else p for p in problems]
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise CohortError(sorted(problems, key=lambda p: (p.row or 0, p.column or "")))
@@ -340,15 +354,20 @@ def _check_columns(raw: pd.DataFrame, file: str, group_column: str, problems: li
         raise CohortError(problems)
 
 
-def _skip_unusable_rows(raw: pd.DataFrame, rows: pd.Series, file: str, image_base: Path,
+def _skip_unusable_rows(raw: pd.DataFrame, rows: pd.Series, file: str, image_base: Path, require_group: bool,
                         problems: list[Problem]) -> tuple[pd.DataFrame, pd.Series]:
-    """Drop rows without an image file or a group; one warning lists them (``skip_missing``)."""
+    """Drop rows without an image file or (where a group is required) a group; one warning lists
+    them (``skip_missing``). Rows that already have an error (e.g. an ambiguous BIDS file) stay,
+    so that the error is seen."""
     reasons = {}
+    erred = {p.row for p in problems if p.severity == "error"}
     for idx, (cell, group) in enumerate(zip(raw["image"], raw["group"], strict=True)):
+        if int(rows.iloc[idx]) in erred:
+            continue
         path = Path(os.path.expanduser(cell.strip())) if cell.strip() else None
         if path is None or not (path if path.is_absolute() else image_base / path).is_file():
             reasons[idx] = "no image" if path is None else "image not found"
-        elif _is_missing(group):
+        elif require_group and _is_missing(group):
             reasons[idx] = "no group"
     if reasons:
         listed = "; ".join(f"row {int(rows.iloc[i])} ({why})" for i, why in list(reasons.items())[:20])
@@ -375,7 +394,7 @@ def _groups(raw: pd.Series, rows: pd.Series, file: str, column: str, control_lab
             require_group: bool, min_per_group: int, problems: list[Problem]) -> tuple[pd.Series, pd.Series]:
     """Group labels and ``is_target``; unknown labels, and missing ones where required, are errors."""
     labels = raw.str.strip()
-    unknown = labels.map(_is_missing)
+    unknown = labels.map(_is_missing).astype(bool)
     if not require_group:
         labels = labels.where(~unknown, "")
     expected = f"expected {control_label!r} or {patient_label!r}"
@@ -394,7 +413,7 @@ def _groups(raw: pd.Series, rows: pd.Series, file: str, column: str, control_lab
 def _image_paths(raw: pd.Series, rows: pd.Series, file: str, image_base: Path, check_images: bool,
                  problems: list[Problem]) -> list[str]:
     images = []
-    already_reported = {p.row for p in problems if p.severity == "error"}
+    already_reported = {p.row for p in problems if p.severity == "error" and p.column == "participant_id"}
     for idx, cell in raw.items():
         cell = cell.strip()
         if not cell:
@@ -513,6 +532,8 @@ def read_table(path: Path, sep: str) -> tuple[pd.DataFrame, list[Problem]]:
     problems, seen, keep = [], {}, []
     for i, name in enumerate(header):
         key = name.strip().lower()
+        if not key and all(len(r) <= i or not r[i].strip() for r in rows):
+            continue  # an unnamed, empty column (trailing separators): nothing to read
         if key in seen:
             problems.append(Problem(file, f"columns {seen[key][1]!r} (column {seen[key][0] + 1}) and {name!r} "
                                           f"(column {i + 1}) have the same name; keep one", None, name.strip()))

@@ -151,6 +151,7 @@ def check_images(cohort) -> list[Problem]:
 
 ALIGNMENT_ADVICE = ("register it to MNI152 first (fMRIPrep, CAT12, Clinica t1-linear), or pass --allow-unaligned "
                     "to go on (recorded in the run and shown on reports)")
+ALLOWED_NOTE = "used anyway (--allow-unaligned)"
 
 
 @lru_cache(maxsize=4096)
@@ -196,7 +197,7 @@ def check_alignment(cohort, *, allow_unaligned: bool = False) -> tuple[pd.DataFr
         rows.append({"subject_id": sid, **measures, "aligned": not errors, "problem": "; ".join(errors)})
         if errors:
             problems.append(Problem(file, f"{sid} is not in MNI152 template space: {'; '.join(errors)} ({path}); "
-                                          + ALIGNMENT_ADVICE, int(row), "image",
+                                          + (ALLOWED_NOTE if allow_unaligned else ALIGNMENT_ADVICE), int(row), "image",
                                     severity="warning" if allow_unaligned else "error"))
     return pd.DataFrame(rows), problems
 

@@ -91,11 +91,17 @@ class Run:
 
         ``kwargs`` go to :func:`~sepclr_med.cohort.read_cohort`; ``None`` values mean "the run's".
         Images are checked to be in template space (``check_alignment``) whenever they are
-        opened; a run trained with ``allow_unaligned`` accepts failing scans with a warning.
+        opened; a run trained with ``allow_unaligned`` accepts failing scans with a warning. A
+        BIDS cohort's images are chosen as for training (derivatives, space, suffix ...) unless
+        another selection is given.
         """
         from sepclr_med.cohort import read_cohort
 
+        from sepclr_med.bids import BidsSelection
+
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        if kwargs.get("selection", BidsSelection()) == BidsSelection() and self.config.bids_selection:
+            kwargs["selection"] = BidsSelection(**self.config.bids_selection)  # the run's own choice of images
         kwargs.setdefault("control_label", self.config.control_label)
         kwargs.setdefault("patient_label", self.config.patient_label)
         kwargs.setdefault("group_column", self.config.group_column)
@@ -179,6 +185,9 @@ def model_card(config, cohort, split_counts: dict, metrics: list[dict], versions
         "# sepclr-med model card",
         "",
         status + verdict["message"][0].upper() + verdict["message"][1:] + "." + advice,
+        *([f"**Cohort warnings** ({len(cohort.warnings)}): "
+           + "; ".join(str(w) for w in cohort.warnings[:10]) + (" ..." if len(cohort.warnings) > 10 else ""), ""]
+          if cohort.warnings else []),
         *([f"**WARNING — {len(unaligned)} scan(s) not in MNI152 template space**, trained on anyway "
            f"(`allow_unaligned`): {', '.join(unaligned[:10])}{' ...' if len(unaligned) > 10 else ''}; "
            "their figures are in `alignment.tsv`.", ""] if unaligned else []),

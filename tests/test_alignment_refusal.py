@@ -69,3 +69,13 @@ def test_allow_unaligned_goes_on_and_is_recorded(rotated_cohort, tmp_path):
     assert run.config.allow_unaligned
     assert f"not in MNI152 template space**, trained on anyway (`allow_unaligned`): {sid}" in \
         (tmp_path / "run" / "MODEL_CARD.md").read_text()
+
+
+def test_the_qc_page_is_written_when_scans_fail(rotated_cohort, tmp_path):
+    path, sid = rotated_cohort
+    result = runner.invoke(app, ["validate", "--cohort", str(path), "--qc-out", str(tmp_path / "qc")])
+    assert result.exit_code == 1 and f"{sid} is not in MNI152 template space" in result.output
+    assert "OK" not in result.output and (tmp_path / "qc" / "qc.html").is_file()
+    (tmp_path / "a_file").write_text("x")
+    result = runner.invoke(app, ["validate", "--cohort", str(path), "--qc-out", str(tmp_path / "a_file")])
+    assert result.exit_code == 1 and "is a file; give a folder" in result.output and "Traceback" not in result.output

@@ -53,7 +53,7 @@ def test_derivatives_prefer_the_mni_file_over_the_native_one(tmp_path, rng):
     # the native file on its own: --space T1w style selection of the file without a space entity
     with pytest.raises(CohortError) as info:
         read_cohort(root, selection=BidsSelection(derivatives="fmriprep", space="MNI152NLin6Asym"))
-    assert "no file in space 'MNI152NLin6Asym'" in str(info.value) and info.value.problems[0].row == 2
+    assert "no image matches suffix T1w, space MNI152NLin6Asym" in str(info.value) and info.value.problems[0].row == 2
 
 
 def test_several_mni_spaces_are_an_error_listing_them(tmp_path, rng):
@@ -77,7 +77,7 @@ def test_sessions_and_runs_follow_the_documented_rule(tmp_path, rng):
     assert all("ses-2" in p for p in cohort.table["image"])
     notes = " ".join(p.message for p in cohort.warnings)
     assert "2 sessions, ses-2 used" in notes and "2 runs, run-2 used" in notes and "native" in notes
-    later = read_cohort(root, selection=BidsSelection(session="10"))
+    later = read_cohort(root, selection=BidsSelection(session="ses-10"))  # the prefix is optional
     assert all("ses-10" in p for p in later.table["image"])
 
 
@@ -153,8 +153,13 @@ def test_outputs_are_bids_derivatives_for_a_bids_cohort(tiny_cohort, tmp_path):
     assert "region" in (stem.parent / (stem.name + "_regions.tsv")).read_text().split("\n")[0]
     description = json.loads((tmp_path / "explain" / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative" and description["GeneratedBy"][0]["Name"] == "sepclr-med"
+    from sepclr_med.run import Run
+
+    assert Run(tmp_path / "run").config.bids_selection == {
+        "derivatives": str(ds / "derivatives" / "cat"), "space": MNI, "suffix": "probseg", "label": "GM"}
+    assert "image" in pd.read_csv(tmp_path / "run" / "cohort.csv").columns  # the run keeps the chosen images
     result = runner.invoke(app, ["embed", "--run", str(tmp_path / "run"), "--cohort", str(ds), "--out",
-                                 str(tmp_path / "latents"), "--device", "cpu", *select])
+                                 str(tmp_path / "latents"), "--device", "cpu"])  # the run's selection is reused
     assert result.exit_code == 0, result.output
     files = sorted((tmp_path / "latents").glob("sub-*/ses-1/anat/*_desc-sepclr_latents.tsv"))
     assert len(files) == len(table) and "salient_0" in files[0].read_text()
@@ -169,3 +174,54 @@ def test_output_names_never_leave_the_output_folder(tmp_path):
     assert good == tmp_path / "sub-01" / "ses-2" / "anat" / "sub-01_ses-2_desc-salient_saliency.nii.gz"
     with pytest.raises(SepclrError):
         derivative_path(tmp_path, "/x/sub-01_ses-.._T1w.nii.gz", desc="salient", suffix="saliency", extension=".nii.gz")
+
+
+def test_review_findings_on_bids_reading(tmp_path, rng, monkeypatch):
+    """Session-6 review: one space per cohort, ids with and without sub-, normalised options,
+    --skip-missing that leaves nobody, foreign datasets as --out."""
+    from sepclr_med.bids import write_dataset_description
+    from sepclr_med.errors import SepclrError
+
+    root = _dataset(tmp_path / "ds", rng)
+    fmriprep = root / "derivatives" / "fmriprep"
+    for p in (fmriprep / "sub-02" / "anat").glob(f"*space-{MNI}*"):  # sub-02 only in another MNI space
+        p.rename(p.with_name(p.name.replace(MNI, "MNI152NLin6Asym")))
+    with pytest.raises(CohortError) as info:
+        read_cohort(root, selection=BidsSelection(derivatives="fmriprep/", desc="preproc"))  # trailing slash ok
+    assert "several spaces" in str(info.value) and "MNI152NLin6Asym (1 subjects)" in str(info.value)
+    with pytest.raises(CohortError) as info:  # one space for all: sub-02 has none in it
+        read_cohort(root, selection=BidsSelection(derivatives="fmriprep", desc="preproc", space=f"space-{MNI}"))
+    assert [p.row for p in info.value.problems if p.severity == "error"] == [4]
+    with pytest.raises(CohortError) as info:  # nobody left
+        read_cohort(root, selection=BidsSelection(derivatives="fmriprep", space="nowhere"), skip_missing=True)
+    assert "dropped every row" in str(info.value)
+
+    table = pd.read_csv(root / "participants.tsv", sep="\t")
+    table.loc[1, "participant_id"] = "00"  # the same participant as sub-00
+    table.to_csv(root / "participants.tsv", sep="\t", index=False)
+    with pytest.raises(CohortError) as info:
+        read_cohort(root)
+    assert any(p.column == "participant_id" and "duplicate subject_id 'sub-00'" in p.message for p in info.value.problems)
+
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "dataset_description.json").write_text('{"Name": "fmriprep", "GeneratedBy": [{"Name": "fMRIPrep"}]}')
+    with pytest.raises(SepclrError, match="holds another dataset"):
+        write_dataset_description(tmp_path / "foreign", root)
+    with pytest.raises(SepclrError, match="the input BIDS dataset itself"):
+        write_dataset_description(root, root)
+    assert write_dataset_description(tmp_path / "ours", root).is_file()
+    assert write_dataset_description(tmp_path / "ours", root).is_file()  # ours: rewritten
+
+
+def test_skip_missing_keeps_subjects_without_a_diagnosis_where_none_is_needed(tmp_path):
+    from conftest import write_cohort
+
+    path = write_cohort(tmp_path)
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table.loc[1, "group"] = "n/a"
+    table.loc[2, "image"] = "img/gone.nii.gz"
+    table.to_csv(path, index=False)
+    cohort = read_cohort(path, require_group=False, min_per_group=0, skip_missing=True)
+    assert len(cohort) == 5 and cohort.table["group"].iloc[1] == ""  # only the subject without an image left
+    with pytest.raises(CohortError):
+        read_cohort(path, confounds={"age": "age", "site": "age"})

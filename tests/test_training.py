@@ -301,6 +301,7 @@ def test_runs_from_before_the_leakage_penalty_are_read_without_it(tmp_path):
             name = "c.csv"
         is_target = np.array([False, True])
         control_label, patient_label = "control", "patient"
+        warnings = []
 
         def __len__(self):
             return 2

@@ -214,5 +214,6 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
     write_text(out / "index.html", env.get_template("index.html.j2").render(
         rows=rows, failures=failures, cohort=Path(cohort_path).name if not full_paths else str(cohort_path), **meta))
     return {"rows": rows, "failures": failures, "index": str(out / "index.html"), "warning": meta["verdict_warning"],
+            "cohort_warnings": [str(w) for w in cohort.warnings],
             "seconds_per_page": float(np.mean(timings)) if timings else float("nan")}
 

@@ -76,8 +76,15 @@ def write_qc(measures: pd.DataFrame, cohort, out: str | Path) -> dict[str, Path]
     from sepclr_med.template_space import (MAX_CENTROID_OFFSET_MM, MAX_OUTSIDE_FRACTION, MAX_ROTATION_DEG,
                                            MAX_SHIFT_MM, MIN_TEMPLATE_R)
 
+    from sepclr_med.errors import SepclrError
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise SepclrError(f"--qc-out {out} is a file; give a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SepclrError(f"--qc-out {out}: cannot create the folder ({exc.strerror})") from None
     ordered = worst_first(measures)
     tsv = write_table(out / "alignment.tsv", ordered, float_format="%.4g")
     images = dict(zip(cohort.subject_ids, cohort.table["image"], strict=True))

@@ -4,7 +4,8 @@ A config file has one table per part::
 
     [train]       seed, device, num_workers, val_fraction, cache, cache_dir, amp, channels_last,
                   control_label, patient_label, group_column (recorded from the cohort: later
-                  commands reuse them), allow_unaligned,
+                  commands reuse them), allow_unaligned, bids_selection (a table: how a BIDS
+                  cohort's images were chosen; later commands reuse it),
                   keep (which epoch's weights become model.pt: best-val or last)
     [optim]       epochs, batch_size, lr, weight_decay
     [loss]        beta_salient, beta_infoless, lambda_jem, lambda_independence, lambda_adversary,
@@ -81,6 +82,7 @@ class TrainConfig:
     patient_label: str = "patient"
     group_column: str = "group"
     allow_unaligned: bool = False  # train on scans that fail the template-space check (recorded)
+    bids_selection: dict = field(default_factory=dict)  # how a BIDS cohort's images were chosen (recorded)
     keep: str = "best-val"  # model.pt: "best-val" (training/monitor.py) or "last"
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sepclr_med.atomic import atomic_path, write_text
+from sepclr_med.atomic import atomic_path, write_table, write_text
 from sepclr_med.cohort import Cohort
 from sepclr_med.data import (ContrastiveViewsd, GroupStratifiedBatchSampler, TwoViewDataset,
                              cached_dataset)
@@ -158,7 +158,8 @@ class Trainer:
             if (out / "checkpoints" / "last.pt").exists() or (out / "model.pt").exists():
                 raise SepclrError(f"{out} already holds a run; use --resume or another --out")
             config = dataclasses.replace(config, control_label=cohort.control_label,
-                                         patient_label=cohort.patient_label, group_column=cohort.group_column)
+                                         patient_label=cohort.patient_label, group_column=cohort.group_column,
+                                         bids_selection=dict(cohort.bids_selection))
             self.alignment = _checked_alignment(cohort, config.allow_unaligned, self.console)
             split = split_subjects(cohort, config.val_fraction, config.seed) if self.split is None \
                 else _checked_split(self.split, cohort)
@@ -179,8 +180,12 @@ class Trainer:
         write_text(out / "split.csv", pd.DataFrame({
             "subject_id": cohort.subject_ids, "group": cohort.table["group"], "split": split,
         }).to_csv(index=False))
-        shutil.copyfile(cohort.source, out / ".cohort.csv.tmp")
-        (out / ".cohort.csv.tmp").replace(out / "cohort.csv")
+        if cohort.bids_root is None:
+            shutil.copyfile(cohort.source, out / ".cohort.csv.tmp")
+            (out / ".cohort.csv.tmp").replace(out / "cohort.csv")
+        else:  # participants.tsv names no images: the run keeps the table as read, images included
+            columns = ["subject_id", "image", "group", *cohort.confound_columns, *cohort.score_columns]
+            write_table(out / "cohort.csv", cohort.table[columns], safe=False)
         write_text(out / "cohort.sha256", f"{sha256(out / 'cohort.csv')}  {cohort.source}\n")
         write_text(out / "versions.json", json.dumps(library_versions(), indent=2))
 
