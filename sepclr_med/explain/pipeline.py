@@ -20,7 +20,7 @@ from sepclr_med.explain.directions import SalientDirections
 from sepclr_med.explain.regions import ablation_table, region_table
 from sepclr_med.explain.group_stats import STATISTICS, group_statistic
 from sepclr_med.explain.saliency import attribute, group_attributions, region_rep_changes
-from sepclr_med.naming import slug
+from sepclr_med.naming import safe_name, slug
 
 METHODS = ("eg", "ig", "grad", "ablation")
 
@@ -220,17 +220,18 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
             rows = mask[pidx]  # a group along its shared direction, as the voxel maps
             table = ablation_table(changes[rows] @ directions.toward(salient[mask]), region_ids,
                                    labels_atlas.regions, voxels)
-            index["regions"][f"ablation_{name}"] = str(write_text(out / "regions" / f"ablation_{name}.csv",
-                                                                  table.to_csv(index=False)))
+            index["regions"][f"ablation_{name}"] = str(write_table(out / "regions" / f"{safe_name('ablation_' + name)}.csv",
+                                                                   table))
             painted = np.zeros(labels.shape, np.float32)
             for rid, value in zip(table["region_id"], table["mean_projection_drop"], strict=True):
                 painted[labels == rid] = value
-            index["maps"][f"ablation_{name}"] = str(save_nifti(to_img(painted), out / "maps" / f"ablation_{name}.nii.gz"))
+            index["maps"][f"ablation_{name}"] = str(save_nifti(to_img(painted),
+                                                               out / "maps" / f"{safe_name('ablation_' + name)}.nii.gz"))
         for k, sid in enumerate(ids[i] for i in pidx):
             if sid in wanted:
                 table = ablation_table(effects[k:k + 1], region_ids, labels_atlas.regions, voxels)
-                index["subjects"][sid] = {"regions": str(write_text(out / "subjects" / f"{slug(sid)}_regions.csv",
-                                                                    table.to_csv(index=False)))}
+                index["subjects"][sid] = {"regions": str(write_table(out / "subjects" / f"{slug(sid)}_regions.csv",
+                                                                     table))}
 
     # score directions are fitted on the very scores tested here: their projections would be circular,
     # so only the label-free variables enter the table (score directions keep their CV R^2 above)
@@ -307,13 +308,13 @@ def _in_input_space(img, cohort, subject_id: str):
 
 def _write_map(data: np.ndarray, stem: str, to_img, labels, regions, out: Path, index: dict, figures: bool,
                title: str, value: str = "attribution") -> None:
-    img = to_img(data)
-    index["maps"][stem] = str(save_nifti(img, out / "maps" / f"{stem}.nii.gz"))
+    img, name = to_img(data), safe_name(stem)  # the index keeps the readable stem, the file a safe one
+    index["maps"][stem] = str(save_nifti(img, out / "maps" / f"{name}.nii.gz"))
     table = region_table(data, labels, regions, value=value)
-    index["regions"][stem] = str(write_table(out / "regions" / f"{stem}.csv", table))
+    index["regions"][stem] = str(write_table(out / "regions" / f"{name}.csv", table))
     if figures:
         from sepclr_med.explain.figures import brain_figures, region_bars
 
-        index["figures"] += [str(p) for p in brain_figures(img, out / "figures", stem, title)]
-        index["figures"].append(str(region_bars(table, out / "figures" / f"{stem}_regions.png", title,
+        index["figures"] += [str(p) for p in brain_figures(img, out / "figures", name, title)]
+        index["figures"].append(str(region_bars(table, out / "figures" / f"{name}_regions.png", title,
                                                 value=f"mean_{value}")))
