@@ -97,11 +97,22 @@ def latent_table(cohort: Cohort, common: np.ndarray, salient: np.ndarray) -> pd.
 def write_latents(latents: pd.DataFrame, path) -> None:
     """Write the latents CSV (tab-separated for ``.tsv``) atomically."""
     from sepclr_med.atomic import write_table
+    from sepclr_med.locking import output_lock
 
-    write_table(path, latents, float_format="%.6g")
+    path = Path(path)
+    with output_lock(path.parent, target=path.name):
+        write_table(path, latents, float_format="%.6g")
 
 
 def write_latents_bids(latents: pd.DataFrame, cohort: Cohort, out) -> list:
+    """Write latents as a BIDS-derivatives dataset (see :func:`_write_latents_bids`), holding ``out``'s lock."""
+    from sepclr_med.locking import output_lock
+
+    with output_lock(out):
+        return _write_latents_bids(latents, cohort, out)
+
+
+def _write_latents_bids(latents: pd.DataFrame, cohort: Cohort, out) -> list:
     """Write latents as a BIDS-derivatives dataset: one ``..._desc-sepclr_latents.tsv`` per
     subject (beside its image's entities) and ``dataset_description.json``; returns the paths."""
     from sepclr_med.atomic import write_table

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sepclr_med.atomic import atomic_path
+
 
 def pyplot():
     """matplotlib's pyplot on the non-interactive Agg backend."""
@@ -36,11 +38,13 @@ def brain_figures(img, out_dir: Path, stem: str, title: str) -> list[Path]:
     threshold = display_threshold(np.asarray(img.dataobj))
     paths = [out_dir / f"{stem}_glass.png", out_dir / f"{stem}_slices.png"]
     display = plotting.plot_glass_brain(img, threshold=threshold, plot_abs=False, colorbar=True, title=title)
-    display.savefig(str(paths[0]), dpi=90)
+    with atomic_path(paths[0]) as tmp:  # a kill never leaves a 0-byte PNG under the final name
+        display.savefig(str(tmp), dpi=90)
     display.close()
     display = plotting.plot_stat_map(img, threshold=threshold, display_mode="ortho", title=title,
                                      colorbar=True, draw_cross=False)
-    display.savefig(str(paths[1]), dpi=90)
+    with atomic_path(paths[1]) as tmp:
+        display.savefig(str(tmp), dpi=90)
     display.close()
     plt.close("all")
     return paths
@@ -57,7 +61,8 @@ def region_bars(table: pd.DataFrame, path: Path, title: str, value: str = "mean_
     ax.set_xlabel(value.replace("_", " "))
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
     return path
 
@@ -75,6 +80,7 @@ def score_scatter(x: np.ndarray, y: np.ndarray, path: Path, xlabel: str, ylabel:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
     return path

@@ -20,6 +20,7 @@ from sepclr_med.explain.directions import SalientDirections
 from sepclr_med.explain.regions import ablation_table, region_table
 from sepclr_med.explain.group_stats import STATISTICS, group_statistic
 from sepclr_med.explain.saliency import attribute, group_attributions, region_rep_changes
+from sepclr_med.locking import locks_output
 from sepclr_med.naming import safe_name, slug
 
 METHODS = ("eg", "ig", "grad", "ablation")
@@ -57,6 +58,7 @@ def _groups_of_patients(salient: np.ndarray, patient: np.ndarray, subjects: list
     return out
 
 
+@locks_output("out")
 def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lut=None, method: str = "eg",
             subjects: list[str] | None = None, n_steps: int = 24, group_stat: str | None = None,
             group_fwhm: float | None = None,

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sepclr_med.atomic import write_table, write_text
+from sepclr_med.locking import locks_output
 from sepclr_med.naming import slug
 from sepclr_med.run import sha256
 
@@ -69,6 +70,7 @@ def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: flo
             "warnings": warnings}
 
 
+@locks_output("out")
 def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str, ...] = (), atlas: str = "AAL",
                  n_steps: int = 16, pdf: bool = True, full_paths: bool = False, progress=None,
                  read_options: dict | None = None) -> dict:

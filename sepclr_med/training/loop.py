@@ -20,6 +20,7 @@ from sepclr_med.data import (ContrastiveViewsd, GroupStratifiedBatchSampler, Two
                              cached_dataset)
 from sepclr_med.errors import Problem, SepclrError
 from sepclr_med.image_checks import ALIGNMENT_ADVICE
+from sepclr_med.locking import output_lock
 from sepclr_med.losses import TERMS, SepCLRLoss
 from sepclr_med.models import SepCLRModel
 from sepclr_med.run import Run, library_versions, model_card, sha256
@@ -81,6 +82,43 @@ def _checked_alignment(cohort: Cohort, allow_unaligned: bool, console=None) -> p
         console.print(f"[bold red]WARNING[/]: {len(failing)} scan(s) are not in MNI152 template space and are used "
                       f"anyway (--allow-unaligned): {escape(', '.join(failing[:10]))}")
     return measures
+
+
+INPUTS = "inputs.tsv"  # what was trained on, per subject: resume refuses a change
+
+
+def _inputs(cohort: Cohort) -> pd.DataFrame:
+    """Per subject: the table's values the run uses and the SHA-256 of the image's bytes."""
+    columns = ["subject_id", "group", *cohort.confound_columns, *cohort.score_columns]
+    values = cohort.table[columns].astype(object)
+    table = values.where(values.notna(), "").astype(str)  # missing as "", as the TSV reads back
+    table["image"] = cohort.table["image"].to_numpy()
+    table["image_sha256"] = [sha256(p) for p in cohort.table["image"]]
+    return table
+
+
+def _check_inputs_unchanged(cohort: Cohort, out: Path, console=None) -> None:
+    """--resume on the same data only: name what changed since the run started."""
+    path = out / INPUTS
+    if not path.is_file():
+        if console is not None:
+            console.print(f"[yellow]warning[/]: {out} predates {INPUTS}: whether the cohort changed since it "
+                          "started is not checked")
+        return
+    stored = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False).set_index("subject_id")
+    now = _inputs(cohort).set_index("subject_id")
+    changes = []
+    for column in sorted((set(stored.columns) | set(now.columns)) - {"image"}):  # moved files: same content is fine
+        if column not in stored.columns or column not in now.columns:
+            changes.append(f"column {column!r} {'added' if column in now.columns else 'removed'}")
+            continue
+        for sid in now.index[now[column] != stored.loc[now.index, column]]:
+            what = "image content" if column == "image_sha256" else f"{column} {stored.loc[sid, column]!r} -> {now.loc[sid, column]!r}"
+            changes.append(f"{sid}: {what}")
+    if changes:
+        listed = "; ".join(changes[:10]) + (f"; and {len(changes) - 10} more" if len(changes) > 10 else "")
+        raise SepclrError(f"--resume: the cohort differs from the one this run started on ({listed}); resume with "
+                          "the same data, or train a new run")
 
 
 def _unaligned(out: Path) -> list[str]:
@@ -154,6 +192,7 @@ class Trainer:
             if changed:
                 raise SepclrError(f"--resume: group labels differ from the run's for {sorted(changed)[:5]}")
             split = table.loc[cohort.subject_ids, "split"].to_numpy()
+            _check_inputs_unchanged(cohort, out, self.console)
         else:
             if (out / "checkpoints" / "last.pt").exists() or (out / "model.pt").exists():
                 raise SepclrError(f"{out} already holds a run; use --resume or another --out")
@@ -181,13 +220,14 @@ class Trainer:
             "subject_id": cohort.subject_ids, "group": cohort.table["group"], "split": split,
         }).to_csv(index=False))
         if cohort.bids_root is None:
-            shutil.copyfile(cohort.source, out / ".cohort.csv.tmp")
-            (out / ".cohort.csv.tmp").replace(out / "cohort.csv")
+            with atomic_path(out / "cohort.csv") as tmp:  # an unpredictable name, never a planted link
+                shutil.copyfile(cohort.source, tmp)
         else:  # participants.tsv names no images: the run keeps the table as read, images included
             columns = ["subject_id", "image", "group", *cohort.confound_columns, *cohort.score_columns]
             write_table(out / "cohort.csv", cohort.table[columns], safe=False)
         write_text(out / "cohort.sha256", f"{sha256(out / 'cohort.csv')}  {cohort.source}\n")
         write_text(out / "versions.json", json.dumps(library_versions(), indent=2))
+        write_table(out / INPUTS, _inputs(cohort), safe=False)
 
     def _loader(self, cohort: Cohort, config: TrainConfig, ctx: DistContext, *, shuffle: bool,
                 seed: int, world: int, rank: int):
@@ -248,7 +288,8 @@ class Trainer:
         self.split = split
         ctx = init_distributed(self.config.device)
         try:
-            return self._fit(cohort, out, resume, ctx)
+            with output_lock(out) if ctx.is_main else nullcontext():  # one writer per run folder
+                return self._fit(cohort, out, resume, ctx)
         finally:
             shutdown(ctx)
 
