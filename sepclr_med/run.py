@@ -15,6 +15,7 @@
       versions.json        library versions
       verdict.json         whether the salient space separates held-out patients (training/monitor.py)
       alignment.tsv        template-space measures of every training scan (template_space.py)
+      inputs.tsv           per subject: the table's values and the image's SHA-256 (resume checks them)
       MODEL_CARD.md        what was trained, on what, how to use it, and that verdict
 """
 
