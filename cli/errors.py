@@ -11,8 +11,19 @@ STATE = {"debug": False}
 USER_ERROR_EXIT = 1
 
 
+def describe(exc: BaseException) -> str:
+    """One line for a user: the project's own message, or what the operating system refused."""
+    if isinstance(exc, MemoryError):
+        return "out of memory (a smaller --batch-size, --cache disk, or a machine with more memory)"
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        return f"the system refused a file operation ({exc.strerror or exc}){where}"
+    return str(exc)
+
+
 def user_errors(command: Callable) -> Callable:
-    """Turn :class:`sepclr_med.errors.SepclrError` into a message and exit code 1.
+    """Turn :class:`sepclr_med.errors.SepclrError`, operating-system failures (``OSError``: full
+    disk, read-only folder, permission) and ``MemoryError`` into one message and exit code 1.
 
     With ``sepclr-med --debug`` the traceback is shown instead.
     """
@@ -23,13 +34,13 @@ def user_errors(command: Callable) -> Callable:
 
         try:
             return command(*args, **kwargs)
-        except SepclrError as exc:
+        except (SepclrError, OSError, MemoryError) as exc:
             if STATE["debug"]:
                 raise
             from rich.console import Console
             from rich.markup import escape
 
-            Console(stderr=True, highlight=False).print(f"[bold red]Error:[/] {escape(str(exc))}",
+            Console(stderr=True, highlight=False).print(f"[bold red]Error:[/] {escape(describe(exc))}",
                                                         soft_wrap=True)
             raise typer.Exit(USER_ERROR_EXIT) from None
 

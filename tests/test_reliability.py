@@ -70,3 +70,22 @@ def test_resume_refuses_a_changed_cohort(tiny_cohort, tmp_path):
     table.to_csv(path, index=False)
     with pytest.raises(SepclrError, match="image content"):
         train(read_cohort(path), run, tiny_config(**{"optim.epochs": 2}), resume=True)
+
+
+def test_operating_system_failures_are_one_message(monkeypatch, tmp_path):
+    import errno
+
+    from typer.testing import CliRunner
+
+    import sepclr_med.cohort
+    from sepclr_med.cli.main import app
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
+
+    monkeypatch.setattr(sepclr_med.cohort, "read_cohort", full_disk)
+    result = CliRunner().invoke(app, ["validate", "--cohort", str(tmp_path / "c.csv")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "the system refused a file operation (No space left on device)" in result.output and "x" in result.output
+    result = CliRunner().invoke(app, ["--debug", "validate", "--cohort", str(tmp_path / "c.csv")])
+    assert isinstance(result.exception, OSError)  # --debug keeps the traceback
