@@ -34,8 +34,14 @@ def validate(
 
     allowed = bool(read_options.get("allow_unaligned"))
     # with --qc-out the page is written first, also when scans fail (it is where they are shown)
-    result = read_cohort(cohort, scores=_split(scores), check_alignment=True,
-                         **{**read_options, "allow_unaligned": allowed or qc_out is not None})
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("reading the cohort", total=None)
+        result = read_cohort(cohort, scores=_split(scores), check_alignment=True,
+                             progress=lambda done, total, what: bar.update(task, completed=done, total=total,
+                                                                           description=what),
+                             **{**read_options, "allow_unaligned": allowed or qc_out is not None})
     console = Console(highlight=False)
     if qc_out is not None:
         import dataclasses

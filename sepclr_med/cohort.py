@@ -230,7 +230,7 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
                  min_per_group: int = MIN_PER_GROUP, extra_problems: list[Problem] | None = None,
                  group_column: str = "group", require_group: bool = True,
                  confounds: dict[str, str] | None = None, skip_missing: bool = False,
-                 check_alignment: bool = False, allow_unaligned: bool = False) -> Cohort:
+                 check_alignment: bool = False, allow_unaligned: bool = False, progress=None) -> Cohort:
     """Validate a raw string table and turn it into a :class:`Cohort`.
 
     Parameters
@@ -269,6 +269,8 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
         measures go to ``Cohort.alignment``.
     allow_unaligned : bool
         Failing that check is then a warning, not an error.
+    progress : callable, optional
+        ``progress(done, total, what)`` while images are checked (a progress bar).
 
     Returns
     -------
@@ -315,9 +317,9 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
     if check_images:
         from sepclr_med.image_checks import check_alignment as _aligned, check_images as _check
 
-        problems += _check(cohort)
+        problems += _check(cohort, progress)
         if check_alignment and not any(p.severity == "error" for p in problems):
-            cohort.alignment, found = _aligned(cohort, allow_unaligned=allow_unaligned)
+            cohort.alignment, found = _aligned(cohort, allow_unaligned=allow_unaligned, progress=progress)
             problems += found
     problems = [dataclasses.replace(p, column=renamed[p.column]) if p.column in renamed else p for p in problems]
     errors = [p for p in problems if p.severity == "error"]
@@ -430,7 +432,8 @@ def _image_paths(raw: pd.Series, rows: pd.Series, file: str, image_base: Path, c
             problems.append(Problem(file, f"{what}: {cell}", int(rows[idx]), "image"))
     shared = pd.Series(images)[pd.Series(images).duplicated(keep=False) & (pd.Series(images) != "")]
     for image, part in rows[shared.index].groupby(shared.values):
-        problems.append(Problem(file, f"rows {', '.join(map(str, part))} use the same image file {image}",
+        listed = ", ".join(map(str, part.iloc[:10])) + (f" and {len(part) - 10} more" if len(part) > 10 else "")
+        problems.append(Problem(file, f"rows {listed} use the same image file {image}",
                                 int(part.iloc[0]), "image", severity="warning"))
     return images
 

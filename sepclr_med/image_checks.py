@@ -51,7 +51,26 @@ class Grid:
 
 
 def check_image(path: str | Path) -> tuple[list[str], Grid | None]:
-    """Check one image; return its error messages and its grid (None if unreadable)."""
+    """Check one image; return its error messages and its grid (None if unreadable).
+
+    Each file version (path, modification time, size) is read once per process: a table whose
+    rows share images costs one read per distinct image.
+    """
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return _check_image(str(path), None, None)
+    errors, grid = _check_image(str(path), stat.st_mtime_ns, stat.st_size)
+    return list(errors), grid
+
+
+@lru_cache(maxsize=65536)
+def _check_image(path: str, mtime_ns: int | None, size: int | None) -> tuple[tuple[str, ...], Grid | None]:
+    errors, grid = _read_and_check(path)
+    return tuple(errors), grid
+
+
+def _read_and_check(path: str | Path) -> tuple[list[str], Grid | None]:
     import nibabel as nib
 
     if not str(path).lower().endswith(NIFTI_SUFFIXES):  # nibabel also reads Analyze, MGH, MINC: not here
@@ -113,13 +132,16 @@ def _voxel_errors(data: np.ndarray) -> list[str]:
     return []
 
 
-def check_images(cohort) -> list[Problem]:
+def check_images(cohort, progress=None) -> list[Problem]:
     """Check every existing image of ``cohort``; report grid mismatches as warnings.
 
     Parameters
     ----------
     cohort : Cohort
         A cohort whose ``table`` has ``image`` and ``row`` columns.
+
+    progress : callable, optional
+        ``progress(done, total, what)`` after each row.
 
     Returns
     -------
@@ -130,7 +152,10 @@ def check_images(cohort) -> list[Problem]:
     file = str(cohort.source)
     problems: list[Problem] = []
     grids: dict[int, Grid] = {}
+    total = len(cohort.table)
     for idx, (path, row) in enumerate(zip(cohort.table["image"], cohort.table["row"], strict=True)):
+        if progress is not None:
+            progress(idx + 1, total, "reading images")
         if not path or not Path(path).is_file():
             continue  # already reported as missing
         errors, grid = check_image(path)
@@ -170,7 +195,7 @@ def alignment_measures(path: str | os.PathLike) -> dict[str, float]:
     return dict(_alignment_of(str(path), stat.st_mtime_ns, stat.st_size))
 
 
-def check_alignment(cohort, *, allow_unaligned: bool = False) -> tuple[pd.DataFrame, list[Problem]]:
+def check_alignment(cohort, *, allow_unaligned: bool = False, progress=None) -> tuple[pd.DataFrame, list[Problem]]:
     """Is every image of ``cohort`` in MNI152 template space? (:mod:`sepclr_med.template_space`)
 
     Parameters
@@ -179,6 +204,8 @@ def check_alignment(cohort, *, allow_unaligned: bool = False) -> tuple[pd.DataFr
         Images already checked readable (:func:`check_images`).
     allow_unaligned : bool
         Report failing scans as warnings instead of errors.
+    progress : callable, optional
+        ``progress(done, total, what)`` after each subject.
 
     Returns
     -------
@@ -191,7 +218,10 @@ def check_alignment(cohort, *, allow_unaligned: bool = False) -> tuple[pd.DataFr
 
     file = str(cohort.source)
     rows, problems = [], []
-    for sid, path, row in zip(cohort.subject_ids, cohort.table["image"], cohort.table["row"], strict=True):
+    for k, (sid, path, row) in enumerate(zip(cohort.subject_ids, cohort.table["image"], cohort.table["row"],
+                                             strict=True)):
+        if progress is not None:
+            progress(k + 1, len(cohort.table), "template space")
         measures = alignment_measures(path)
         errors = alignment_errors(measures)
         rows.append({"subject_id": sid, **measures, "aligned": not errors, "problem": "; ".join(errors)})
@@ -203,7 +233,8 @@ def check_alignment(cohort, *, allow_unaligned: bool = False) -> tuple[pd.DataFr
 
 
 def reference_grid(paths: list[str]) -> Grid:
-    """The most common grid among the images at ``paths``."""
+    """The most common grid among the images at ``paths`` (each distinct file read once)."""
     import nibabel as nib
 
-    return Counter(Grid.of(nib.load(p)) for p in paths).most_common(1)[0][0]
+    grids = {p: Grid.of(nib.load(p)) for p in set(paths)}
+    return Counter(grids[p] for p in paths).most_common(1)[0][0]
