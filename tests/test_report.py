@@ -112,3 +112,21 @@ def test_pages_open_in_headless_chromium_without_errors(batch, tmp_path):
         assert before != after_asc or len(driver.find_elements("css selector", "#subjects tbody tr")) == 1
     finally:
         driver.quit()
+
+
+def test_reports_hold_a_bounded_chunk_of_subjects_in_memory(batch, monkeypatch):
+    import sepclr_med.data
+    from sepclr_med.report import batch as batch_module
+    from sepclr_med.run import Run
+
+    root, run, path = batch
+    sizes, original = [], sepclr_med.data.cached_dataset
+
+    def recording(records, *args, **kwargs):
+        sizes.append(len(records))
+        return original(records, *args, **kwargs)
+
+    monkeypatch.setattr(batch_module, "REPORT_CHUNK", 2)
+    monkeypatch.setattr(sepclr_med.data, "cached_dataset", recording)
+    result = batch_module.make_reports(Run(run), path, root / "chunks", n_steps=2, pdf=False)
+    assert len(result["rows"]) == 3 and sizes == [2, 1]

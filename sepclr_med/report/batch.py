@@ -22,6 +22,9 @@ CAVEAT = ("These figures compare one scan with the research cohort the model was
           "clinician together with all other information.")
 
 
+REPORT_CHUNK = 16  # subjects whose volumes and maps are in memory at once
+
+
 def _environment():
     from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -159,31 +162,33 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
         maps = attribute(model, volumes, own, baseline, method="ig", n_steps=n_steps)
         return volumes, reference.place(salient), maps * mask if mask is not None else maps
 
-    if len(batch):
+    reference_mean = float(baseline[0][torch.as_tensor(mask)].mean()) if mask is not None else float(baseline.mean())
+    positions = np.arange(len(batch))
+    for first in range(0, len(batch), REPORT_CHUNK):  # bounded memory: a chunk of subjects at a time
+        chunk = batch.subset((positions >= first) & (positions < first + REPORT_CHUNK))
         try:
-            volumes, placed, maps = process(batch)
-        except Exception:  # find the subject that breaks the batch; report the others
+            volumes, placed, maps = process(chunk)
+        except Exception:  # find the subject that breaks the chunk; report the others
             parts, keep = [], []
-            for k, sid in enumerate(batch.subject_ids):
+            for k, sid in enumerate(chunk.subject_ids):
                 try:
-                    parts.append(process(batch.subset(np.arange(len(batch)) == k)))
+                    parts.append(process(chunk.subset(np.arange(len(chunk)) == k)))
                     keep.append(k)
                 except Exception as exc:
                     failures.append({"subject_id": sid, "error": f"{type(exc).__name__}: {exc}"})
-            batch = batch.subset(np.isin(np.arange(len(batch)), keep))
+            chunk = chunk.subset(np.isin(np.arange(len(chunk)), keep))
             volumes = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0)
             placed = pd.concat([p[1] for p in parts], ignore_index=True) if parts else pd.DataFrame()
             maps = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0)
-        reference_mean = float(baseline[0][torch.as_tensor(mask)].mean()) if mask is not None else float(baseline.mean())
-        for k, sid in enumerate(batch.subject_ids):
+        for k, sid in enumerate(chunk.subject_ids):
             tic = time.perf_counter()
             try:
-                row = batch.table.iloc[k]
+                row = chunk.table.iloc[k]
                 p = placed.iloc[k]
                 overlays = figures.brain_overlays(grid_image(maps[k], pre.grid_affine))
                 s = {"subject_id": sid, "image": row["image"] if full_paths else Path(row["image"]).name, **p.to_dict(),
-                     "extra": {c: row[c] for c in include if c in batch.table.columns},
-                     "scores": {c: row[c] for c in batch.score_columns if pd.notna(row[c])},
+                     "extra": {c: row[c] for c in include if c in chunk.table.columns},
+                     "scores": {c: row[c] for c in chunk.score_columns if pd.notna(row[c])},
                      "deviation_png": figures.deviation_plot(reference.control_deviation_,
                                                              reference.patient_deviation_, p["deviation"]),
                      "position_png": figures.position_plot(reference.patient_points_, reference.patient_clusters_,
@@ -203,10 +208,10 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
                              "top_region": s["regions"][0]["name"] if s["regions"] else "",
                              "warnings": len(s["quality"]["warnings"])})
                 timings.append(time.perf_counter() - tic)
-            except Exception as exc:  # one subject must not stop the batch
+            except Exception as exc:  # one subject must not stop the chunk
                 failures.append({"subject_id": sid, "error": f"{type(exc).__name__}: {exc}"})
             if progress is not None:
-                progress(k + 1, len(batch), sid)
+                progress(first + k + 1, len(batch), sid)
     rows.sort(key=lambda r: -r["deviation"])
     summary = pd.DataFrame(rows + [{"subject_id": f["subject_id"], "status": "failed: " + f["error"]} for f in failures])
     if "status" not in summary.columns:
