@@ -112,16 +112,20 @@ class Run:
 
     def load_model(self, device: str = "cpu"):
         """The trained :class:`~sepclr_med.models.SepCLRModel`, in eval mode."""
-        import torch
-
         from sepclr_med.models import SepCLRModel
 
         if not self.weights_path.is_file():
             raise SepclrError(f"{self.path} holds no weights (model.pt or checkpoints/last.pt)")
-        state = torch.load(self.weights_path, map_location=device, weights_only=True)
+        from sepclr_med.training.checkpoint import load_checkpoint
+
+        state = load_checkpoint(self.weights_path, device)
         state = state.get("model", state)
         model = SepCLRModel(self.config.model)
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, KeyError, TypeError) as exc:
+            raise SepclrError(f"{self.weights_path}: weights do not fit the model of {self.path / 'config.toml'} "
+                              f"({str(exc).splitlines()[0][:200]})") from None
         return model.to(device).eval()
 
     def reference_latents(self):

@@ -89,3 +89,31 @@ def test_operating_system_failures_are_one_message(monkeypatch, tmp_path):
     assert "the system refused a file operation (No space left on device)" in result.output and "x" in result.output
     result = CliRunner().invoke(app, ["--debug", "validate", "--cohort", str(tmp_path / "c.csv")])
     assert isinstance(result.exception, OSError)  # --debug keeps the traceback
+
+
+@pytest.mark.parametrize("kind", ["truncated", "pickle", "wrong_shapes", "not_a_dict"])
+def test_bad_weights_files_are_one_message(tiny_cohort, tmp_path, kind):
+    import pickle
+
+    import torch
+    from typer.testing import CliRunner
+
+    from sepclr_med.cli.main import app
+    from sepclr_med.cohort import read_cohort
+    from sepclr_med.training.loop import train
+
+    run = train(read_cohort(tiny_cohort.cohort_csv), tmp_path / "run", tiny_config(**{"optim.epochs": 1}))
+    weights = run / "model.pt"
+    if kind == "truncated":
+        weights.write_bytes(weights.read_bytes()[:500])
+    elif kind == "pickle":
+        weights.write_bytes(pickle.dumps(pytest.approx(1.0)))  # an arbitrary object: weights_only refuses it
+    elif kind == "wrong_shapes":
+        state = torch.load(weights, weights_only=True)
+        torch.save({k: v[..., :1] if v.ndim else v for k, v in state.items()}, weights)
+    else:
+        torch.save([1, 2, 3], weights)
+    result = CliRunner().invoke(app, ["embed", "--run", str(run), "--cohort", str(tiny_cohort.cohort_csv),
+                                      "--out", str(tmp_path / "l.csv"), "--device", "cpu"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert str(weights) in result.output.replace("\n", "") and not (tmp_path / "l.csv").exists()

@@ -22,5 +22,20 @@ def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module,
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint safely (tensors and plain types only)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Read a checkpoint safely (tensors and plain types only).
+
+    Raises :class:`~sepclr_med.errors.SepclrError` naming the file when it is not a safe state
+    dictionary (a pickled object, a truncated or corrupt file).
+    """
+    from sepclr_med.errors import SepclrError
+
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (OSError, EOFError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+        raise SepclrError(f"{path}: not a readable weights file (truncated, corrupt, or not a plain state dict "
+                          f"of tensors; {type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    except Exception as exc:  # pickle.UnpicklingError and friends from a file that is not ours
+        raise SepclrError(f"{path}: refused: not a plain state dict of tensors ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise SepclrError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    return state
