@@ -366,9 +366,9 @@ def _skip_unusable_rows(raw: pd.DataFrame, rows: pd.Series, file: str, image_bas
     for idx, (cell, group) in enumerate(zip(raw["image"], raw["group"], strict=True)):
         if int(rows.iloc[idx]) in erred:
             continue
-        path = Path(os.path.expanduser(cell.strip())) if cell.strip() else None
-        if path is None or not (path if path.is_absolute() else image_base / path).is_file():
-            reasons[idx] = "no image" if path is None else "image not found"
+        kind = _locate(cell.strip(), image_base)[1] if cell.strip() else None
+        if kind != "file" and kind != "unusable":  # an unusable name is an error, shown, not dropped
+            reasons[idx] = "no image" if kind is None else "image not found"
         elif require_group and _is_missing(group):
             reasons[idx] = "no group"
     if reasons:
@@ -423,19 +423,33 @@ def _image_paths(raw: pd.Series, rows: pd.Series, file: str, image_base: Path, c
                 problems.append(Problem(file, "empty image path", int(rows[idx]), "image"))
             images.append("")
             continue
-        path = Path(os.path.expanduser(cell))
-        path = path if path.is_absolute() else image_base / path
-        images.append(str(path.resolve()))
-        if check_images and not path.is_file():
-            what = ("is a folder, not an image file" if path.is_dir() else
-                    "is not a regular file (a pipe or a device?)" if path.exists() else "image file not found")
-            problems.append(Problem(file, f"{what}: {cell}", int(rows[idx]), "image"))
+        path, kind = _locate(cell, image_base)
+        images.append(str(path) if path is not None else "")
+        if kind == "unusable" or (check_images and kind != "file"):
+            what = {"folder": "is a folder, not an image file", "other": "is not a regular file (a pipe or a device?)",
+                    "missing": "image file not found"}.get(kind, "cannot be a file name (a NUL byte, a name too "
+                                                                 "long, or a link loop)")
+            problems.append(Problem(file, f"{what}: {cell!r}" if kind == "unusable" else f"{what}: {cell}",
+                                    int(rows[idx]), "image"))
     shared = pd.Series(images)[pd.Series(images).duplicated(keep=False) & (pd.Series(images) != "")]
     for image, part in rows[shared.index].groupby(shared.values):
         listed = ", ".join(map(str, part.iloc[:10])) + (f" and {len(part) - 10} more" if len(part) > 10 else "")
         problems.append(Problem(file, f"rows {listed} use the same image file {image}",
                                 int(part.iloc[0]), "image", severity="warning"))
     return images
+
+
+def _locate(cell: str, image_base: Path) -> tuple[Path | None, str]:
+    """The absolute path a table cell names and what is there: ``file``, ``folder``, ``other``,
+    ``missing``, or ``unusable`` (no path can be made of it: NUL bytes, too long, a link loop)."""
+    try:
+        path = Path(os.path.expanduser(cell))
+        path = (path if path.is_absolute() else image_base / path).resolve()
+        if path.is_file():
+            return path, "file"
+        return path, "folder" if path.is_dir() else "other" if path.exists() else "missing"
+    except (ValueError, OSError, RuntimeError):
+        return None, "unusable"
 
 
 def _confound(raw: pd.Series, col: str, file: str, problems: list[Problem], rows: pd.Series) -> pd.Series:

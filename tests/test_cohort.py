@@ -65,6 +65,7 @@ def test_custom_group_labels(tmp_path):
     ("negative_age", 5, "age", "age -3 is not a human age"),
     ("huge_age", 6, "age", "age 1e308 is not a human age"),
     ("image_is_folder", 7, "image", "is a folder, not an image file"),
+    ("nul_in_path", 3, "image", "cannot be a file name (a NUL byte"),
     ("duplicate", 3, "subject_id", "duplicate subject_id"),
     ("unknown_group", 7, "group", "unknown group label 'patinet'"),
     ("score", 6, "panss_positive", "not a finite number: 'severe'"),
@@ -121,6 +122,8 @@ def test_each_broken_kind_names_row_and_column(tmp_path, kind, row, column, word
         table.loc[i, "age"] = "-3"
     elif kind == "huge_age":
         table.loc[i, "age"] = "1e308"
+    elif kind == "nul_in_path":
+        table.loc[i, "image"] = "img/a\x00b.nii.gz"
     elif kind == "image_is_folder":
         (tmp_path / "a_folder").mkdir()
         table.loc[i, "image"] = "a_folder"
