@@ -316,3 +316,15 @@ def test_explain_ablation_without_ground_truth_uses_clusters(explained):
     assert len(clusters) >= 2 and "ablation_patients" in out["regions"]
     table = pd.read_csv(out["regions"][clusters[0]])
     assert {"region_id", "name", "mean_projection_drop", "rank"} <= set(table.columns)
+
+
+def test_explain_refusing_a_request_writes_nothing(explained):
+    from sepclr_med.errors import SepclrError
+    from sepclr_med.explain.pipeline import explain
+    from sepclr_med.run import Run
+
+    root, _, cohort, _ = explained
+    control = cohort.subject_ids[int(np.flatnonzero(~cohort.is_target)[0])]
+    with pytest.raises(SepclrError, match="names controls"):
+        explain(Run(root / "run"), cohort, root / "refused", subjects=[control])
+    assert list((root / "refused").iterdir()) == []  # the lock is released, no empty sub-folders

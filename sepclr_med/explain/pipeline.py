@@ -113,8 +113,6 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
                           f"--group-fwhm at least 0 (got {group_fwhm:g})")
     say = console.print if console is not None else (lambda *a, **k: None)
     out = Path(out)
-    for sub in ("maps", "regions", "figures", "subjects"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
     warning = run.verdict_warning()
     index: dict = {"maps": {}, "regions": {}, "figures": [], "tables": {}, "subjects": {}, "timings": {},
                    "checks": {}, "verdict": run.verdict(), "warnings": [warning] if warning else []}
@@ -136,6 +134,8 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
     if controls:
         raise SepclrError(f"--subjects names controls, which define the reference and get no map: "
                           f"{', '.join(sorted(controls))}")
+    for sub in ("maps", "regions", "figures", "subjects"):  # only once the request is known to be valid
+        (out / sub).mkdir(parents=True, exist_ok=True)
 
     from functools import partial
 
