@@ -44,16 +44,13 @@ def validate(
                              **{**read_options, "allow_unaligned": allowed or qc_out is not None})
     console = Console(highlight=False)
     if qc_out is not None:
-        import dataclasses
-
         from sepclr_med.errors import CohortError
-        from sepclr_med.image_checks import ALIGNMENT_ADVICE, ALLOWED_NOTE
+        from sepclr_med.image_checks import alignment_problems
         from sepclr_med.report.qc import write_qc
 
         paths = write_qc(result.alignment, result, qc_out)
         console.print(f"QC: {escape(str(paths['tsv']))}, {escape(str(paths['html']))}")
-        failing = [dataclasses.replace(p, severity="error", message=p.message.replace(ALLOWED_NOTE, ALIGNMENT_ADVICE))
-                   for p in result.warnings if ALLOWED_NOTE in p.message]
+        failing = alignment_problems(result, result.alignment)
         if failing and not allowed:
             raise CohortError(failing)
     n_target = int(result.is_target.sum())

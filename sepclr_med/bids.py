@@ -136,13 +136,10 @@ class BidsSelection:
         keep = [f for f, e in entities.items() if e.get("sub") == subject[4:] and self._matches(e)]
         if not keep:
             return None, None, None
-        spaces = sorted({entities[f].get("space", "") for f in keep})
-        space = self.space if self.space is not None else _default_space(spaces)  # read_bids_cohort sets it
-        if space is None:
-            return None, (f"several spaces: {', '.join(s or '(none: native)' for s in spaces)}; choose one with "
-                          "--space"), None
-        keep = [f for f in keep if entities[f].get("space", "") == space]
-        if not keep:  # none in the cohort's space: a missing image (skip_missing drops it)
+        # the space is the cohort's (read_bids_cohort sets it for everyone); files of another space are
+        # not this subject's image: none left is a missing image (skip_missing drops it)
+        keep = [f for f in keep if self.space is None or entities[f].get("space", "") == self.space]
+        if not keep:
             return None, None, None
         sessions = sorted({entities[f].get("ses", "") for f in keep}, key=_natural)
         keep = [f for f in keep if entities[f].get("ses", "") == sessions[0]]
@@ -159,8 +156,8 @@ class BidsSelection:
 
     def spaces(self, files: list[Path], subject: str) -> set[str]:
         """The ``space-`` values ("" for none) of the files that match everything but the space."""
-        return {parse_entities(f.name).get("space", "") for f in files
-                if parse_entities(f.name).get("sub") == subject[4:] and self._matches(parse_entities(f.name))}
+        entities = [parse_entities(f.name) for f in files]
+        return {e.get("space", "") for e in entities if e.get("sub") == subject[4:] and self._matches(e)}
 
     def _matches(self, e: dict[str, str]) -> bool:
         if CAT12_PREFIX.match(self.suffix + "sub-"):
@@ -177,14 +174,6 @@ class BidsSelection:
                                                                         ("label", self.label), ("ses", self.session))
                                                if v is not None]
         return ", ".join(parts)
-
-
-def _default_space(spaces: list[str]) -> str | None:
-    """The MNI152 space if exactly one is offered, the only space if there is one, else None."""
-    mni = [s for s in spaces if s.startswith("MNI152")]
-    if len(mni) == 1:
-        return mni[0]
-    return spaces[0] if len(spaces) == 1 else None
 
 
 SAFE_VALUE = re.compile(r"[A-Za-z0-9]+")

@@ -56,12 +56,18 @@ def check_image(path: str | Path) -> tuple[list[str], Grid | None]:
     Each file version (path, modification time, size) is read once per process: a table whose
     rows share images costs one read per distinct image.
     """
+    errors, grid = _check_image(*_file_version(path))
+    return list(errors), grid
+
+
+def _file_version(path: str | os.PathLike) -> tuple[str, int | None, int | None]:
+    """``(path, mtime_ns, size)``: the key under which a file's checks are cached in a process
+    (``None`` times and sizes when it cannot be stat'ed: reading it then says why)."""
     try:
         stat = os.stat(path)
     except OSError:
-        return _check_image(str(path), None, None)
-    errors, grid = _check_image(str(path), stat.st_mtime_ns, stat.st_size)
-    return list(errors), grid
+        return str(path), None, None
+    return str(path), stat.st_mtime_ns, stat.st_size
 
 
 @lru_cache(maxsize=65536)
@@ -180,7 +186,7 @@ ALLOWED_NOTE = "used anyway (--allow-unaligned)"
 
 
 @lru_cache(maxsize=4096)
-def _alignment_of(path: str, mtime_ns: int, size: int) -> tuple:
+def _alignment_of(path: str, mtime_ns: int | None, size: int | None) -> tuple:
     import nibabel as nib
 
     from sepclr_med.template_space import measure_alignment
@@ -191,8 +197,7 @@ def _alignment_of(path: str, mtime_ns: int, size: int) -> tuple:
 def alignment_measures(path: str | os.PathLike) -> dict[str, float]:
     """:func:`~sepclr_med.template_space.measure_alignment` of the image at ``path``, computed
     once per file version in a process (keyed by path, modification time and size)."""
-    stat = os.stat(path)
-    return dict(_alignment_of(str(path), stat.st_mtime_ns, stat.st_size))
+    return dict(_alignment_of(*_file_version(path)))
 
 
 def check_alignment(cohort, *, allow_unaligned: bool = False, progress=None) -> tuple[pd.DataFrame, list[Problem]]:
@@ -216,20 +221,28 @@ def check_alignment(cohort, *, allow_unaligned: bool = False, progress=None) -> 
     """
     from sepclr_med.template_space import alignment_errors
 
-    file = str(cohort.source)
-    rows, problems = [], []
-    for k, (sid, path, row) in enumerate(zip(cohort.subject_ids, cohort.table["image"], cohort.table["row"],
-                                             strict=True)):
+    rows = []
+    for k, (sid, path) in enumerate(zip(cohort.subject_ids, cohort.table["image"], strict=True)):
         if progress is not None:
             progress(k + 1, len(cohort.table), "template space")
         measures = alignment_measures(path)
         errors = alignment_errors(measures)
         rows.append({"subject_id": sid, **measures, "aligned": not errors, "problem": "; ".join(errors)})
-        if errors:
-            problems.append(Problem(file, f"{sid} is not in MNI152 template space: {'; '.join(errors)} ({path}); "
-                                          + (ALLOWED_NOTE if allow_unaligned else ALIGNMENT_ADVICE), int(row), "image",
-                                    severity="warning" if allow_unaligned else "error"))
-    return pd.DataFrame(rows), problems
+    measures = pd.DataFrame(rows)
+    return measures, alignment_problems(cohort, measures, allow_unaligned=allow_unaligned)
+
+
+def alignment_problems(cohort, measures: pd.DataFrame, *, allow_unaligned: bool = False) -> list[Problem]:
+    """One problem per scan that ``measures`` (:func:`check_alignment`) says is not in template
+    space, naming the subject, its figures and what to do; warnings with ``allow_unaligned``."""
+    file = str(cohort.source)
+    failing = ~measures["aligned"].astype(bool).to_numpy()
+    return [Problem(file, f"{sid} is not in MNI152 template space: {problem} ({path}); "
+                          + (ALLOWED_NOTE if allow_unaligned else ALIGNMENT_ADVICE), int(row), "image",
+                    severity="warning" if allow_unaligned else "error")
+            for sid, problem, path, row in zip(measures["subject_id"][failing], measures["problem"][failing],
+                                               cohort.table["image"][failing], cohort.table["row"][failing],
+                                               strict=True)]
 
 
 def reference_grid(paths: list[str]) -> Grid:

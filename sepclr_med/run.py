@@ -96,9 +96,8 @@ class Run:
         BIDS cohort's images are chosen as for training (derivatives, space, suffix ...) unless
         another selection is given.
         """
-        from sepclr_med.cohort import read_cohort
-
         from sepclr_med.bids import BidsSelection
+        from sepclr_med.cohort import read_cohort
 
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         if kwargs.get("selection", BidsSelection()) == BidsSelection() and self.config.bids_selection:

@@ -44,6 +44,12 @@ def test_custom_group_labels(tmp_path):
     assert cohort.is_target.sum() == 3
 
 
+CELL_EDITS = {  # kinds made by writing one cell: (column, value)
+    "negative_age": ("age", "-3"), "huge_age": ("age", "1e308"), "nul_in_path": ("image", "img/a\x00b.nii.gz"),
+    "unknown_group": ("group", "patinet"), "score": ("panss_positive", "severe"), "age": ("age", "old"),
+}
+
+
 @pytest.mark.parametrize("kind, row, column, words", [
     ("missing", 3, "image", "not found"),
     ("corrupt", 4, "image", "corrupt"),
@@ -118,23 +124,14 @@ def test_each_broken_kind_names_row_and_column(tmp_path, kind, row, column, word
         target = tmp_path / "liar.nii"
         target.write_bytes(header.binaryblock + b"\0" * (352 - 348) + b"\0" * 4096)  # 4 KB of "voxels"
         table.loc[i, "image"] = "liar.nii"
-    elif kind == "negative_age":
-        table.loc[i, "age"] = "-3"
-    elif kind == "huge_age":
-        table.loc[i, "age"] = "1e308"
-    elif kind == "nul_in_path":
-        table.loc[i, "image"] = "img/a\x00b.nii.gz"
     elif kind == "image_is_folder":
         (tmp_path / "a_folder").mkdir()
         table.loc[i, "image"] = "a_folder"
     elif kind == "duplicate":
         table.loc[i, "subject_id"] = table.loc[0, "subject_id"]
-    elif kind == "unknown_group":
-        table.loc[i, "group"] = "patinet"
-    elif kind == "score":
-        table.loc[i, "panss_positive"] = "severe"
-    elif kind == "age":
-        table.loc[i, "age"] = "old"
+    elif kind in CELL_EDITS:
+        cell_column, value = CELL_EDITS[kind]
+        table.loc[i, cell_column] = value
     table.to_csv(path, index=False)
     if kind == "same_name_column":
         text = path.read_text().splitlines()

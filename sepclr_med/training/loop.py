@@ -18,8 +18,7 @@ from sepclr_med.atomic import atomic_path, write_table, write_text
 from sepclr_med.cohort import Cohort
 from sepclr_med.data import (ContrastiveViewsd, GroupStratifiedBatchSampler, TwoViewDataset,
                              cached_dataset)
-from sepclr_med.errors import Problem, SepclrError
-from sepclr_med.image_checks import ALIGNMENT_ADVICE
+from sepclr_med.errors import SepclrError
 from sepclr_med.locking import output_lock
 from sepclr_med.losses import TERMS, SepCLRLoss
 from sepclr_med.models import SepCLRModel
@@ -68,14 +67,12 @@ def _checked_alignment(cohort: Cohort, allow_unaligned: bool, console=None) -> p
     """Template-space measures of every scan (those of ``cohort.alignment`` when already checked);
     a scan that fails stops training unless ``allow_unaligned``."""
     from sepclr_med.errors import CohortError
-    from sepclr_med.image_checks import check_alignment
+    from sepclr_med.image_checks import alignment_problems, check_alignment
 
-    measures, problems = check_alignment(cohort, allow_unaligned=allow_unaligned) if cohort.alignment is None \
-        else (cohort.alignment, [])
+    measures = check_alignment(cohort)[0] if cohort.alignment is None else cohort.alignment
     failing = measures.loc[~measures["aligned"].astype(bool), "subject_id"].tolist()
     if failing and not allow_unaligned:
-        raise CohortError(problems or [Problem(str(cohort.source), f"{sid} is not in MNI152 template space; "
-                                               + ALIGNMENT_ADVICE, None, "image") for sid in failing])
+        raise CohortError(alignment_problems(cohort, measures))
     if failing and console is not None:
         from rich.markup import escape
 
@@ -209,7 +206,7 @@ class Trainer:
                 config = dataclasses.replace(config, preprocess=pre)
             if ctx.is_main:
                 self._write_static(cohort, out, config, split)
-                write_text(out / "alignment.tsv", self.alignment.to_csv(sep="\t", index=False, float_format="%.4g"))
+                write_table(out / "alignment.tsv", self.alignment, float_format="%.4g", safe=False)
         return config, split
 
     @staticmethod
