@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -304,7 +305,7 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
     for col in confound_cols:
         table[col] = _confound(raw[col], col, file, problems, rows)
     others = [c for c in raw.columns if c not in REQUIRED_COLUMNS + CONFOUND_COLUMNS + RESERVED_COLUMNS]
-    score_cols = _score_columns(raw, others, scores, file, problems)
+    score_cols = _score_columns(raw, others, scores, file, problems, rows)
     for col in score_cols:
         table[col] = _numeric_column(raw[col], file, col, problems, rows)
     for col in others:
@@ -439,6 +440,18 @@ def _image_paths(raw: pd.Series, rows: pd.Series, file: str, image_base: Path, c
     return images
 
 
+def _why_absent(path: Path) -> str:
+    """Why nothing can be read at ``path``: not found, or what the operating system said."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, None):
+            return f"cannot be reached: {exc.strerror}"  # a link loop, a name too long, a file as a folder
+    except ValueError as exc:  # NUL bytes
+        return f"cannot be a file name ({exc})"
+    return "not found"
+
+
 def _locate(cell: str, image_base: Path) -> tuple[Path | None, str]:
     """The absolute path a table cell names and what is there: ``file``, ``folder``, ``other``,
     ``missing``, or ``unusable`` (no path can be made of it: NUL bytes, too long, a link loop)."""
@@ -468,22 +481,31 @@ def _confound(raw: pd.Series, col: str, file: str, problems: list[Problem], rows
 
 
 def _score_columns(raw: pd.DataFrame, others: list[str], scores: list[str] | None, file: str,
-                   problems: list[Problem]) -> tuple[str, ...]:
+                   problems: list[Problem], rows: pd.Series) -> tuple[str, ...]:
+    """The clinical-score columns: those declared, or else every all-numeric extra column.
+
+    Undeclared, a column mixing numbers and text (``12``, ``16``, ``university``) can be a score
+    with typing errors or a text column: it is an error naming its text cells, never dropped
+    without a word. Declaring the scores (``--scores``) keeps every other column as text.
+    """
     for col in scores or []:
         if col not in raw.columns:
             problems.append(Problem(file, "declared clinical-score column is missing", None, col))
-    if scores is None:
-        found = tuple(c for c in others if _looks_numeric(raw[c]))
-        for col in others:
-            numbers = sum(_to_float(v) is not None for v in raw[col] if not _is_missing(v))
-            if col not in found and numbers:
-                text = [v for v in raw[col] if not _is_missing(v) and _to_float(v) is None]
-                problems.append(Problem(file, f"{numbers} number(s) and {len(text)} text cell(s) (e.g. {text[0]!r}): "
-                                              "read as text and NOT used as a clinical score; declare it with "
-                                              "--scores to have its text cells listed as errors", None, col,
-                                        severity="warning"))
-        return found
-    return tuple(c for c in scores if c in raw.columns)
+    if scores is not None:
+        return tuple(c for c in scores if c in raw.columns)
+    found = tuple(c for c in others if _looks_numeric(raw[c]))
+    for col in others:
+        present = raw[col][~raw[col].map(_is_missing)]
+        text = present[present.map(lambda v: _to_float(v) is None)]
+        if col in found or len(text) == len(present):
+            continue
+        cells = ", ".join(f"row {rows[i]}: {v.strip()!r}" for i, v in text.head(5).items())
+        more = f" and {len(text) - 5} more" if len(text) > 5 else ""
+        problems.append(Problem(file, f"{len(present) - len(text)} number(s) and {len(text)} text cell(s) "
+                                      f"({cells}{more}): a clinical score with typing errors? Fix those cells, "
+                                      "or list the clinical scores with --scores (other columns are then "
+                                      "kept as text)", None, col))
+    return found
 
 
 def _roles(columns, renamed: dict[str, str], shadowed: set[str], score_cols, group_column: str) -> dict[str, str]:
@@ -531,7 +553,7 @@ def read_table(path: Path, sep: str) -> tuple[pd.DataFrame, list[Problem]]:
     """
     file = str(path)
     if not path.exists():
-        raise CohortError([Problem(file, "cohort file not found")])
+        raise CohortError([Problem(file, f"cohort file {_why_absent(path)}")])
     if not path.is_file():
         raise CohortError([Problem(file, "is a folder or a device, not a cohort table")])
     try:

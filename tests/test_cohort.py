@@ -280,16 +280,23 @@ def test_declared_confounds_and_the_role_of_every_column(tmp_path):
     assert result.exit_code == 1 and "NAME=COLUMN" in result.output
 
 
-def test_shared_images_and_mixed_columns_are_said_not_silent(tmp_path):
+def test_shared_images_are_a_warning_and_mixed_columns_an_error(tmp_path):
     path = write_cohort(tmp_path, extra={"education": ["12", "university", "n/a", "college", "high", "16"]})
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     table.loc[4, "image"] = table.loc[1, "image"]
     table.to_csv(path, index=False)
-    cohort = read_cohort(path)
+    with pytest.raises(CohortError) as info:
+        read_cohort(path)
+    problems = {(p.row, p.column): p for p in info.value.problems}
+    mixed = problems[(None, "education")]
+    assert mixed.severity == "error" and "2 number(s) and 3 text cell(s)" in mixed.message
+    assert "row 3: 'university'" in mixed.message and "row 6: 'high'" in mixed.message and "--scores" in mixed.message
+    cohort = read_cohort(path, scores=["panss_positive"])  # scores declared: education is text
+    assert "education" not in cohort.score_columns and list(cohort.table["education"])[1] == "university"
     messages = {(p.row, p.column): p.message for p in cohort.warnings}
     assert "rows 3, 6 use the same image file" in messages[(3, "image")]
-    assert "2 number(s) and 3 text cell(s)" in messages[(None, "education")] and "NOT used" in messages[(None, "education")]
-    assert "education" not in cohort.score_columns
+    text_only = write_cohort(tmp_path / "t", extra={"scanner": ["1.5T", "3T", "3T", "n/a", "1.5T", "3T"]})
+    assert "scanner" not in read_cohort(text_only).score_columns  # all text: a text column, no error
 
 
 def test_csv_outputs_neutralise_formulas(tmp_path):
