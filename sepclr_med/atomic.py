@@ -5,6 +5,7 @@ A crash or an error never leaves a half-written file under the final name.
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from collections.abc import Iterator
@@ -105,7 +106,11 @@ def write_table(path: str | os.PathLike, table, *, float_format: str | None = No
     """
     sep = "\t" if str(path).lower().endswith(".tsv") else ","
     table = spreadsheet_safe(table) if safe else table
-    return write_text(path, table.to_csv(index=False, sep=sep, float_format=float_format))
+    # the csv module quotes "\n" but not a lone "\r", which readers take for a line end
+    text = table.select_dtypes(include=["object", "string"])
+    quoting = csv.QUOTE_NONNUMERIC if text.map(lambda v: isinstance(v, str) and "\r" in v).any().any() \
+        else csv.QUOTE_MINIMAL
+    return write_text(path, table.to_csv(index=False, sep=sep, float_format=float_format, quoting=quoting))
 
 
 def save_nifti(img, path: str | os.PathLike) -> Path:

@@ -302,10 +302,11 @@ def test_shared_images_are_a_warning_and_mixed_columns_an_error(tmp_path):
 def test_csv_outputs_neutralise_formulas(tmp_path):
     from sepclr_med.atomic import write_table
 
-    table = pd.DataFrame({"subject_id": ["=HYPERLINK(\"http://x\",\"y\")", "+1", "@SUM(A1)", "-2", "ok"],
-                          "value": [-1.5, 2.0, 3.0, 4.0, 5.0]})
+    table = pd.DataFrame({"subject_id": ["=HYPERLINK(\"http://x\",\"y\")", "+1", "@SUM(A1)", "-2", "\t=1", "\r=2", "ok"],
+                          "value": [-1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]})
     written = pd.read_csv(write_table(tmp_path / "t.csv", table), keep_default_na=False)
-    assert written["subject_id"].tolist() == ["'=HYPERLINK(\"http://x\",\"y\")", "'+1", "'@SUM(A1)", "'-2", "ok"]
-    assert written["value"].tolist() == [-1.5, 2.0, 3.0, 4.0, 5.0]  # numbers untouched
+    assert written["subject_id"].tolist() == ["'=HYPERLINK(\"http://x\",\"y\")", "'+1", "'@SUM(A1)", "'-2", "'\t=1",
+                                              "'\r=2", "ok"]
+    assert written["value"].tolist() == [-1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]  # numbers untouched
     exact = pd.read_csv(write_table(tmp_path / "t.tsv", table, safe=False), sep="\t", keep_default_na=False)
     assert exact["subject_id"].tolist() == table["subject_id"].tolist()
