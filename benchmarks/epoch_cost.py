@@ -5,7 +5,7 @@
 Trains 4 epochs of the default config on CPU; prints train() wall time and each epoch's seconds.
 """
 import json, shutil, sys, time
-from sepclr_med.cohort import read_cohort
+from sepclr_med.reading import read_cohort
 from sepclr_med.training import TrainConfig
 from sepclr_med.training.loop import train
 out = sys.argv[2]

@@ -38,7 +38,7 @@ def main() -> None:
     import torch
     from sklearn.metrics import roc_auc_score
 
-    from sepclr_med.cohort import read_cohort
+    from sepclr_med.reading import read_cohort
     from sepclr_med.data import cached_dataset
     from sepclr_med.embed import encode_dataset, latent_table
     from sepclr_med.explain.directions import SalientDirections

@@ -26,7 +26,7 @@ def main() -> None:
 
     import nibabel as nib
 
-    from sepclr_med.cohort import read_cohort
+    from sepclr_med.reading import read_cohort
     from sepclr_med.explain.pipeline import load_atlas
     from sepclr_med.simulate import load_recipe
 

@@ -39,7 +39,7 @@ def main() -> None:
 
     from monai.visualize import VanillaGrad
 
-    from sepclr_med.cohort import read_cohort
+    from sepclr_med.reading import read_cohort
     from sepclr_med.data import cached_dataset
     from sepclr_med.explain.saliency import attribute
     from sepclr_med.run import Run

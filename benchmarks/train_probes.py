@@ -54,7 +54,7 @@ def main() -> None:
     import torch
     from rich.console import Console
 
-    from sepclr_med.cohort import read_cohort
+    from sepclr_med.reading import read_cohort
     from sepclr_med.embed import embed, encode_cohort
     from sepclr_med.models import SepCLRModel
     from sepclr_med.run import Run

@@ -29,7 +29,7 @@ def validate(
     from rich.console import Console
     from rich.markup import escape
 
-    from sepclr_med.cohort import read_cohort
+    from sepclr_med.reading import read_cohort
     from sepclr_med.image_checks import reference_grid
 
     allowed = bool(read_options.get("allow_unaligned"))
@@ -83,7 +83,7 @@ def pipeline(
     """Run the data pipeline (preprocess, cache, two views, stratified batches) and time it."""
     from rich.console import Console
 
-    from sepclr_med.cohort import read_cohort
+    from sepclr_med.reading import read_cohort
     from sepclr_med.data.passes import timed_passes
     from sepclr_med.data.preprocess import PreprocessConfig
 

@@ -588,34 +588,3 @@ def read_table(path: Path, sep: str) -> tuple[pd.DataFrame, list[Problem]]:
     width = len(header)
     cells = [[(r + [""] * width)[i] for i in keep] for r in rows]  # ragged rows padded: reported above
     return pd.DataFrame(cells, columns=[header[i] for i in keep], dtype=str), problems
-
-
-def read_cohort(path: str | os.PathLike, *, selection=None, **kwargs) -> Cohort:
-    """Read a cohort from a CSV/TSV table or a BIDS dataset and validate it.
-
-    Parameters
-    ----------
-    path : path-like
-        A CSV (``.csv``) or TSV table in the sepclr-med schema, a BIDS dataset folder, or
-        its ``participants.tsv``.
-    selection : sepclr_med.bids.BidsSelection, optional
-        For a BIDS dataset: which file becomes each subject's image (derivatives, space, ...).
-    **kwargs
-        ``group_column`` (default ``group``) and the options of :func:`build_cohort`
-        (``control_label``, ``patient_label``, ``scores``, ``confounds``, ``check_images``,
-        ``min_per_group``, ``require_group``, ``skip_missing``).
-
-    Returns
-    -------
-    Cohort
-    """
-    path = Path(path)
-    if path.is_dir() or path.name == "participants.tsv":
-        from sepclr_med.bids import read_bids_cohort
-
-        return read_bids_cohort(path, selection=selection, **kwargs)
-    if selection is not None and selection != type(selection)():
-        raise CohortError([Problem(str(path), "--derivatives, --space, --desc, --suffix, --label and --session "
-                                              "select files of a BIDS dataset; this is a table (give the dataset "
-                                              "folder, or put the chosen images in the table's image column)")])
-    return read_csv_cohort(path, **kwargs)

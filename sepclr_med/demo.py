@@ -33,7 +33,7 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, epochs: int | None 
     """
     import pandas as pd
 
-    from sepclr_med.cohort import read_cohort
+    from sepclr_med.reading import read_cohort
     from sepclr_med.data.passes import timed_passes
     from sepclr_med.embed import embed
     from sepclr_med.evaluation import evaluate_latents

@@ -104,7 +104,7 @@ class SepCLR(TransformerMixin, BaseEstimator):
         ----------
         cohort : Cohort or path-like
             A validated :class:`~sepclr_med.cohort.Cohort`, or a CSV/TSV/BIDS path read with
-            :func:`~sepclr_med.cohort.read_cohort` (template-space check on).
+            :func:`~sepclr_med.reading.read_cohort` (template-space check on).
         y : None
             Ignored: the groups are the cohort's own.
 
@@ -115,7 +115,9 @@ class SepCLR(TransformerMixin, BaseEstimator):
         """
         from rich.console import Console
 
-        from sepclr_med.cohort import Cohort, read_cohort
+        from sepclr_med.cohort import Cohort
+
+        from sepclr_med.reading import read_cohort
         from sepclr_med.training.loop import train
 
         if not isinstance(cohort, Cohort):

@@ -21,38 +21,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import platform
-from importlib import metadata
 from pathlib import Path
 
 from sepclr_med.errors import SepclrError
+from sepclr_med.training.run_files import library_versions, model_card, read_metrics, read_verdict, sha256
 
-LIBRARIES = ("sepclr-med", "torch", "monai", "nibabel", "nilearn", "numpy", "scipy", "pandas",
-             "scikit-learn")
-
-
-def sha256(path: str | os.PathLike) -> str:
-    """Hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries a run depends on, plus Python."""
-    out = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
+__all__ = ["Run", "library_versions", "model_card", "sha256"]
 
 class Run:
     """A trained run directory (read side).
@@ -90,14 +65,14 @@ class Run:
     def read_cohort(self, path, **kwargs):
         """Read a cohort with the run's group column and labels (unless given in ``kwargs``).
 
-        ``kwargs`` go to :func:`~sepclr_med.cohort.read_cohort`; ``None`` values mean "the run's".
+        ``kwargs`` go to :func:`~sepclr_med.reading.read_cohort`; ``None`` values mean "the run's".
         Images are checked to be in template space (``check_alignment``) whenever they are
         opened; a run trained with ``allow_unaligned`` accepts failing scans with a warning. A
         BIDS cohort's images are chosen as for training (derivatives, space, suffix ...) unless
         another selection is given.
         """
         from sepclr_med.bids import BidsSelection
-        from sepclr_med.cohort import read_cohort
+        from sepclr_med.reading import read_cohort
 
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         if kwargs.get("selection", BidsSelection()) == BidsSelection() and self.config.bids_selection:
@@ -144,12 +119,7 @@ class Run:
 
     def verdict(self) -> dict:
         """The training verdict (``status``: separated, not separated, unchecked; ``message``)."""
-        path = self.path / "verdict.json"
-        if not path.is_file():
-            return {"status": "unchecked", "message": "this run has no verdict.json (trained by an older "
-                    "version or unfinished): whether its salient space separates patients from controls "
-                    "was NOT checked", "advice": "retrain with this version"}
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_verdict(self.path)
 
     def verdict_warning(self) -> str | None:
         """One line to show users when the verdict is not ``separated`` (None when it is)."""
@@ -159,10 +129,7 @@ class Run:
 
     def metrics(self) -> list[dict]:
         """Per-epoch metrics."""
-        path = self.path / "metrics.jsonl"
-        if not path.is_file():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return read_metrics(self.path)
 
     def verify(self) -> list[str]:
         """Problems with the directory (missing files, cohort copy not matching its digest)."""
@@ -174,57 +141,3 @@ class Run:
             if (self.path / "cohort.sha256").read_text().split()[0] != sha256(self.path / "cohort.csv"):
                 problems.append("cohort.csv does not match cohort.sha256")
         return problems
-
-
-def model_card(config, cohort, split_counts: dict, metrics: list[dict], versions: dict,
-               verdict: dict | None = None, unaligned: list[str] | None = None) -> str:
-    """A short Markdown model card; the training verdict first, then scans that were not in
-    template space (``unaligned``: subject ids, accepted with ``allow_unaligned``)."""
-    last = metrics[-1] if metrics else {}
-    verdict = verdict or {"status": "unchecked", "message": "no verdict", "advice": ""}
-    status = ("**Verdict: salient space separated.** " if verdict["status"] == "separated"
-              else f"**WARNING — verdict: {verdict['status']}.** ")
-    advice = f" What to try: {verdict['advice']}." if verdict.get("advice") else ""
-    lines = [
-        "# sepclr-med model card",
-        "",
-        status + verdict["message"][0].upper() + verdict["message"][1:] + "." + advice,
-        *([f"**Cohort warnings** ({len(cohort.warnings)}): "
-           + "; ".join(str(w) for w in cohort.warnings[:10]) + (" ..." if len(cohort.warnings) > 10 else ""), ""]
-          if cohort.warnings else []),
-        *([f"**WARNING — {len(unaligned)} scan(s) not in MNI152 template space**, trained on anyway "
-           f"(`allow_unaligned`): {', '.join(unaligned[:10])}{' ...' if len(unaligned) > 10 else ''}; "
-           "their figures are in `alignment.tsv`.", ""] if unaligned else []),
-        f"**Kept weights**: epoch {verdict.get('epoch')} of {config.optim.epochs} (`keep = {config.keep}`: "
-        + ("highest 3-epoch mean validation salient AUC in the second half of training"
-           if config.keep == "best-val" else "the last epoch") + "); `checkpoints/last.pt` resumes.",
-        "",
-        "**Model**: SepCLR (Louiset et al., ICLR 2024), two independent 3D encoders "
-        f"(`{config.model.backbone}`), common reps of size {config.model.common_dim}, salient reps of "
-        f"size {config.model.salient_dim}, projection heads Linear-BatchNorm-ReLU-Linear.",
-        f"**Objective**: L_C + {config.loss.beta_salient:g} L_S + {config.loss.beta_infoless:g} L_reg "
-        f"+ {config.loss.lambda_jem:g} L_JEM"
-        + (f" + {config.loss.lambda_independence:g} L_dep (one-sided dCor² leakage penalty, sepclr-med)"
-           if config.loss.lambda_independence > 0 else "")
-        + (f" + {config.loss.lambda_adversary:g} L_adv" if config.loss.lambda_adversary > 0 else "")
-        + (" (the paper's objective)" if config.loss.lambda_independence == config.loss.lambda_adversary == 0
-           else "") + ".",
-        f"**Training data**: `{cohort.source.name}`, {len(cohort)} subjects "
-        f"({int((~cohort.is_target).sum())} {cohort.control_label} = background, "
-        f"{int(cohort.is_target.sum())} {cohort.patient_label} = target); split {split_counts}.",
-        f"**Input**: volumes resampled to grid {tuple(config.preprocess.grid_shape)} "
-        f"(voxel {config.preprocess.voxel_size or 'as the cohort'}), intensity `{config.preprocess.intensity}` "
-        f"(scale {config.preprocess.scale}).",
-        f"**Optimisation**: Adam lr {config.optim.lr:g}, {config.optim.epochs} epochs, batch "
-        f"{config.optim.batch_size}, seed {config.seed}.",
-        f"**Last epoch**: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items()
-                                        if isinstance(v, float) and k.startswith(("train_", "val_"))),
-        "",
-        "**Use**: `sepclr-med embed --run RUN --cohort FILE --out latents.csv` gives common and salient "
-        "reps for any cohort on the same kind of images; the run's own preprocessing is applied.",
-        "**Limits**: research software, not a medical device. Trained on the cohort above only; "
-        "salient reps are meaningful relative to this run's controls.",
-        "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
-    ]
-    return "\n".join(lines) + "\n"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from sepclr_med.baselines import METHODS
 from sepclr_med.baselines.cpca import ContrastivePCA

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from conftest import make_image
 from sepclr_med.bids import BidsSelection, parse_entities
 from sepclr_med.cli.main import app
-from sepclr_med.cohort import read_cohort
+from sepclr_med.reading import read_cohort
 from sepclr_med.errors import CohortError
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import torch
 from monai.transforms import Compose
 
 from conftest import AFFINE, make_image, write_cohort
-from sepclr_med.cohort import read_cohort
+from sepclr_med.reading import read_cohort
 from sepclr_med.data import (AugmentConfig, ContrastiveViewsd, GroupStratifiedBatchSampler,
                              PreprocessConfig, TwoViewDataset, cached_dataset, preprocessing)
 from sepclr_med.errors import SepclrError

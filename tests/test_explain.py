@@ -247,7 +247,7 @@ def test_fdr_is_computed_within_each_family(rng):
 @pytest.fixture(scope="module")
 def explained(tiny_cohort, tmp_path_factory):
     from conftest import tiny_config
-    from sepclr_med.cohort import read_cohort
+    from sepclr_med.reading import read_cohort
     from sepclr_med.explain.pipeline import explain
     from sepclr_med.run import Run
     from sepclr_med.training.loop import train

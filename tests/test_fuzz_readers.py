@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from conftest import make_image
-from sepclr_med.cohort import read_cohort
+from sepclr_med.reading import read_cohort
 from sepclr_med.errors import SepclrError
 from sepclr_med.image_checks import check_image
 

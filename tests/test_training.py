@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from conftest import tiny_config
 from sepclr_med.cli.main import app
-from sepclr_med.cohort import read_cohort
+from sepclr_med.reading import read_cohort
 from sepclr_med.errors import SepclrError
 from sepclr_med.run import Run
 from sepclr_med.training import TrainConfig

@@ -90,9 +90,7 @@ def test_selection_aware_verdict_keeps_its_false_positive_rate_where_the_interva
 @pytest.fixture(scope="module")
 def null_run(tmp_path_factory):
     """A run trained on a cohort whose patients carry no planted effect (severity 0)."""
-    from sepclr_med.cohort import read_cohort
     from sepclr_med.simulate import load_recipe, simulate_cohort
-    from sepclr_med.training.loop import train
 
     root = tmp_path_factory.mktemp("null")
     recipe = load_recipe().replace(n_controls=8, n_patients=8, resolution_mm=8.0, seed=21, severity=(0.0, 0.0))
@@ -123,7 +121,7 @@ def test_null_cohort_is_flagged_in_train_model_card_and_verdict(null_run):
 
 
 def test_null_cohort_warning_reaches_evaluate_explain_and_report(null_run):
-    from sepclr_med.cohort import read_cohort
+    from sepclr_med.reading import read_cohort
     from sepclr_med.explain.pipeline import explain
     from sepclr_med.report.batch import make_reports
     from sepclr_med.run import Run
@@ -152,7 +150,7 @@ def test_null_cohort_warning_reaches_evaluate_explain_and_report(null_run):
 
 
 def test_keep_last_keeps_the_last_epoch(tiny_cohort, tmp_path):
-    from sepclr_med.cohort import read_cohort
+    from sepclr_med.reading import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.training.loop import train
 

@@ -69,7 +69,7 @@ def run_benchmark(out: str | os.PathLike, *, methods: list[str], seeds: list[int
         Subjects per group in the held-out cohort (default: as the recipe).
     """
     from sepclr_med.baselines import fit_and_embed
-    from sepclr_med.cohort import read_cohort
+    from sepclr_med.reading import read_cohort
     from sepclr_med.evaluation import evaluate_latents
     from sepclr_med.evaluation.table import cohort_factors
     from sepclr_med.simulate import load_recipe, simulate_cohort

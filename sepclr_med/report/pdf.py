@@ -27,7 +27,7 @@ def subject_pdf(s: dict, meta: dict, path: Path) -> Path:
     text = fig.add_axes([0.06, 0.78, 0.88, 0.2])
     text.axis("off")
     warning = meta.get("verdict_warning")
-    lines = ([f"WARNING: this model may not have learnt a disease pattern; findings may be noise."] if warning else []) + [
+    lines = (["WARNING: this model may not have learnt a disease pattern; findings may be noise."] if warning else []) + [
              f"Subject {s['subject_id']}", f"Scan: {s['image']}", f"Report date: {meta['generated']}",
              f"Model: {meta['run_id']} (sepclr-med {meta['version']})",
              f"Salient deviation {s['deviation']:.2f}: above {s['percentile_controls']:.0f}% of reference "

@@ -22,7 +22,7 @@ from sepclr_med.errors import SepclrError
 from sepclr_med.locking import output_lock
 from sepclr_med.losses import TERMS, SepCLRLoss
 from sepclr_med.models import SepCLRModel
-from sepclr_med.run import Run, library_versions, model_card, sha256
+from sepclr_med.training.run_files import library_versions, model_card, read_metrics, sha256
 from sepclr_med.training.checkpoint import load_checkpoint, save_checkpoint
 from sepclr_med.training.config import TrainConfig
 from sepclr_med.training.distributed import DistContext, init_distributed, shutdown
@@ -321,7 +321,7 @@ class Trainer:
                 self.adversary.load_state_dict(state["adversary"])
             optimizer.load_state_dict(state["optimizer"])
             start = int(state["epoch"])
-            history = [m for m in Run(out).metrics() if m["epoch"] <= start]
+            history = [m for m in read_metrics(out) if m["epoch"] <= start]
         val_norms = _read_val_norms(out, start) if resume else ValNorms([], [])
         wrapped = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) \
@@ -525,7 +525,7 @@ def write_reference(model: SepCLRModel, config: TrainConfig, parts: list, cohort
     """
     from sepclr_med.atomic import save_nifti
     from sepclr_med.nifti import grid_image
-    from sepclr_med.embed import encode_dataset, latent_table
+    from sepclr_med.training.encode import encode_dataset, latent_table
 
     model = model.float().eval()
     device = next(model.parameters()).device

@@ -79,8 +79,8 @@ def tune(cohort: Cohort, out: str | os.PathLike, base: TrainConfig | None = None
     (pandas.DataFrame, TrainConfig)
         Per setting and fold: score, norm ratio, kept epoch, verdict; and the chosen config.
     """
-    from sepclr_med.run import Run
     from sepclr_med.training.loop import train
+    from sepclr_med.training.run_files import read_verdict
 
     base = base or TrainConfig()
     out = Path(out)
@@ -94,7 +94,7 @@ def tune(cohort: Cohort, out: str | os.PathLike, base: TrainConfig | None = None
             if run_dir.exists():
                 shutil.rmtree(run_dir)
             train(cohort, run_dir, config, split=split)
-            verdict = Run(run_dir).verdict()
+            verdict = read_verdict(run_dir)
             rows.append({"setting": i, "weights": _label(setting), "fold": k,
                          "score": verdict.get("smoothed_val_auc", np.nan), "val_auc": verdict.get("val_auc", np.nan),
                          "norm_ratio": verdict.get("val_norm_ratio", np.nan), "epoch": verdict.get("epoch"),

@@ -1,0 +1,40 @@
+"""Reps of preprocessed volumes from any encoder pair, and the latents table they make.
+
+Training uses these for the reference latents it stores; :mod:`sepclr_med.embed` for any cohort.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sepclr_med.cohort import Cohort
+
+
+@torch.no_grad()
+def encode_dataset(model, data, *, batch_size: int = 16,
+                   device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Common and salient reps of a dataset of preprocessed volumes (dicts with ``image``).
+
+    ``model`` is anything with ``encode(x) -> (common, salient)`` (SepCLR, cVAE); it is put in
+    eval mode on ``device``.
+    """
+    dev = torch.device(device)
+    model = model.to(dev).eval()
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    common, salient = [], []
+    for batch in loader:
+        c, s = model.encode(batch["image"].to(dev))
+        common.append(c.float().cpu().numpy())
+        salient.append(s.float().cpu().numpy())
+    return np.concatenate(common), np.concatenate(salient)
+
+
+def latent_table(cohort: Cohort, common: np.ndarray, salient: np.ndarray) -> pd.DataFrame:
+    """The latents table: ``subject_id``, ``group``, ``common_*``, ``salient_*``."""
+    table = pd.DataFrame({"subject_id": cohort.subject_ids, "group": cohort.table["group"].tolist()})
+    latents = pd.DataFrame(np.hstack([common, salient]),
+                           columns=[f"common_{i}" for i in range(common.shape[1])]
+                           + [f"salient_{i}" for i in range(salient.shape[1])])
+    return pd.concat([table, latents], axis=1)
