@@ -48,9 +48,8 @@ class Run:
 
     @property
     def weights_path(self) -> Path:
-        """The final weights, or the last checkpoint's while training is unfinished."""
-        final = self.path / "model.pt"
-        return final if final.is_file() else self.path / "checkpoints" / "last.pt"
+        """The final weights, ``model.pt`` (a run without them did not finish: see :meth:`load_model`)."""
+        return self.path / "model.pt"
 
     def training_subjects(self) -> set[str]:
         """Ids of the subjects the encoders were trained on (``split == "train"``)."""
@@ -89,7 +88,9 @@ class Run:
         from sepclr_med.models import SepCLRModel
 
         if not self.weights_path.is_file():
-            raise SepclrError(f"{self.path} holds no weights (model.pt or checkpoints/last.pt)")
+            resumable = (self.path / "checkpoints" / "last.pt").is_file()
+            raise SepclrError(f"{self.path} holds no model.pt: the run did not finish"
+                              + (" (continue it with `sepclr-med train --resume`)" if resumable else ""))
         from sepclr_med.training.checkpoint import load_checkpoint
 
         state = load_checkpoint(self.weights_path, device)

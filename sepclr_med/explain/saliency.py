@@ -24,6 +24,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from sepclr_med.models.inference import inference_copy_of
+
 MAX_VOLUMES = 64  # volumes in one forward-backward pass (path points or samples x subjects)
 
 
@@ -74,13 +76,16 @@ def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, 
     numpy.ndarray
         ``(n, X, Y, Z)`` float32 attributions.
     """
-    from captum.attr import IntegratedGradients, Saliency
-
     if method not in ("eg", "ig", "grad"):
         raise ValueError(f"unknown attribution method {method!r} (eg, ig or grad)")
-    projection = Projection(model).eval()
-    for p in projection.parameters():
-        p.requires_grad_(False)
+    with inference_copy_of(model):  # eval mode, no parameter gradients; the caller's model restored after
+        return _attribute(Projection(model), volumes, directions, baseline, method, n_steps, batch_size, seed)
+
+
+def _attribute(projection, volumes, directions, baseline, method: str, n_steps: int, batch_size: int,
+               seed: int) -> np.ndarray:
+    from captum.attr import IntegratedGradients, Saliency
+
     u = _directions(directions, len(volumes))
     references = baseline.reshape(-1, *volumes.shape[1:]).float()
     if method == "eg":
@@ -192,14 +197,14 @@ def region_rep_changes(model, volumes: torch.Tensor, baseline: torch.Tensor, lab
         drop along any direction ``u`` is its projection on ``u`` (the projection is linear in ``u``),
         so one pass serves every direction.
     """
-    encoder = model.salient_encoder.eval()
     base = baseline.reshape(volumes.shape[1:]).float()
     masks = [torch.as_tensor(labels == rid) for rid in region_ids]
     out = []
-    for start in range(0, len(volumes), batch_size):
-        x = volumes[start:start + batch_size].float()
-        reference = encoder(x)
-        out.append(torch.stack([reference - encoder(torch.where(mask, base, x)) for mask in masks], dim=1).numpy())
+    with inference_copy_of(model.salient_encoder) as encoder:
+        for start in range(0, len(volumes), batch_size):
+            x = volumes[start:start + batch_size].float()
+            reference = encoder(x)
+            out.append(torch.stack([reference - encoder(torch.where(mask, base, x)) for mask in masks], dim=1).numpy())
     return np.concatenate(out).astype(np.float32)
 
 

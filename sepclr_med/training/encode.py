@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from sepclr_med.cohort import Cohort
+from sepclr_med.models.inference import inference_copy_of
 
 
 @torch.no_grad()
@@ -17,17 +18,17 @@ def encode_dataset(model, data, *, batch_size: int = 16,
                    device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Common and salient reps of a dataset of preprocessed volumes (dicts with ``image``).
 
-    ``model`` is anything with ``encode(x) -> (common, salient)`` (SepCLR, cVAE); it is put in
-    eval mode on ``device``.
+    ``model`` is anything with ``encode(x) -> (common, salient)`` (SepCLR, cVAE); it runs in
+    eval mode on ``device`` and is given back in its own mode, on its own device.
     """
     dev = torch.device(device)
-    model = model.to(dev).eval()
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
     common, salient = [], []
-    for batch in loader:
-        c, s = model.encode(batch["image"].to(dev))
-        common.append(c.float().cpu().numpy())
-        salient.append(s.float().cpu().numpy())
+    with inference_copy_of(model, dev) as encoder:  # the caller's mode and device restored after
+        for batch in loader:
+            c, s = encoder.encode(batch["image"].to(dev))
+            common.append(c.float().cpu().numpy())
+            salient.append(s.float().cpu().numpy())
     return np.concatenate(common), np.concatenate(salient)
 
 

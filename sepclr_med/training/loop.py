@@ -527,7 +527,6 @@ def write_reference(model: SepCLRModel, config: TrainConfig, parts: list, cohort
     from sepclr_med.nifti import grid_image
     from sepclr_med.training.encode import encode_dataset, latent_table
 
-    model = model.float().eval()
     device = next(model.parameters()).device
     tables = []
     for sub, data, name in parts:
@@ -541,7 +540,6 @@ def write_reference(model: SepCLRModel, config: TrainConfig, parts: list, cohort
     controls = np.flatnonzero(~train_c.is_target)
     mean = sum(train_data[i]["image"][0].numpy().astype(np.float64) for i in controls) / len(controls)
     save_nifti(grid_image(mean, config.preprocess.grid_affine), out / "reference_control_mean.nii.gz")
-    model.train()
 
 
 def train(cohort: Cohort, out, config: TrainConfig | None = None, *, resume: bool = False,
