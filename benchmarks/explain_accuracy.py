@@ -32,8 +32,8 @@ def main() -> None:
 
     from sklearn.metrics import roc_auc_score
 
-    from sepclr_med.reading import read_cohort
     from sepclr_med.explain.pipeline import explain
+    from sepclr_med.reading import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.simulate import load_recipe
 
@@ -42,8 +42,7 @@ def main() -> None:
     truth = pd.read_csv(root / "ground_truth.csv", keep_default_na=False)
     recipe = load_recipe(root / "recipe.toml")
     tic = time.perf_counter()
-    index = explain(Run(args.run), cohort, args.out, method=args.method, n_steps=args.steps, truth=truth,
-                    figures=True)
+    index = explain(Run(args.run), cohort, args.out, method=args.method, n_steps=args.steps, truth=truth, figures=True)
     seconds = time.perf_counter() - tic
     brain = nib.load(root / "brain_mask.nii.gz").get_fdata() > 0
     results = {"explain_seconds": round(seconds, 1), "subtypes": {}, "scores": {}}

@@ -28,12 +28,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from train_probes import _number, probe_table
 
-PREVIOUS = {"loss.lambda_independence": 300.0, "loss.beta_salient": 1.0, "loss.beta_infoless": 10.0,
-            "loss.lambda_jem": 10.0, "loss.infoless_warmup_epochs": 0,
-            "loss.independence_warmup_epochs": 0, "keep": "last"}
+PREVIOUS = {
+    "loss.lambda_independence": 300.0,
+    "loss.beta_salient": 1.0,
+    "loss.beta_infoless": 10.0,
+    "loss.lambda_jem": 10.0,
+    "loss.infoless_warmup_epochs": 0,
+    "loss.independence_warmup_epochs": 0,
+    "keep": "last",
+}
 
 
 def config_for(name: str):
@@ -80,8 +85,10 @@ def member_cohorts(out: Path, name: str, recipe) -> dict:
         folder = out / name.removeprefix("family/") / f"cohort_{part}"
         if not (folder / "cohort.csv").is_file():
             simulate_cohort(recipe.replace(seed=seed), folder)
-        cohorts[part] = (read_cohort(folder / "cohort.csv"),
-                         pd.read_csv(folder / "ground_truth.csv", keep_default_na=False))
+        cohorts[part] = (
+            read_cohort(folder / "cohort.csv"),
+            pd.read_csv(folder / "ground_truth.csv", keep_default_na=False),
+        )
     return cohorts
 
 
@@ -102,8 +109,9 @@ def head_norm_auc(run, cohort) -> float:
     return float(roc_auc_score(cohort.is_target, torch.cat(norms).numpy()))
 
 
-def run_job(out: Path, member: str, name: str, seed: int, epochs: int | None, resolution: float | None,
-            n: int | None) -> dict:
+def run_job(
+    out: Path, member: str, name: str, seed: int, epochs: int | None, resolution: float | None, n: int | None
+) -> dict:
     """Train (or reuse) one run of a member and probe its test cohort; one row of probes.csv."""
     import torch
     from rich.console import Console
@@ -121,18 +129,39 @@ def run_job(out: Path, member: str, name: str, seed: int, epochs: int | None, re
     run_dir = out / member.removeprefix("family/") / f"{name.split(':')[0]}_seed{seed}"
     tic = time.perf_counter()
     if not (run_dir / "model.pt").is_file():
-        train(cohorts["train"][0], run_dir, config, console=Console(quiet=True),
-              resume=(run_dir / "checkpoints/last.pt").is_file())
+        train(
+            cohorts["train"][0],
+            run_dir,
+            config,
+            console=Console(quiet=True),
+            resume=(run_dir / "checkpoints/last.pt").is_file(),
+        )
     run = Run(run_dir)
     verdict = run.verdict()
-    return {"member": member, "holdout": recipe.holdout, "config": name, "seed": seed,
-            "train_min": round((time.perf_counter() - tic) / 60, 1), "verdict": verdict.get("status", ""),
-            "val_auc": verdict.get("val_auc"), "kept_epoch": verdict.get("epoch"),
-            "test_head_auc": head_norm_auc(run, test), **probe_table(embed(run, test), truth)}
+    return {
+        "member": member,
+        "holdout": recipe.holdout,
+        "config": name,
+        "seed": seed,
+        "train_min": round((time.perf_counter() - tic) / 60, 1),
+        "verdict": verdict.get("status", ""),
+        "val_auc": verdict.get("val_auc"),
+        "kept_epoch": verdict.get("epoch"),
+        "test_head_auc": head_norm_auc(run, test),
+        **probe_table(embed(run, test), truth),
+    }
 
 
-KEYS = ["salient->patient_bacc", "salient->severity_r2", "common->patient_bacc", "common->subtype_bacc",
-        "common->age_r2", "common->site_bacc", "voxel_pca->age_r2", "test_head_auc"]
+KEYS = [
+    "salient->patient_bacc",
+    "salient->severity_r2",
+    "common->patient_bacc",
+    "common->subtype_bacc",
+    "common->age_r2",
+    "common->site_bacc",
+    "voxel_pca->age_r2",
+    "test_head_auc",
+]
 
 
 def main() -> None:
@@ -140,8 +169,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--members", nargs="*", default=None, help="family member names (default: all)")
     parser.add_argument("--configs", nargs="+", default=["new", "paper", "previous"])
-    parser.add_argument("--allow-holdout", action="store_true",
-                        help="include the hold-out member: only for the final, once-only report")
+    parser.add_argument(
+        "--allow-holdout", action="store_true", help="include the hold-out member: only for the final, once-only report"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="default: each configuration's")
     parser.add_argument("--resolution", type=float, default=None, help="voxel size override (exploration)")
@@ -157,13 +187,17 @@ def main() -> None:
     members = [f"family/{m}" for m in args.members] if args.members else list(family)
     held = [m for m in members if family[m].holdout]
     if held and not args.allow_holdout:
-        raise SystemExit(f"{held} is a hold-out member: choose nothing on it; pass --allow-holdout for the "
-                         "final report only")
+        raise SystemExit(
+            f"{held} is a hold-out member: choose nothing on it; pass --allow-holdout for the final report only"
+        )
     members.sort(key=lambda m: family[m].holdout)  # the hold-out member last
     args.out.mkdir(parents=True, exist_ok=True)
     for member in members:  # simulate once, before the workers start
-        member_cohorts(args.out, member, family[member].replace(
-            resolution_mm=args.resolution, n_controls=args.n, n_patients=args.n))
+        member_cohorts(
+            args.out,
+            member,
+            family[member].replace(resolution_mm=args.resolution, n_controls=args.n, n_patients=args.n),
+        )
     results = args.out / "probes.csv"
     rows = pd.read_csv(results).to_dict("records") if results.is_file() else []
     done = {(r["member"], r["config"], r["seed"]) for r in rows}
@@ -173,8 +207,14 @@ def main() -> None:
         for future in futures:
             rows.append(future.result())
             pd.DataFrame(rows).to_csv(results, index=False)
-            print(pd.DataFrame(rows[-1:])[["member", "config", "seed", "verdict", *(k for k in KEYS if k != "voxel_pca->age_r2")]].round(3)
-                  .to_string(index=False), flush=True)
+            print(
+                pd.DataFrame(rows[-1:])[
+                    ["member", "config", "seed", "verdict", *(k for k in KEYS if k != "voxel_pca->age_r2")]
+                ]
+                .round(3)
+                .to_string(index=False),
+                flush=True,
+            )
     table = pd.DataFrame(rows).sort_values(["holdout", "member", "config", "seed"])
     # once per member (it does not depend on the run): its first run's preprocessing, test cohort
     from sepclr_med.run import Run
@@ -186,8 +226,7 @@ def main() -> None:
         pca[member] = voxel_pca_age_r2(member_cohorts(args.out, member, recipe)["test"][0], run.config.preprocess)
     table["voxel_pca->age_r2"] = table["member"].map(pca)
     summary = table.groupby(["holdout", "member", "config"])[KEYS].agg(["mean", "min"]).round(3)
-    (args.out / "probes.md").write_text(table.round(3).to_markdown(index=False) + "\n\n"
-                                        + summary.to_markdown() + "\n")
+    (args.out / "probes.md").write_text(table.round(3).to_markdown(index=False) + "\n\n" + summary.to_markdown() + "\n")
     print(summary.to_string())
 
 

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from family_probes import member_cohorts, preprocessed_voxels, voxel_pca_age_r2
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
-
-from family_probes import member_cohorts, preprocessed_voxels, voxel_pca_age_r2
 
 
 def resolved_preprocess(train):
@@ -79,8 +78,10 @@ def main() -> None:
 
     from sepclr_med.simulate import family_recipes
 
-    print("| member | voxel logistic regression (bacc) | ROI oracle AUC | ROI oracle bacc | voxel PCA -> age R² |\n"
-          "|---|---|---|---|---|")
+    print(
+        "| member | voxel logistic regression (bacc) | ROI oracle AUC | ROI oracle bacc | voxel PCA -> age R² |\n"
+        "|---|---|---|---|---|"
+    )
     for member, recipe in family_recipes().items():
         if recipe.holdout:
             continue
@@ -89,8 +90,11 @@ def main() -> None:
         folder = args.out / member.removeprefix("family/")
         auc, bacc = roi_oracle(folder / "cohort_train", folder / "cohort_test", train, test)
         pre = resolved_preprocess(train)
-        print(f"| {member} | {voxel_logreg_bacc(train, test, pre):.3f} | {auc:.3f} | {bacc:.3f} | "
-              f"{voxel_pca_age_r2(test, pre):.3f} |", flush=True)
+        print(
+            f"| {member} | {voxel_logreg_bacc(train, test, pre):.3f} | {auc:.3f} | {bacc:.3f} | "
+            f"{voxel_pca_age_r2(test, pre):.3f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,6 @@ def main() -> None:
     import torch
     from sklearn.metrics import roc_auc_score
 
-    from sepclr_med.reading import read_cohort
     from sepclr_med.data import cached_dataset
     from sepclr_med.embed import encode_dataset, latent_table
     from sepclr_med.explain.directions import SalientDirections
@@ -47,6 +46,7 @@ def main() -> None:
     from sepclr_med.explain.regions import region_table
     from sepclr_med.explain.saliency import attribute
     from sepclr_med.nifti import grid_image
+    from sepclr_med.reading import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.simulate import load_recipe
 
@@ -70,27 +70,40 @@ def main() -> None:
         references = volumes[torch.from_numpy(~patient)]
         for spec in recipe.subtypes:
             members = np.flatnonzero(patient & (subtype == spec.name))
-            kinds = {"own": directions.deviation_directions(salient[members]),
-                     "shared": directions.toward(salient[members])}
+            kinds = {
+                "own": directions.deviation_directions(salient[members]),
+                "shared": directions.toward(salient[members]),
+            }
             for kind, u in kinds.items():
-                maps = attribute(model, volumes[members], u, references, method=args.method,
-                                 n_steps=args.steps) * brain
+                maps = attribute(model, volumes[members], u, references, method=args.method, n_steps=args.steps) * brain
                 for smooth, stat in itertools.product((0, 8), ("mean", "t")):
                     group = group_statistic(maps, pre.grid_affine, statistic=stat, fwhm_mm=smooth, mask=brain)
                     top5 = region_table(group, atlas.data, atlas.regions).head(5)["name"]
-                    rows.append({"cohort": root.name, "method": args.method, "run": Path(run_dir).name,
-                                 "subtype": spec.name, "direction": kind, "smooth_fwhm_mm": smooth,
-                                 "statistic": stat,
-                                 "voxel_auc": roc_auc_score(planted[spec.name][brain], np.abs(group)[brain]),
-                                 "planted_in_top5": int(top5.isin(spec.regions).sum())})
+                    rows.append(
+                        {
+                            "cohort": root.name,
+                            "method": args.method,
+                            "run": Path(run_dir).name,
+                            "subtype": spec.name,
+                            "direction": kind,
+                            "smooth_fwhm_mm": smooth,
+                            "statistic": stat,
+                            "voxel_auc": roc_auc_score(planted[spec.name][brain], np.abs(group)[brain]),
+                            "planted_in_top5": int(top5.isin(spec.regions).sum()),
+                        }
+                    )
     table = pd.DataFrame(rows)
     if args.out:
         table.to_csv(args.out, index=False)
     variant = ["direction", "smooth_fwhm_mm", "statistic"]
     wide = table.pivot_table(index=variant, columns=["subtype", "run"], values=["voxel_auc", "planted_in_top5"])
     print(wide.round(3).to_string())
-    print(table.groupby(variant).agg(min_auc=("voxel_auc", "min"), mean_auc=("voxel_auc", "mean"),
-                                     min_top5=("planted_in_top5", "min")).round(3).to_string())
+    print(
+        table.groupby(variant)
+        .agg(min_auc=("voxel_auc", "min"), mean_auc=("voxel_auc", "mean"), min_top5=("planted_in_top5", "min"))
+        .round(3)
+        .to_string()
+    )
 
 
 if __name__ == "__main__":

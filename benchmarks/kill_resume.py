@@ -74,8 +74,9 @@ def train_command(cohort: Path, out: Path) -> list[str]:
 def losses(run: Path) -> list[dict]:
     """metrics.jsonl without its timings (seconds differ between any two runs)."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return [{k: v for k, v in row.items() if "second" not in k and "time" not in k and k != "samples_per_s"}
-            for row in rows]
+    return [
+        {k: v for k, v in row.items() if "second" not in k and "time" not in k and k != "samples_per_s"} for row in rows
+    ]
 
 
 def same_weights(a: Path, b: Path) -> bool:
@@ -150,8 +151,23 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     cohort_dir = args.out / "cohort"
     if not (cohort_dir / "cohort.csv").is_file():
-        subprocess.run(sepclr("simulate", "--out", str(cohort_dir), "--n-controls", "8", "--n-patients", "8",
-                              "--resolution", "8", "--seed", "11"), check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            sepclr(
+                "simulate",
+                "--out",
+                str(cohort_dir),
+                "--n-controls",
+                "8",
+                "--n-patients",
+                "8",
+                "--resolution",
+                "8",
+                "--seed",
+                "11",
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     cohort = cohort_dir / "cohort.csv"
     reference = args.out / "reference"
     tic = time.perf_counter()
@@ -173,38 +189,78 @@ def main() -> None:
         subprocess.run(train_command(cohort, out), check=True, stdout=subprocess.DEVNULL)
         wrong = compare(out, reference)
         kills += done
-        trials.append({"trial": trial, "kills": done, "kills_after_a_checkpoint": resumed,
-                       "identical": not wrong, "differs": wrong})
-        print(f"trial {trial:2d}: {done} kill(s) ({resumed} after a checkpoint), {'identical' if not wrong else 'DIFFERS: ' + ', '.join(wrong)}",
-              flush=True)
+        trials.append(
+            {
+                "trial": trial,
+                "kills": done,
+                "kills_after_a_checkpoint": resumed,
+                "identical": not wrong,
+                "differs": wrong,
+            }
+        )
+        print(
+            f"trial {trial:2d}: {done} kill(s) ({resumed} after a checkpoint), "
+            + ("identical" if not wrong else "DIFFERS: " + ", ".join(wrong)),
+            flush=True,
+        )
 
     explain_out, explain = args.out / "explain", []
-    base = ["explain", "--run", str(reference), "--cohort", str(cohort), "--out", str(explain_out),
-            "--permutations", "50"]
+    base = [
+        "explain",
+        "--run",
+        str(reference),
+        "--cohort",
+        str(cohort),
+        "--out",
+        str(explain_out),
+        "--permutations",
+        "50",
+    ]
     tic = time.perf_counter()
     subprocess.run(sepclr(*base), check=True, stdout=subprocess.DEVNULL)
     explain_seconds = time.perf_counter() - tic
     for k in range(args.explain_kills):
         killed = run_killed(sepclr(*base), float(rng.uniform(1.0, explain_seconds)))
-        broken = [str(p.relative_to(explain_out)) for p in explain_out.rglob("*")
-                  if p.is_file() and ".sepclr-tmp-" not in p.name and p.name != ".sepclr.lock" and not complete(p)]
+        broken = [
+            str(p.relative_to(explain_out))
+            for p in explain_out.rglob("*")
+            if p.is_file() and ".sepclr-tmp-" not in p.name and p.name != ".sepclr.lock" and not complete(p)
+        ]
         rerun = subprocess.run(sepclr(*base), capture_output=True, text=True)
-        explain.append({"kill": k, "killed": killed, "incomplete_files": broken, "rerun_exit": rerun.returncode,
-                        "temps_after_rerun": len(temp_files(explain_out))})
-        print(f"explain kill {k}: killed={killed}, incomplete files {broken}, rerun exit {rerun.returncode}, "
-              f"temp files after {explain[-1]['temps_after_rerun']}", flush=True)
+        explain.append(
+            {
+                "kill": k,
+                "killed": killed,
+                "incomplete_files": broken,
+                "rerun_exit": rerun.returncode,
+                "temps_after_rerun": len(temp_files(explain_out)),
+            }
+        )
+        print(
+            f"explain kill {k}: killed={killed}, incomplete files {broken}, rerun exit {rerun.returncode}, "
+            f"temp files after {explain[-1]['temps_after_rerun']}",
+            flush=True,
+        )
 
-    summary = {"train_trials": len(trials), "train_kills": kills,
-               "train_identical": sum(t["identical"] for t in trials),
-               "train_kills_after_a_checkpoint": sum(t["kills_after_a_checkpoint"] for t in trials),
-               "explain_kills": sum(e["killed"] for e in explain),
-               "explain_clean": sum(not e["incomplete_files"] and e["rerun_exit"] == 0 and not e["temps_after_rerun"]
-                                    for e in explain),
-               "processor": _processor(), "trials": trials, "explain": explain}
+    summary = {
+        "train_trials": len(trials),
+        "train_kills": kills,
+        "train_identical": sum(t["identical"] for t in trials),
+        "train_kills_after_a_checkpoint": sum(t["kills_after_a_checkpoint"] for t in trials),
+        "explain_kills": sum(e["killed"] for e in explain),
+        "explain_clean": sum(
+            not e["incomplete_files"] and e["rerun_exit"] == 0 and not e["temps_after_rerun"] for e in explain
+        ),
+        "processor": _processor(),
+        "trials": trials,
+        "explain": explain,
+    }
     (args.out / "kill_resume.json").write_text(json.dumps(summary, indent=1))
-    print(f"train: {summary['train_identical']}/{len(trials)} identical after {kills} kills "
-          f"({summary['train_kills_after_a_checkpoint']} after a checkpoint); "
-          f"explain: {summary['explain_clean']}/{len(explain)} clean ({summary['explain_kills']} killed)")
+    print(
+        f"train: {summary['train_identical']}/{len(trials)} identical after {kills} kills "
+        f"({summary['train_kills_after_a_checkpoint']} after a checkpoint); "
+        f"explain: {summary['explain_clean']}/{len(explain)} clean ({summary['explain_kills']} killed)"
+    )
 
 
 def _processor() -> str:

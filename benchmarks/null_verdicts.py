@@ -40,13 +40,24 @@ def run_one(job: tuple) -> dict:
     if not (folder / "run" / "verdict.json").is_file():
         sim = simulate_cohort(recipe, folder / "cohort")
         tic = time.perf_counter()
-        train(read_cohort(sim.cohort_csv), folder / "run",
-              TrainConfig().override(**{"optim.epochs": epochs, "device": "cpu"}))
+        train(
+            read_cohort(sim.cohort_csv),
+            folder / "run",
+            TrainConfig().override(**{"optim.epochs": epochs, "device": "cpu"}),
+        )
         print(f"{folder.name}: trained in {time.perf_counter() - tic:.0f} s", flush=True)
     v = Run(folder / "run").verdict()
-    return {"cohort": recipe.name, "seed": seed, "status": v["status"], "p_value": v.get("p_value"),
-            "val_auc": v.get("val_auc"), "val_auc_lo": v.get("val_auc_lo"), "norm_ratio": v.get("val_norm_ratio"),
-            "epoch": v.get("epoch"), "n_val": json.dumps(v.get("n_val"))}
+    return {
+        "cohort": recipe.name,
+        "seed": seed,
+        "status": v["status"],
+        "p_value": v.get("p_value"),
+        "val_auc": v.get("val_auc"),
+        "val_auc_lo": v.get("val_auc_lo"),
+        "norm_ratio": v.get("val_norm_ratio"),
+        "epoch": v.get("epoch"),
+        "n_val": json.dumps(v.get("n_val")),
+    }
 
 
 def main() -> None:

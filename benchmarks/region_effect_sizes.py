@@ -26,8 +26,8 @@ def main() -> None:
 
     import nibabel as nib
 
-    from sepclr_med.reading import read_cohort
     from sepclr_med.explain.pipeline import load_atlas
+    from sepclr_med.reading import read_cohort
     from sepclr_med.simulate import load_recipe
 
     root = args.cohort.parent
@@ -40,8 +40,15 @@ def main() -> None:
     labels, ids = atlas.data.ravel(), atlas.regions["id"].to_numpy()
     counts = np.bincount(labels, minlength=ids.max() + 1)[ids]
     present = counts > 0
-    means = np.stack([np.bincount(labels, weights=np.asarray(img.dataobj, float).ravel(),
-                                  minlength=ids.max() + 1)[ids] for img in images])[:, present] / counts[present]
+    means = (
+        np.stack(
+            [
+                np.bincount(labels, weights=np.asarray(img.dataobj, float).ravel(), minlength=ids.max() + 1)[ids]
+                for img in images
+            ]
+        )[:, present]
+        / counts[present]
+    )
     names = atlas.regions["name"].to_numpy()[present]
     controls = means[~cohort.is_target]
     for spec in recipe.subtypes:

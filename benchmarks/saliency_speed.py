@@ -39,9 +39,9 @@ def main() -> None:
 
     from monai.visualize import VanillaGrad
 
-    from sepclr_med.reading import read_cohort
     from sepclr_med.data import cached_dataset
     from sepclr_med.explain.saliency import attribute
+    from sepclr_med.reading import read_cohort
     from sepclr_med.run import Run
 
     run = Run(args.run)
@@ -60,8 +60,8 @@ def main() -> None:
     tic = time.perf_counter()
     monai_maps = []
     for i in range(len(volumes)):
-        saliency = VanillaGrad(_ProjectionNet(model, u[i:i + 1]))
-        monai_maps.append(saliency(volumes[i:i + 1], index=0)[0, 0].detach().numpy())
+        saliency = VanillaGrad(_ProjectionNet(model, u[i : i + 1]))
+        monai_maps.append(saliency(volumes[i : i + 1], index=0)[0, 0].detach().numpy())
     monai_rate = len(volumes) / (time.perf_counter() - tic)
 
     tic = time.perf_counter()

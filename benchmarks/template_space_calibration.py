@@ -96,12 +96,18 @@ def simulated_scans(work: Path, quick: bool) -> list[tuple[str, str, nib.Nifti1I
     scans = []
     for i, (recipe, res, seed) in enumerate(jobs):
         n = 2
-        sim = simulate_cohort(recipe.replace(n_controls=n, n_patients=n, resolution_mm=res, seed=seed),
-                              work / f"sim{i}")
+        sim = simulate_cohort(
+            recipe.replace(n_controls=n, n_patients=n, resolution_mm=res, seed=seed), work / f"sim{i}"
+        )
         table = pd.read_csv(sim.cohort_csv)
         for path in table["image"]:
-            scans.append((f"aligned: simulated GM map, {res:g} mm", f"{recipe.name} seed {seed} {path}",
-                          in_memory(nib.load(sim.cohort_csv.parent / path))))
+            scans.append(
+                (
+                    f"aligned: simulated GM map, {res:g} mm",
+                    f"{recipe.name} seed {seed} {path}",
+                    in_memory(nib.load(sim.cohort_csv.parent / path)),
+                )
+            )
     return scans
 
 
@@ -126,8 +132,14 @@ def t1_scans(rng: np.random.Generator, quick: bool) -> list[tuple[str, str, nib.
     scans = []
     voxel_sizes = (1.5, 2.0, 1.0, 1.5, 2.0, 1.5, 2.0, 1.0)[: 4 if quick else 8]
     for i, voxel in enumerate(voxel_sizes):
-        data = warp(base, rng, amplitude_vox=rng.uniform(2.0, 3.0) / 2.0, sigma_vox=16.0 / 2.0,
-                    scale=float(rng.uniform(0.97, 1.03)), center=centre)
+        data = warp(
+            base,
+            rng,
+            amplitude_vox=rng.uniform(2.0, 3.0) / 2.0,
+            sigma_vox=16.0 / 2.0,
+            scale=float(rng.uniform(0.97, 1.03)),
+            center=centre,
+        )
         data = data * bias_field(rng, data.shape, rng.uniform(0.1, 0.3))
         inside = ndimage.gaussian_filter(data, 1.0) > 0.05
         data = np.clip(data + inside * rng.uniform(0.01, 0.04) * rng.standard_normal(data.shape), 0, None)
@@ -136,8 +148,14 @@ def t1_scans(rng: np.random.Generator, quick: bool) -> list[tuple[str, str, nib.
             affine = np.diag([voxel] * 3 + [1.0])
             affine[:3, 3] = t1.affine[:3, 3]
             shape = tuple(int(np.floor((s - 1) * 2.0 / voxel)) + 1 for s in data.shape)
-            img = resample_img(img, target_affine=affine, target_shape=shape, interpolation="linear",
-                               force_resample=True, copy_header=True)
+            img = resample_img(
+                img,
+                target_affine=affine,
+                target_shape=shape,
+                interpolation="linear",
+                force_resample=True,
+                copy_header=True,
+            )
         if i % 2 == 1:  # field of view cropped to the brain + 6 mm
             img = crop_to_brain(img, 6.0)
         scale, dtype = [(1.0, np.float32), (1000.0, np.int16), (255.0, np.uint8), (1e-3, np.float64)][i % 4]
@@ -146,8 +164,13 @@ def t1_scans(rng: np.random.Generator, quick: bool) -> list[tuple[str, str, nib.
             values = np.round(values)
         img = nib.Nifti1Image(values.astype(dtype), img.affine)
         codes = ORIENTATIONS[i % len(ORIENTATIONS)]
-        scans.append((f"aligned: T1w-like brain, {voxel:g} mm", f"T1 #{i} {voxel:g} mm {codes} {dtype.__name__}"
-                      f"{' cropped' if i % 2 else ''}", reorient(img, codes)))
+        scans.append(
+            (
+                f"aligned: T1w-like brain, {voxel:g} mm",
+                f"T1 #{i} {voxel:g} mm {codes} {dtype.__name__}{' cropped' if i % 2 else ''}",
+                reorient(img, codes),
+            )
+        )
     return scans
 
 
@@ -159,20 +182,25 @@ def crop_to_brain(img: nib.Nifti1Image, margin_mm: float) -> nib.Nifti1Image:
     nonzero = np.argwhere(data > 0)
     lo = np.maximum(nonzero.min(axis=0) - margin, 0)
     hi = np.minimum(nonzero.max(axis=0) + margin + 1, data.shape)
-    return img.slicer[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    return img.slicer[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
 
 
 # -------------------------------------------------------------------------- misaligned scans
 def world_centre(img) -> np.ndarray:
     """Intensity centroid of the image in world mm (the brain's centre)."""
     data = np.clip(np.asarray(img.dataobj, dtype=np.float64), 0, None)
-    index = np.array([data.sum(axis=tuple(a for a in range(3) if a != axis)) @ np.arange(n)
-                      for axis, n in enumerate(data.shape)]) / data.sum()
+    index = (
+        np.array(
+            [data.sum(axis=tuple(a for a in range(3) if a != axis)) @ np.arange(n) for axis, n in enumerate(data.shape)]
+        )
+        / data.sum()
+    )
     return img.affine[:3, :3] @ index + img.affine[:3, 3]
 
 
-def move(img, centre: np.ndarray, *, angle_deg: float = 0.0, axis: int = 0,
-         shift_mm: np.ndarray | None = None) -> nib.Nifti1Image:
+def move(
+    img, centre: np.ndarray, *, angle_deg: float = 0.0, axis: int = 0, shift_mm: np.ndarray | None = None
+) -> nib.Nifti1Image:
     """The brain rotated about ``centre`` (world mm) around world ``axis``, then shifted.
 
     The result keeps the input's axes and voxel size (its affine still says MNI); its grid is
@@ -193,8 +221,14 @@ def move(img, centre: np.ndarray, *, angle_deg: float = 0.0, axis: int = 0,
     hi = np.maximum(np.ceil(moved.max(axis=1)), np.asarray(img.shape[:3]) - 1).astype(int)
     target = img.affine.copy()
     target[:3, 3] = img.affine[:3, :3] @ lo + img.affine[:3, 3]
-    return resample_img(source, target_affine=target, target_shape=tuple(hi - lo + 1), interpolation="linear",
-                        force_resample=True, copy_header=True)
+    return resample_img(
+        source,
+        target_affine=target,
+        target_shape=tuple(hi - lo + 1),
+        interpolation="linear",
+        force_resample=True,
+        copy_header=True,
+    )
 
 
 def add_skull(img, rng: np.random.Generator) -> nib.Nifti1Image:
@@ -224,8 +258,12 @@ def add_skull(img, rng: np.random.Generator) -> nib.Nifti1Image:
     world = (affine[:3, :3] @ world + affine[:3, 3:4]).reshape(3, *data.shape)
     sw = world[:, support]
     bottom, (cx, cy) = sw[2].min(), (sw[0].mean(), sw[1].mean() - 10)
-    neck = ((world[0] - cx) ** 2 / 45**2 + (world[1] - cy) ** 2 / 40**2 <= 1) \
-        & (world[2] < bottom + 20) & (world[2] > bottom - rng.uniform(40, 60)) & (distance > 0)
+    neck = (
+        ((world[0] - cx) ** 2 / 45**2 + (world[1] - cy) ** 2 / 40**2 <= 1)
+        & (world[2] < bottom + 20)
+        & (world[2] > bottom - rng.uniform(40, 60))
+        & (distance > 0)
+    )
     head = head + neck * rng.uniform(0.15, 0.35) * p99 * texture
     return nib.Nifti1Image(head.astype(np.float32), affine)
 
@@ -251,8 +289,9 @@ def misaligned(img, rng: np.random.Generator, info: bool = True) -> list[tuple[s
         for axis in range(3):
             kind = "rotated" if angle in ROTATIONS_DEG else "info"
             sign = rng.choice([-1.0, 1.0])
-            out.append((kind, f"rotated {angle:g}° about {'xyz'[axis]}",
-                        move(img, centre, angle_deg=sign * angle, axis=axis)))
+            out.append(
+                (kind, f"rotated {angle:g}° about {'xyz'[axis]}", move(img, centre, angle_deg=sign * angle, axis=axis))
+            )
     for shift in SHIFTS_MM + (INFO_SHIFTS_MM if info else ()):
         for axis in range(3):
             kind = "shifted" if shift in SHIFTS_MM else "info"
@@ -279,18 +318,24 @@ def cell(values: pd.Series, digits: int) -> str:
     values = values.astype(float)
     if values.isna().all():
         return "nan"
-    return " / ".join(f"{v:.{digits}f}" for v in (values.min(), values.median(), values.max())) \
-        + (f" ({int(values.isna().sum())} nan)" if values.isna().any() else "")
+    return " / ".join(f"{v:.{digits}f}" for v in (values.min(), values.median(), values.max())) + (
+        f" ({int(values.isna().sum())} nan)" if values.isna().any() else ""
+    )
 
 
 def summarise(table: pd.DataFrame) -> None:
     digits = {"template_r": 2, "rotation_deg": 1, "shift_mm": 1, "outside_fraction": 3, "centroid_offset_mm": 1}
     rows = []
-    for (kind, population), group in table.groupby(["kind", "population"], sort=False):
+    for (_kind, population), group in table.groupby(["kind", "population"], sort=False):
         passed = int((group["errors"] == 0).sum())
-        rows.append({"population": population, "n": len(group),
-                     **{m: cell(group[m], d) for m, d in digits.items()},
-                     "pass": f"{passed}/{len(group)}"})
+        rows.append(
+            {
+                "population": population,
+                "n": len(group),
+                **{m: cell(group[m], d) for m, d in digits.items()},
+                "pass": f"{passed}/{len(group)}",
+            }
+        )
     print("\nmin / median / max of each measure; pass = scans with no alignment error")
     print(pd.DataFrame(rows).to_markdown(index=False))
 
@@ -304,27 +349,36 @@ def summarise(table: pd.DataFrame) -> None:
         worst = aligned[measure].astype(float).max() if high_fails else aligned[measure].astype(float).min()
         best = target.min() if high_fails else target.max()
         sign = 1 if high_fails else -1
-        rows.append({"measure": measure, "threshold": f"{name} = {threshold:g}",
-                     "worst aligned": f"{worst:.3g}", "best targeted misaligned": f"{best:.3g}",
-                     "targets": ", ".join(kinds),
-                     "aligned margin": f"{sign * (threshold - worst):.3g}",
-                     "misaligned margin": f"{sign * (best - threshold):.3g}"})
+        rows.append(
+            {
+                "measure": measure,
+                "threshold": f"{name} = {threshold:g}",
+                "worst aligned": f"{worst:.3g}",
+                "best targeted misaligned": f"{best:.3g}",
+                "targets": ", ".join(kinds),
+                "aligned margin": f"{sign * (threshold - worst):.3g}",
+                "misaligned margin": f"{sign * (best - threshold):.3g}",
+            }
+        )
     print(pd.DataFrame(rows).to_markdown(index=False))
 
     required = table[table["kind"].isin(["rotated", "shifted", "skull", "native"])]
     n_pass = int((aligned["errors"] == 0).sum())
     n_fail = int((required["errors"] > 0).sum())
-    print(f"\naligned scans passing: {n_pass}/{len(aligned)}; misaligned scans failing: {n_fail}/{len(required)}"
-          f" -> requirement {'MET' if n_pass == len(aligned) and n_fail == len(required) else 'NOT MET'}")
+    print(
+        f"\naligned scans passing: {n_pass}/{len(aligned)}; misaligned scans failing: {n_fail}/{len(required)}"
+        f" -> requirement {'MET' if n_pass == len(aligned) and n_fail == len(required) else 'NOT MET'}"
+    )
     misses = pd.concat([aligned[aligned["errors"] > 0], required[required["errors"] == 0]])
     for _, row in misses.head(10).iterrows():
-        print(f"  wrong: {row['population']} from {row['source']}: "
-              + ", ".join(f"{m}={row[m]:.3g}" for m in CHECKS))
+        print(f"  wrong: {row['population']} from {row['source']}: " + ", ".join(f"{m}={row[m]:.3g}" for m in CHECKS))
     seconds = table["seconds"]
     fine = table[table["voxel_mm"] <= 2.0]["seconds"]
-    print(f"\nmeasure_alignment per scan (image in memory): median {1000 * seconds.median():.0f} ms over "
-          f"{len(seconds)} scans; scans with voxels <= 2 mm: median {1000 * fine.median():.0f} ms, "
-          f"max {1000 * fine.max():.0f} ms")
+    print(
+        f"\nmeasure_alignment per scan (image in memory): median {1000 * seconds.median():.0f} ms over "
+        f"{len(seconds)} scans; scans with voxels <= 2 mm: median {1000 * fine.median():.0f} ms, "
+        f"max {1000 * fine.max():.0f} ms"
+    )
 
 
 def time_from_disk(folder: Path, repeats: int = 5) -> None:
@@ -342,8 +396,10 @@ def time_from_disk(folder: Path, repeats: int = 5) -> None:
         start = time.perf_counter()
         ts.measure_alignment(nib.load(path))
         both.append(time.perf_counter() - start)
-    print(f"1 mm int16 .nii.gz from disk: load + measure_alignment median {1000 * np.median(both):.0f} ms "
-          f"(decompression alone {1000 * np.median(load):.0f} ms)")
+    print(
+        f"1 mm int16 .nii.gz from disk: load + measure_alignment median {1000 * np.median(both):.0f} ms "
+        f"(decompression alone {1000 * np.median(load):.0f} ms)"
+    )
 
 
 def main() -> None:
@@ -367,8 +423,16 @@ def main() -> None:
         for kind, population, scan in scans:
             measures = timed(scan)
             voxel = float(np.sqrt((scan.affine[:3, :3] ** 2).sum(axis=0)).max())
-            rows.append({"source": f"{index}: {source}", "kind": kind, "population": population,
-                         "voxel_mm": voxel, **measures, "errors": len(ts.alignment_errors(measures))})
+            rows.append(
+                {
+                    "source": f"{index}: {source}",
+                    "kind": kind,
+                    "population": population,
+                    "voxel_mm": voxel,
+                    **measures,
+                    "errors": len(ts.alignment_errors(measures)),
+                }
+            )
     table = pd.DataFrame(rows)
     order = {"aligned": 0, "rotated": 1, "shifted": 2, "skull": 3, "native": 4, "info": 5}
     table = table.sort_values("kind", key=lambda k: k.map(order), kind="stable")

@@ -28,8 +28,9 @@ def probe_table(latents: pd.DataFrame, truth: pd.DataFrame) -> dict:
     for space, x in spaces.items():
         row[f"{space}->patient_bacc"] = probe_classification(x, patient)
         subtypes = df.loc[patient, "subtype"]
-        row[f"{space}->subtype_bacc"] = probe_classification(x[patient], subtypes) \
-            if subtypes.nunique() > 1 else float("nan")  # one subtype: nothing to decode
+        row[f"{space}->subtype_bacc"] = (
+            probe_classification(x[patient], subtypes) if subtypes.nunique() > 1 else float("nan")
+        )  # one subtype: nothing to decode
         row[f"{space}->severity_r2"] = probe_regression(x[patient], df.loc[patient, "severity"])
         row[f"{space}->age_r2"] = probe_regression(x, df["age"])
         row[f"{space}->sex_bacc"] = probe_classification(x, df["sex"])
@@ -54,9 +55,9 @@ def main() -> None:
     import torch
     from rich.console import Console
 
-    from sepclr_med.reading import read_cohort
     from sepclr_med.embed import embed, encode_cohort
     from sepclr_med.models import SepCLRModel
+    from sepclr_med.reading import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.simulate import load_recipe, simulate_cohort
     from sepclr_med.training import TrainConfig
@@ -69,8 +70,10 @@ def main() -> None:
         folder = args.out / f"cohort_{name}"
         if not (folder / "cohort.csv").is_file():
             simulate_cohort(recipe.replace(seed=seed), folder)
-        cohorts[name] = (read_cohort(folder / "cohort.csv"),
-                         pd.read_csv(folder / "ground_truth.csv", keep_default_na=False))
+        cohorts[name] = (
+            read_cohort(folder / "cohort.csv"),
+            pd.read_csv(folder / "ground_truth.csv", keep_default_na=False),
+        )
     overrides = {k: _number(v) for k, v in (item.split("=", 1) for item in args.set)}
     rows = []
     for seed in args.seeds:
@@ -78,23 +81,34 @@ def main() -> None:
         run_dir = args.out / f"run_seed{seed}"
         tic = time.perf_counter()
         if not (run_dir / "model.pt").is_file():
-            train(cohorts["train"][0], run_dir, config, resume=(run_dir / "checkpoints/last.pt").is_file(),
-                  console=console)
+            train(
+                cohorts["train"][0],
+                run_dir,
+                config,
+                resume=(run_dir / "checkpoints/last.pt").is_file(),
+                console=console,
+            )
         minutes = (time.perf_counter() - tic) / 60
         run = Run(run_dir)
         test, truth = cohorts["test"]
-        rows.append({"model": "SepCLR", "seed": seed, "train_min": round(minutes, 1),
-                     **probe_table(embed(run, test), truth)})
+        rows.append(
+            {"model": "SepCLR", "seed": seed, "train_min": round(minutes, 1), **probe_table(embed(run, test), truth)}
+        )
         torch.manual_seed(seed)
         untrained = SepCLRModel(run.config.model)
-        rows.append({"model": "untrained encoder", "seed": seed, "train_min": 0.0,
-                     **probe_table(encode_cohort(untrained, run.config.preprocess, test), truth)})
+        rows.append(
+            {
+                "model": "untrained encoder",
+                "seed": seed,
+                "train_min": 0.0,
+                **probe_table(encode_cohort(untrained, run.config.preprocess, test), truth),
+            }
+        )
         table = pd.DataFrame(rows)
         table.to_csv(args.out / "probes.csv", index=False)
         console.print(table.round(3).to_string())
     summary = table.drop(columns=["seed"]).groupby("model").agg(["mean", "std"]).round(3)
-    (args.out / "probes.md").write_text(table.round(3).to_markdown(index=False) + "\n\n"
-                                        + summary.to_markdown() + "\n")
+    (args.out / "probes.md").write_text(table.round(3).to_markdown(index=False) + "\n\n" + summary.to_markdown() + "\n")
     console.print(summary.T.to_string())
 
 

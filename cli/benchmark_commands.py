@@ -25,10 +25,9 @@ def benchmark(
     """Train every method on the same simulated cohort and probe held-out subjects."""
     from rich.console import Console
 
+    from sepclr_med.errors import SepclrError
     from sepclr_med.evaluation.benchmark import run_benchmark
     from sepclr_med.simulate import load_recipe
-
-    from sepclr_med.errors import SepclrError
 
     console = Console(highlight=False)
     try:
@@ -36,9 +35,15 @@ def benchmark(
     except ValueError:
         raise SepclrError(f"--seeds must be comma-separated integers, not {seeds!r}") from None
     spec = load_recipe(recipe).replace(n_controls=n, n_patients=n, resolution_mm=resolution)
-    summary = run_benchmark(out, methods=[m.strip() for m in methods.split(",") if m.strip()],
-                            seeds=seed_list, recipe=spec, epochs=epochs,
-                            n_test=n_test, console=console)
+    summary = run_benchmark(
+        out,
+        methods=[m.strip() for m in methods.split(",") if m.strip()],
+        seeds=seed_list,
+        recipe=spec,
+        epochs=epochs,
+        n_test=n_test,
+        console=console,
+    )
     console.print(summary.to_markdown(index=False))
     console.print(f"Wrote {out / 'results.csv'}, {out / 'summary.csv'} and {out / 'summary.md'}")
 

@@ -16,7 +16,6 @@ import inspect
 import typer
 
 
-
 def _parse_confounds(value: str | None) -> dict[str, str] | None:
     if not value:
         return None
@@ -42,14 +41,29 @@ def _options(of_run: bool) -> list[inspect.Parameter]:
         "group_column": (str, None if of_run else "group", f"Column holding the group label{run}."),
         "control_label": (str, None if of_run else "control", f"Group label of controls (background){run}."),
         "patient_label": (str, None if of_run else "patient", f"Group label of patients (target){run}."),
-        "confounds": (str, None, "Declare confound columns: age=COL,sex=COL,site=COL (others are found by "
-                                 "name: Age, age_at_scan, gender, centre ...)."),
-        "skip_missing": (bool, False, "Drop rows without an image or a group (listed in one warning) "
-                                      "instead of stopping."),
-        "allow_unaligned": (bool, False, "Go on with scans that fail the MNI152 template-space check (they are "
-                                         "listed, recorded in the run and shown on reports)."),
-        "derivatives": (str, None, "BIDS: take images from this derivatives dataset (a name under "
-                                   "DATASET/derivatives/ or a path): fMRIPrep, CAT12, Clinica CAPS."),
+        "confounds": (
+            str,
+            None,
+            "Declare confound columns: age=COL,sex=COL,site=COL (others are found by "
+            "name: Age, age_at_scan, gender, centre ...).",
+        ),
+        "skip_missing": (
+            bool,
+            False,
+            "Drop rows without an image or a group (listed in one warning) instead of stopping.",
+        ),
+        "allow_unaligned": (
+            bool,
+            False,
+            "Go on with scans that fail the MNI152 template-space check (they are "
+            "listed, recorded in the run and shown on reports).",
+        ),
+        "derivatives": (
+            str,
+            None,
+            "BIDS: take images from this derivatives dataset (a name under "
+            "DATASET/derivatives/ or a path): fMRIPrep, CAT12, Clinica CAPS.",
+        ),
         "space": (str, None, "BIDS: the space- entity (default: the MNI152 space when one exists)."),
         "desc": (str, None, "BIDS: the desc- entity (e.g. preproc)."),
         "suffix": (str, "T1w", "BIDS: T1w, probseg (with --label GM) or a CAT12 prefix such as mwp1."),
@@ -78,8 +92,9 @@ def cohort_options(of_run: bool = False):
             from sepclr_med.bids import BidsSelection
 
             values = {n: kwargs.pop(n) for n in names}
-            selection = BidsSelection(**{k: values.pop(k) for k in ("derivatives", "space", "desc", "suffix",
-                                                                     "label", "session")})
+            selection = BidsSelection(
+                **{k: values.pop(k) for k in ("derivatives", "space", "desc", "suffix", "label", "session")}
+            )
             values["confounds"] = _parse_confounds(values["confounds"])
             read = {k: v for k, v in values.items() if v is not None}
             read["selection"] = selection

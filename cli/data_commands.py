@@ -21,16 +21,21 @@ def _split(value: str | None) -> list[str] | None:
 def validate(
     cohort: Path = typer.Option(..., "--cohort", "-c", help=COHORT_HELP),
     scores: str = typer.Option(None, help="Comma-separated clinical-score columns (default: inferred)."),
-    qc_out: Path = typer.Option(None, "--qc-out", help="Write the template-space measures (alignment.tsv) and a "
-                                "page of mid-slice montages of every scan, worst first (qc.html) here."),
-    *, read_options: dict,
+    qc_out: Path = typer.Option(
+        None,
+        "--qc-out",
+        help="Write the template-space measures (alignment.tsv) and a "
+        "page of mid-slice montages of every scan, worst first (qc.html) here.",
+    ),
+    *,
+    read_options: dict,
 ) -> None:
     """Check a cohort before any training; list every problem with file, row and column."""
     from rich.console import Console
     from rich.markup import escape
 
-    from sepclr_med.reading import read_cohort
     from sepclr_med.image_checks import reference_grid
+    from sepclr_med.reading import read_cohort
 
     allowed = bool(read_options.get("allow_unaligned"))
     # with --qc-out the page is written first, also when scans fail (it is where they are shown)
@@ -38,10 +43,13 @@ def validate(
 
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("reading the cohort", total=None)
-        result = read_cohort(cohort, scores=_split(scores), check_alignment=True,
-                             progress=lambda done, total, what: bar.update(task, completed=done, total=total,
-                                                                           description=what),
-                             **{**read_options, "allow_unaligned": allowed or qc_out is not None})
+        result = read_cohort(
+            cohort,
+            scores=_split(scores),
+            check_alignment=True,
+            progress=lambda done, total, what: bar.update(task, completed=done, total=total, description=what),
+            **{**read_options, "allow_unaligned": allowed or qc_out is not None},
+        )
     console = Console(highlight=False)
     if qc_out is not None:
         from sepclr_med.errors import CohortError
@@ -54,9 +62,11 @@ def validate(
         if failing and not allowed:
             raise CohortError(failing)
     n_target = int(result.is_target.sum())
-    console.print(f"[green]OK[/] {escape(str(cohort))}: {len(result)} subjects "
-                  f"({len(result) - n_target} {escape(result.control_label)}, {n_target} "
-                  f"{escape(result.patient_label)})")
+    console.print(
+        f"[green]OK[/] {escape(str(cohort))}: {len(result)} subjects "
+        f"({len(result) - n_target} {escape(result.control_label)}, {n_target} "
+        f"{escape(result.patient_label)})"
+    )
     console.print("  columns:")
     for column, role in result.roles.items():
         console.print(f"    {escape(column)}: {escape(role)}")
@@ -78,23 +88,32 @@ def pipeline(
     cache: str = typer.Option("memory", help="memory | disk | none"),
     cache_dir: Path = typer.Option(None, help="Disk cache root (for --cache disk)."),
     voxel_size: float = typer.Option(None, help="Resample to this isotropic voxel size (mm)."),
-    *, read_options: dict,
+    *,
+    read_options: dict,
 ) -> None:
     """Run the data pipeline (preprocess, cache, two views, stratified batches) and time it."""
     from rich.console import Console
 
-    from sepclr_med.reading import read_cohort
     from sepclr_med.data.passes import timed_passes
     from sepclr_med.data.preprocess import PreprocessConfig
+    from sepclr_med.reading import read_cohort
 
     data = read_cohort(cohort, **read_options)
     say_warnings(data)
-    timings = timed_passes(data, PreprocessConfig(voxel_size=voxel_size), epochs=epochs,
-                           batch_size=batch_size, cache=cache, cache_dir=cache_dir)
+    timings = timed_passes(
+        data,
+        PreprocessConfig(voxel_size=voxel_size),
+        epochs=epochs,
+        batch_size=batch_size,
+        cache=cache,
+        cache_dir=cache_dir,
+    )
     console = Console(highlight=False)
     for t in timings:
-        console.print(f"{t.label}: {t.seconds:.2f} s, {t.volumes_per_second:.1f} subjects/s, "
-                      f"{t.batches} batches of {t.batch_shape}")
+        console.print(
+            f"{t.label}: {t.seconds:.2f} s, {t.volumes_per_second:.1f} subjects/s, "
+            f"{t.batches} batches of {t.batch_shape}"
+        )
 
 
 @user_errors

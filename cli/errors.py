@@ -40,8 +40,7 @@ def user_errors(command: Callable) -> Callable:
             from rich.console import Console
             from rich.markup import escape
 
-            Console(stderr=True, highlight=False).print(f"[bold red]Error:[/] {escape(describe(exc))}",
-                                                        soft_wrap=True)
+            Console(stderr=True, highlight=False).print(f"[bold red]Error:[/] {escape(describe(exc))}", soft_wrap=True)
             raise typer.Exit(USER_ERROR_EXIT) from None
 
     return wrapper

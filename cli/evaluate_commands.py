@@ -16,11 +16,14 @@ def evaluate(
     run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
     cohort: Path = typer.Option(..., "--cohort", "-c", help="Cohort to embed and probe (ideally held out)."),
     out: Path = typer.Option(Path("evaluation"), "--out", "-o", help="Folder for probes.csv/json."),
-    factors: str = typer.Option(None, help="Comma-separated target-only factors to probe on patients "
-                                           "(default: subtype, severity and panss* scores)."),
+    factors: str = typer.Option(
+        None,
+        help="Comma-separated target-only factors to probe on patients (default: subtype, severity and panss* scores).",
+    ),
     truth: Path = typer.Option(None, help="Ground-truth CSV (default: ground_truth.csv beside the cohort)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    *, read_options: dict,
+    *,
+    read_options: dict,
 ) -> None:
     """Probe how well a run separates common from salient variation."""
     from rich.console import Console
@@ -40,15 +43,16 @@ def evaluate(
     say_warnings(data, console)
     seen = trained.training_subjects() & set(data.subject_ids)
     if seen:
-        console.print(f"[yellow]warning: {len(seen)} of {len(data)} subjects were used to train this run; "
-                      "probes on them measure memorisation, not generalisation[/]")
+        console.print(
+            f"[yellow]warning: {len(seen)} of {len(data)} subjects were used to train this run; "
+            "probes on them measure memorisation, not generalisation[/]"
+        )
     table_factors, truth_path = cohort_factors(data, truth)
     if truth_path:
         console.print(f"ground truth: {escape(truth_path)}")
     latents = embed(trained, data, device=device)
     names = [f.strip() for f in factors.split(",")] if factors else None
-    table = evaluate_latents(latents, table_factors, target_factors=names,
-                             patient_label=trained.config.patient_label)
+    table = evaluate_latents(latents, table_factors, target_factors=names, patient_label=trained.config.patient_label)
     print_evaluation(table, console)
     paths = write_evaluation(table, out, verdict=trained.verdict())
     console.print(f"Wrote {paths['csv']}, {paths['json']} and {paths['verdict']}")

@@ -18,18 +18,29 @@ def explain(
     out: Path = typer.Option(Path("explain"), "--out", "-o", help="Output folder."),
     atlas: str = typer.Option("AAL", help="AAL | AAL3 | HCPEx, or a labels NIfTI (with --atlas-lut)."),
     atlas_lut: Path = typer.Option(None, help="Lookup table 'id name' of a custom labels NIfTI."),
-    method: str = typer.Option("eg", help="eg (expected gradients, controls as baselines) | ig (integrated "
-                                          "gradients from the controls' mean) | grad | ablation (regions)"),
+    method: str = typer.Option(
+        "eg",
+        help="eg (expected gradients, controls as baselines) | ig (integrated "
+        "gradients from the controls' mean) | grad | ablation (regions)",
+    ),
     subjects: str = typer.Option(None, help="Comma-separated subjects with own maps (default: all patients)."),
     steps: int = typer.Option(24, min=2, help="Attribution budget per subject: eg samples or ig steps."),
-    group_stat: str = typer.Option(None, help="Group maps: t (one-sample t of the members' maps) | mean "
-                                              "(default: t for eg, mean for ig and grad; not used by ablation)."),
-    group_fwhm: float = typer.Option(None, min=0.0, help="Smoothing of members' maps before the group statistic, "
-                                                         "FWHM in mm (default: 8 for eg, 0 for ig and grad)."),
+    group_stat: str = typer.Option(
+        None,
+        help="Group maps: t (one-sample t of the members' maps) | mean "
+        "(default: t for eg, mean for ig and grad; not used by ablation).",
+    ),
+    group_fwhm: float = typer.Option(
+        None,
+        min=0.0,
+        help="Smoothing of members' maps before the group statistic, "
+        "FWHM in mm (default: 8 for eg, 0 for ig and grad).",
+    ),
     truth: Path = typer.Option(None, help="Ground-truth CSV with subtypes (default: beside the cohort)."),
     permutations: int = typer.Option(0, min=0, help="Max-T permutations for clinical p-values (0 = off)."),
     no_figures: bool = typer.Option(False, "--no-figures", help="Skip PNG figures."),
-    *, read_options: dict,
+    *,
+    read_options: dict,
 ) -> None:
     """Map salient directions to voxels, atlas regions and clinical scores."""
     import pandas as pd
@@ -44,10 +55,22 @@ def explain(
     say_warnings(data, console)
     truth_path = truth or Path(data.source).parent / "ground_truth.csv"
     table = pd.read_csv(truth_path, keep_default_na=False) if truth_path.is_file() else None
-    run_explain(trained, data, out, atlas=atlas, atlas_lut=atlas_lut, method=method,
-                subjects=[s.strip() for s in subjects.split(",")] if subjects else None, n_steps=steps,
-                group_stat=group_stat, group_fwhm=group_fwhm,
-                truth=table, n_permutations=permutations, figures=not no_figures, console=console)
+    run_explain(
+        trained,
+        data,
+        out,
+        atlas=atlas,
+        atlas_lut=atlas_lut,
+        method=method,
+        subjects=[s.strip() for s in subjects.split(",")] if subjects else None,
+        n_steps=steps,
+        group_stat=group_stat,
+        group_fwhm=group_fwhm,
+        truth=table,
+        n_permutations=permutations,
+        figures=not no_figures,
+        console=console,
+    )
 
 
 def register(app: typer.Typer) -> None:

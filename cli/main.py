@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import typer
 
-from sepclr_med.cli import (benchmark_commands, data_commands, evaluate_commands, explain_commands,
-                            report_commands, simulate_commands, train_commands, tune_commands)
+from sepclr_med.cli import (
+    benchmark_commands,
+    data_commands,
+    evaluate_commands,
+    explain_commands,
+    report_commands,
+    simulate_commands,
+    train_commands,
+    tune_commands,
+)
 from sepclr_med.cli.errors import STATE
 
 app = typer.Typer(
     name="sepclr-med",
     help="Contrastive Analysis (SepCLR) for 3D brain MRI: separate patient-specific (salient) "
-         "from shared (common) anatomical variation.",
+    "from shared (common) anatomical variation.",
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode="rich",
     no_args_is_help=True,
@@ -32,8 +40,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     STATE["debug"] = debug
 

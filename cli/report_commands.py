@@ -21,7 +21,8 @@ def report(
     steps: int = typer.Option(16, min=2, help="Integrated-gradient steps."),
     no_pdf: bool = typer.Option(False, "--no-pdf", help="Skip the PDF pages."),
     full_paths: bool = typer.Option(False, "--full-paths", help="Show full scan paths (default: file names)."),
-    *, read_options: dict,
+    *,
+    read_options: dict,
 ) -> None:
     """One page per subject (HTML + PDF), an index sortable by deviation, and summary.csv."""
     from rich.console import Console
@@ -34,17 +35,27 @@ def report(
     console = Console(highlight=False)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("rendering", total=None)
-        result = make_reports(Run(run), cohort, out, explain_dir=explain_dir,
-                              include=tuple(c.strip() for c in include.split(",")) if include else (),
-                              n_steps=steps, pdf=not no_pdf, full_paths=full_paths, read_options=read_options,
-                              progress=lambda done, total, sid: bar.update(
-                                  task, completed=done, total=total, description=f"rendering {escape(sid)}"))
+        result = make_reports(
+            Run(run),
+            cohort,
+            out,
+            explain_dir=explain_dir,
+            include=tuple(c.strip() for c in include.split(",")) if include else (),
+            n_steps=steps,
+            pdf=not no_pdf,
+            full_paths=full_paths,
+            read_options=read_options,
+            progress=lambda done, total, sid: bar.update(
+                task, completed=done, total=total, description=f"rendering {escape(sid)}"
+            ),
+        )
     for warning in result["cohort_warnings"][:20]:
         console.print(f"[yellow]cohort warning[/]: {escape(warning)}")
     if result["warning"]:
         console.print(f"[bold red]WARNING[/] (training verdict, repeated on every page): {escape(result['warning'])}")
-    console.print(f"Reported {len(result['rows'])} subject(s): {result['index']} "
-                  f"({result['seconds_per_page']:.2f} s per page)")
+    console.print(
+        f"Reported {len(result['rows'])} subject(s): {result['index']} ({result['seconds_per_page']:.2f} s per page)"
+    )
     if result["failures"]:
         for failure in result["failures"]:
             console.print(f"[red]failed[/] {escape(failure['subject_id'])}: {escape(failure['error'])}")

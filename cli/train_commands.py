@@ -20,7 +20,9 @@ COHORT_HELP = "Cohort CSV/TSV, a BIDS dataset folder, or its participants.tsv."
 def train(
     cohort: Path = typer.Option(..., "--cohort", "-c", help=COHORT_HELP),
     out: Path = typer.Option(Path("sepclr_run"), "--out", "-o", help="Run directory to write."),
-    config: Path = typer.Option(None, "--config", help="TOML file with any hyper-parameter; options below override it."),
+    config: Path = typer.Option(
+        None, "--config", help="TOML file with any hyper-parameter; options below override it."
+    ),
     epochs: int = typer.Option(None, help="Training epochs."),
     batch_size: int = typer.Option(None, help="Subjects per batch (per process under DDP)."),
     lr: float = typer.Option(None, help="Adam learning rate."),
@@ -31,10 +33,16 @@ def train(
     beta_infoless: float = typer.Option(None, help="Weight of the information-less term (controls' salient to 0)."),
     lambda_jem: float = typer.Option(None, help="Weight of the k-JEM independence term."),
     lambda_independence: float = typer.Option(
-        None, help="Weight of the leakage penalty (dCor² of patients' common reps with their fixed "
-                   "salient reps; default 300); 0 = the paper's objective."),
-    paper: bool = typer.Option(False, "--paper", help="Start from the paper's exact objective and weights "
-                               "(1, 10, 10), no leakage penalty, instead of the defaults."),
+        None,
+        help="Weight of the leakage penalty (dCor² of patients' common reps with their fixed "
+        "salient reps; default 300); 0 = the paper's objective.",
+    ),
+    paper: bool = typer.Option(
+        False,
+        "--paper",
+        help="Start from the paper's exact objective and weights "
+        "(1, 10, 10), no leakage penalty, instead of the defaults.",
+    ),
     backbone: str = typer.Option(None, help="small | resnet10 | resnet18 | densenet121"),
     voxel_size: float = typer.Option(None, help="Resample inputs to this isotropic voxel size (mm)."),
     val_fraction: float = typer.Option(None, help="Fraction of each group held out for validation."),
@@ -42,35 +50,68 @@ def train(
     cache_dir: Path = typer.Option(None, help="Disk cache root (with --cache disk)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine (DDP via torchrun)."),
-    *, read_options: dict,
+    *,
+    read_options: dict,
 ) -> None:
     """Train SepCLR (controls = background, patients = target) into a run directory."""
-    options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
-               "num_workers": num_workers, "beta_salient": beta_salient, "beta_infoless": beta_infoless,
-               "lambda_jem": lambda_jem, "lambda_independence": lambda_independence, "backbone": backbone,
-               "voxel_size": voxel_size,
-               "val_fraction": val_fraction, "cache": cache, "cache_dir": cache_dir, "config": config,
-               "paper": True if paper else None}
+    options = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "device": device,
+        "num_workers": num_workers,
+        "beta_salient": beta_salient,
+        "beta_infoless": beta_infoless,
+        "lambda_jem": lambda_jem,
+        "lambda_independence": lambda_independence,
+        "backbone": backbone,
+        "voxel_size": voxel_size,
+        "val_fraction": val_fraction,
+        "cache": cache,
+        "cache_dir": cache_dir,
+        "config": config,
+        "paper": True if paper else None,
+    }
     if resume:
         fixed = [k for k, v in options.items() if v is not None and k not in ("epochs", "device", "num_workers")]
         if fixed:
             from sepclr_med.errors import SepclrError
 
-            raise SepclrError("--resume continues a run with the configuration stored in its config.toml; "
-                              "only --epochs, --device and --num-workers can change, not: "
-                              + ", ".join("--" + k.replace("_", "-") for k in fixed))
+            raise SepclrError(
+                "--resume continues a run with the configuration stored in its config.toml; "
+                "only --epochs, --device and --num-workers can change, not: "
+                + ", ".join("--" + k.replace("_", "-") for k in fixed)
+            )
     if nproc > 1:
-        argv = ["--cohort", str(cohort), "--out", str(out), *cohort_argv(read_options)] + \
-            (["--resume"] if resume else [])
+        argv = ["--cohort", str(cohort), "--out", str(out), *cohort_argv(read_options)] + (
+            ["--resume"] if resume else []
+        )
         for key, value in options.items():
             if value is True:
                 argv += [f"--{key.replace('_', '-')}"]
             elif value is not None:
                 argv += [f"--{key.replace('_', '-')}", str(value)]
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={nproc}", "-m", "sepclr_med.cli.main", "train", *argv]
-        raise typer.Exit(subprocess.call(command, env={**os.environ, "OMP_NUM_THREADS": os.environ.get(
-            "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}))
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "sepclr_med.cli.main",
+            "train",
+            *argv,
+        ]
+        raise typer.Exit(
+            subprocess.call(
+                command,
+                env={
+                    **os.environ,
+                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc))),
+                },
+            )
+        )
 
     from rich.console import Console
 
@@ -83,14 +124,26 @@ def train(
 
         raise SepclrError("--paper and --config both choose the starting configuration: give one")
     base = TrainConfig.load(config) if config is not None else TrainConfig.paper() if paper else TrainConfig()
-    resolved = base.override(**{
-        "optim.epochs": epochs, "optim.batch_size": batch_size, "optim.lr": lr, "seed": seed,
-        "device": device, "num_workers": num_workers, "loss.beta_salient": beta_salient,
-        "loss.beta_infoless": beta_infoless, "loss.lambda_jem": lambda_jem,
-        "loss.lambda_independence": lambda_independence, "model.backbone": backbone,
-        "preprocess.voxel_size": voxel_size, "val_fraction": val_fraction, "cache": cache,
-        "cache_dir": str(cache_dir) if cache_dir is not None else None,
-        "allow_unaligned": True if read_options.get("allow_unaligned") else None})
+    resolved = base.override(
+        **{
+            "optim.epochs": epochs,
+            "optim.batch_size": batch_size,
+            "optim.lr": lr,
+            "seed": seed,
+            "device": device,
+            "num_workers": num_workers,
+            "loss.beta_salient": beta_salient,
+            "loss.beta_infoless": beta_infoless,
+            "loss.lambda_jem": lambda_jem,
+            "loss.lambda_independence": lambda_independence,
+            "model.backbone": backbone,
+            "preprocess.voxel_size": voxel_size,
+            "val_fraction": val_fraction,
+            "cache": cache,
+            "cache_dir": str(cache_dir) if cache_dir is not None else None,
+            "allow_unaligned": True if read_options.get("allow_unaligned") else None,
+        }
+    )
     data = read_cohort(cohort, check_alignment=not resume, **read_options)
     main = int(os.environ.get("RANK", "0")) == 0
     console = Console(highlight=False) if main else None
@@ -106,14 +159,21 @@ def train(
 def embed(
     run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
     cohort: Path = typer.Option(..., "--cohort", "-c", help=COHORT_HELP),
-    out: Path = typer.Option(Path("latents.csv"), "--out", "-o", help="Latents CSV/TSV to write; for a BIDS cohort, "
-                             "a folder (no .csv/.tsv suffix) gets BIDS derivatives, one latents TSV per subject."),
+    out: Path = typer.Option(
+        Path("latents.csv"),
+        "--out",
+        "-o",
+        help="Latents CSV/TSV to write; for a BIDS cohort, "
+        "a folder (no .csv/.tsv suffix) gets BIDS derivatives, one latents TSV per subject.",
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     batch_size: int = typer.Option(16, min=1, help="Volumes per forward pass."),
-    *, read_options: dict,
+    *,
+    read_options: dict,
 ) -> None:
     """Write common and salient reps of every subject of a cohort (seen or unseen) to CSV."""
-    from sepclr_med.embed import embed as compute, write_latents, write_latents_bids
+    from sepclr_med.embed import embed as compute
+    from sepclr_med.embed import write_latents, write_latents_bids
     from sepclr_med.run import Run
 
     trained = Run(run)

@@ -21,7 +21,8 @@ def tune(
     seed: int = typer.Option(None, help="Seed of the folds and of every run."),
     device: str = typer.Option(None, help="auto | cpu | cuda"),
     keep_runs: bool = typer.Option(False, "--keep-runs", help="Keep each fold's run directory."),
-    *, read_options: dict,
+    *,
+    read_options: dict,
 ) -> None:
     """Try a small grid of loss weights on validation folds; write the best as a config for `train --config`."""
     from rich.console import Console
@@ -31,35 +32,59 @@ def tune(
 
     from sepclr_med.reading import read_cohort
     from sepclr_med.training import TrainConfig
-    from sepclr_med.training.tune import GRID, summarise, tune as run_tune
+    from sepclr_med.training.tune import GRID, summarise
+    from sepclr_med.training.tune import tune as run_tune
 
     console = Console(highlight=False)
     base = (TrainConfig.load(config) if config is not None else TrainConfig()).override(
-        **{"optim.epochs": epochs, "seed": seed, "device": device,
-           "allow_unaligned": True if read_options.get("allow_unaligned") else None})
+        **{
+            "optim.epochs": epochs,
+            "seed": seed,
+            "device": device,
+            "allow_unaligned": True if read_options.get("allow_unaligned") else None,
+        }
+    )
     data = read_cohort(cohort, check_alignment=True, **read_options)
     say_warnings(data, console)
-    console.print(f"tune: {len(GRID)} settings x {folds} folds = {len(GRID) * folds} runs of "
-                  f"{base.optim.epochs} epochs on {len(data)} subjects")
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
-                  TimeElapsedColumn(), console=console) as bar:
+    console.print(
+        f"tune: {len(GRID)} settings x {folds} folds = {len(GRID) * folds} runs of "
+        f"{base.optim.epochs} epochs on {len(data)} subjects"
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} runs"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
         task = bar.add_task("tuning", total=len(GRID) * folds)
-        table, _ = run_tune(data, out, base, grid=GRID, n_folds=folds, keep_runs=keep_runs,
-                            progress=lambda done, total, label: bar.update(
-                                task, completed=done, description=f"done: {escape(label)}"))
+        table, _ = run_tune(
+            data,
+            out,
+            base,
+            grid=GRID,
+            n_folds=folds,
+            keep_runs=keep_runs,
+            progress=lambda done, total, label: bar.update(task, completed=done, description=f"done: {escape(label)}"),
+        )
     summary = summarise(table)
     view = Table(title="Loss weights on validation folds (score: validation salient AUC at the kept epoch)")
     for name in ("rank", "weights", "score", "worst fold", "norm ratio", "separated"):
         view.add_column(name)
     for rank, row in enumerate(summary.itertuples(), start=1):
-        view.add_row(str(rank), row.weights, f"{row.score:.3f}", f"{row.worst_fold:.3f}", f"{row.norm_ratio:.2f}",
-                     row.separated)
+        view.add_row(
+            str(rank), row.weights, f"{row.score:.3f}", f"{row.worst_fold:.3f}", f"{row.norm_ratio:.2f}", row.separated
+        )
     console.print(view)
     if summary.loc[0, "separated"].startswith("0/"):
-        console.print("[bold red]WARNING[/]: no setting separated validation patients from controls on any "
-                      "fold; the best is written anyway, but check the cohort (registration, labels, effect size).")
-    console.print(f"Wrote {out / 'tune.csv'} and {out / 'tuned.toml'}: "
-                  f"sepclr-med train --cohort {escape(str(cohort))} --config {escape(str(out / 'tuned.toml'))}")
+        console.print(
+            "[bold red]WARNING[/]: no setting separated validation patients from controls on any "
+            "fold; the best is written anyway, but check the cohort (registration, labels, effect size)."
+        )
+    console.print(
+        f"Wrote {out / 'tune.csv'} and {out / 'tuned.toml'}: "
+        f"sepclr-med train --cohort {escape(str(cohort))} --config {escape(str(out / 'tuned.toml'))}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -99,8 +99,9 @@ class Atlas:
         """This atlas on the grid of ``target_img`` (nearest neighbour, labels kept)."""
         from nilearn.image import resample_to_img
 
-        img = resample_to_img(self.labels_img, target_img, interpolation="nearest",
-                              force_resample=True, copy_header=True)
+        img = resample_to_img(
+            self.labels_img, target_img, interpolation="nearest", force_resample=True, copy_header=True
+        )
         return Atlas(img, self.regions, self.name)
 
     def region_ids(self, names: list[str]) -> list[int]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 TEMP_MARK = ".sepclr-tmp-"  # in every temporary name: orphans of killed runs are recognised (locking.py)
 
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
@@ -93,7 +94,8 @@ def spreadsheet_safe(table):
     for column in out.columns:
         if not is_numeric_dtype(out[column]):
             out[column] = out[column].map(
-                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v
+            )
     return out
 
 
@@ -108,8 +110,9 @@ def write_table(path: str | os.PathLike, table, *, float_format: str | None = No
     table = spreadsheet_safe(table) if safe else table
     # the csv module quotes "\n" but not a lone "\r", which readers take for a line end
     text = table.select_dtypes(include=["object", "string"])
-    quoting = csv.QUOTE_NONNUMERIC if text.map(lambda v: isinstance(v, str) and "\r" in v).any().any() \
-        else csv.QUOTE_MINIMAL
+    quoting = (
+        csv.QUOTE_NONNUMERIC if text.map(lambda v: isinstance(v, str) and "\r" in v).any().any() else csv.QUOTE_MINIMAL
+    )
     return write_text(path, table.to_csv(index=False, sep=sep, float_format=float_format, quoting=quoting))
 
 

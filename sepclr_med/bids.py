@@ -56,7 +56,7 @@ def parse_entities(name: str) -> dict[str, str]:
     out = {}
     prefix = CAT12_PREFIX.match(stem)
     if prefix:
-        out["prefix"], stem = prefix.group(1), stem[prefix.end():]
+        out["prefix"], stem = prefix.group(1), stem[prefix.end() :]
     parts = stem.split("_")
     for part in parts[:-1]:
         key, sep, value = part.partition("-")
@@ -101,7 +101,7 @@ class BidsSelection:
             value = getattr(self, key)
             prefix = {"session": "ses-"}.get(key, f"{key}-")
             if value is not None and value.startswith(prefix):
-                object.__setattr__(self, key, value[len(prefix):])
+                object.__setattr__(self, key, value[len(prefix) :])
 
     def stored(self, dataset: Path) -> dict[str, str]:
         """The non-default fields, derivatives as an absolute path: what a run records."""
@@ -118,14 +118,22 @@ class BidsSelection:
         path = named if named.is_dir() and os.sep not in self.derivatives else Path(self.derivatives)
         path = path.expanduser().resolve()
         if not path.is_dir():
-            raise CohortError([Problem(str(path), f"--derivatives {self.derivatives!r}: no such folder (neither "
-                                                  f"{named} nor a path)")])
+            raise CohortError(
+                [Problem(str(path), f"--derivatives {self.derivatives!r}: no such folder (neither {named} nor a path)")]
+            )
         return path
 
     def candidates(self, root: Path, subject: str) -> list[Path]:
         """Every NIfTI file of ``subject`` in the layouts the module docstring lists, sorted."""
-        patterns = [f"{subject}/anat/*", f"{subject}/ses-*/anat/*", f"subjects/{subject}/ses-*/t1_linear/*",
-                    f"{subject}/mri/*", f"{subject}/anat/mri/*", f"{subject}/ses-*/mri/*", f"{subject}/ses-*/anat/mri/*"]
+        patterns = [
+            f"{subject}/anat/*",
+            f"{subject}/ses-*/anat/*",
+            f"subjects/{subject}/ses-*/t1_linear/*",
+            f"{subject}/mri/*",
+            f"{subject}/anat/mri/*",
+            f"{subject}/ses-*/mri/*",
+            f"{subject}/ses-*/anat/mri/*",
+        ]
         found = {p for pattern in patterns for p in root.glob(pattern)}
         return sorted(p for p in found if p.name.endswith(NIFTI) and f"{subject}_" in p.name + "_")
 
@@ -147,11 +155,19 @@ class BidsSelection:
         keep = [f for f in keep if entities[f].get("run", "") == runs[0]]
         if len(keep) > 1:
             differ = sorted({k for f in keep for k in entities[f] if len({entities[g].get(k) for g in keep}) > 1})
-            return None, (f"{len(keep)} files fit {self.describe()} and differ in {', '.join(differ)}: "
-                          f"{', '.join(f.name for f in keep)}; --desc, --label, --space and --session choose among "
-                          "them; for other entities give a cohort table whose image column names the files"), None
-        notes = [f"{len(sessions)} sessions, ses-{sessions[0]} used" if len(sessions) > 1 else "",
-                 f"{len(runs)} runs, run-{runs[0]} used" if len(runs) > 1 else ""]
+            return (
+                None,
+                (
+                    f"{len(keep)} files fit {self.describe()} and differ in {', '.join(differ)}: "
+                    f"{', '.join(f.name for f in keep)}; --desc, --label, --space and --session choose among "
+                    "them; for other entities give a cohort table whose image column names the files"
+                ),
+                None,
+            )
+        notes = [
+            f"{len(sessions)} sessions, ses-{sessions[0]} used" if len(sessions) > 1 else "",
+            f"{len(runs)} runs, run-{runs[0]} used" if len(runs) > 1 else "",
+        ]
         return keep[0], None, "; ".join(n for n in notes if n) or None
 
     def spaces(self, files: list[Path], subject: str) -> set[str]:
@@ -164,15 +180,20 @@ class BidsSelection:
             ok = e.get("prefix") == self.suffix
         else:
             ok = e.get("prefix") is None and e["suffix"] == self.suffix
-        return (ok and (self.desc is None or e.get("desc") == self.desc)
-                and (self.label is None or e.get("label") == self.label)
-                and (self.session is None or e.get("ses") == self.session))
+        return (
+            ok
+            and (self.desc is None or e.get("desc") == self.desc)
+            and (self.label is None or e.get("label") == self.label)
+            and (self.session is None or e.get("ses") == self.session)
+        )
 
     def describe(self) -> str:
         """The selection in words, for messages."""
-        parts = [f"suffix {self.suffix}"] + [f"{k} {v}" for k, v in (("space", self.space), ("desc", self.desc),
-                                                                        ("label", self.label), ("ses", self.session))
-                                               if v is not None]
+        parts = [f"suffix {self.suffix}"] + [
+            f"{k} {v}"
+            for k, v in (("space", self.space), ("desc", self.desc), ("label", self.label), ("ses", self.session))
+            if v is not None
+        ]
         return ", ".join(parts)
 
 
@@ -184,7 +205,8 @@ def derivative_path(out: Path, image: str | os.PathLike, *, desc: str, suffix: s
     """Where an output about ``image`` goes in a BIDS-derivatives dataset rooted at ``out``.
 
     ``sub-01_ses-2_space-MNI152NLin2009cAsym_label-GM_probseg.nii.gz`` with ``desc="salient"``,
-    ``suffix="saliency"`` gives ``out/sub-01/ses-2/anat/sub-01_ses-2_space-MNI152NLin2009cAsym_desc-salient_saliency.nii.gz``.
+    ``suffix="saliency"`` gives
+    ``out/sub-01/ses-2/anat/sub-01_ses-2_space-MNI152NLin2009cAsym_desc-salient_saliency.nii.gz``.
     Entity values that are not alphanumeric (a file name can hold anything) are an error: they
     would make paths outside ``out``.
     """
@@ -210,23 +232,32 @@ def write_dataset_description(out: Path, source: Path) -> Path:
 
     path = Path(out) / "dataset_description.json"
     if Path(out).resolve() == Path(source).resolve():
-        raise SepclrError(f"--out {out} is the input BIDS dataset itself; give e.g. {Path(source) / 'derivatives' / 'sepclr-med'}")
+        raise SepclrError(
+            f"--out {out} is the input BIDS dataset itself; give e.g. {Path(source) / 'derivatives' / 'sepclr-med'}"
+        )
     if path.is_file():
         try:
             owner = json.loads(path.read_text())["GeneratedBy"][0]["Name"]
         except (ValueError, KeyError, IndexError, TypeError):
             owner = None
         if owner != "sepclr-med":
-            raise SepclrError(f"--out {out} holds another dataset ({path} is not sepclr-med's); give a folder of its "
-                              f"own, e.g. {Path(source) / 'derivatives' / 'sepclr-med'}")
-    description = {"Name": "sepclr-med outputs", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
-                   "GeneratedBy": [{"Name": "sepclr-med", "Version": __version__}],
-                   "SourceDatasets": [{"URL": Path(source).resolve().as_uri()}]}
+            raise SepclrError(
+                f"--out {out} holds another dataset ({path} is not sepclr-med's); give a folder of its "
+                f"own, e.g. {Path(source) / 'derivatives' / 'sepclr-med'}"
+            )
+    description = {
+        "Name": "sepclr-med outputs",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "sepclr-med", "Version": __version__}],
+        "SourceDatasets": [{"URL": Path(source).resolve().as_uri()}],
+    }
     return write_text(path, json.dumps(description, indent=2))
 
 
-def read_bids_cohort(path: str | os.PathLike, *, group_column: str = "group",
-                     selection: BidsSelection | None = None, **kwargs) -> Cohort:
+def read_bids_cohort(
+    path: str | os.PathLike, *, group_column: str = "group", selection: BidsSelection | None = None, **kwargs
+) -> Cohort:
     """Read a BIDS dataset into a :class:`~sepclr_med.cohort.Cohort`.
 
     Parameters
@@ -251,44 +282,64 @@ def read_bids_cohort(path: str | os.PathLike, *, group_column: str = "group",
     root = (path if path.is_dir() else path.parent).resolve()  # found images are then absolute
     tsv = root / "participants.tsv"
     if not tsv.is_file():
-        hint = (f"; this folder holds {', '.join(p.name for p in sorted(root.glob('*.csv'))[:3])}: give the table "
-                "itself" if any(root.glob("*.csv")) else "")
+        hint = (
+            f"; this folder holds {', '.join(p.name for p in sorted(root.glob('*.csv'))[:3])}: give the table itself"
+            if any(root.glob("*.csv"))
+            else ""
+        )
         raise CohortError([Problem(str(tsv), f"BIDS participants.tsv not found{hint}")])
     raw, layout = read_table(tsv, "\t")
     for clash in ("subject_id", "image"):
         if clash in raw.columns:
-            raise CohortError([Problem(str(tsv), f"column '{clash}' clashes with the BIDS mapping "
-                                                 "(participant_id -> subject_id, the chosen file -> image)",
-                                       None, clash)])
+            raise CohortError(
+                [
+                    Problem(
+                        str(tsv),
+                        f"column '{clash}' clashes with the BIDS mapping "
+                        "(participant_id -> subject_id, the chosen file -> image)",
+                        None,
+                        clash,
+                    )
+                ]
+            )
     if "participant_id" not in raw.columns:
         raise CohortError([Problem(str(tsv), "required column is missing", None, "participant_id")])
     image_root = selection.image_root(root)
     ids = raw["participant_id"].str.strip()
     subjects = [pid if pid.startswith("sub-") else f"sub-{pid}" for pid in ids]
-    files = {sub: selection.candidates(image_root, sub) if BIDS_ID.fullmatch(pid) else []
-             for pid, sub in zip(ids, subjects, strict=True)}
+    files = {
+        sub: selection.candidates(image_root, sub) if BIDS_ID.fullmatch(pid) else []
+        for pid, sub in zip(ids, subjects, strict=True)
+    }
     if selection.space is None:
         selection = dataclasses.replace(selection, space=_cohort_space(files, selection, tsv))
     problems, images = _choose_images(ids, tsv, image_root, selection, files, kwargs)
     problems = layout + problems
     if selection.derivatives is None and selection.suffix == "T1w":
-        problems.append(Problem(str(tsv), "raw BIDS T1w images are in the scanner's (native) space; the model needs "
-                                          "template-space images: give --derivatives (fMRIPrep, CAT12, CAPS)",
-                                severity="warning"))
+        problems.append(
+            Problem(
+                str(tsv),
+                "raw BIDS T1w images are in the scanner's (native) space; the model needs "
+                "template-space images: give --derivatives (fMRIPrep, CAT12, CAPS)",
+                severity="warning",
+            )
+        )
     table = raw.rename(columns={"participant_id": "subject_id"})
     table["subject_id"] = [sub if BIDS_ID.fullmatch(pid) else pid for pid, sub in zip(ids, subjects, strict=True)]
     table["image"] = images
     try:
-        cohort = build_cohort(table, tsv, image_base=root, extra_problems=problems, group_column=group_column,
-                              **kwargs)
+        cohort = build_cohort(table, tsv, image_base=root, extra_problems=problems, group_column=group_column, **kwargs)
     except CohortError as exc:
         raise CohortError(_as_participant_problems(exc.problems)) from None
     cohort.bids_root = root
     cohort.bids_selection = selection.stored(root)
     cohort.warnings = _as_participant_problems(cohort.warnings)
-    cohort.roles = {("participant_id" if c == "subject_id" else c): ("image, chosen by " + selection.describe()
-                                                                    if c == "image" else r)
-                    for c, r in cohort.roles.items()}
+    cohort.roles = {
+        ("participant_id" if c == "subject_id" else c): (
+            "image, chosen by " + selection.describe() if c == "image" else r
+        )
+        for c, r in cohort.roles.items()
+    }
     return cohort
 
 
@@ -304,8 +355,15 @@ def _cohort_space(files: dict[str, list[Path]], selection: BidsSelection, tsv: P
     if not counts:
         return None  # no file at all: each subject's row says so
     listed = ", ".join(f"{s or '(none: native)'} ({n} subjects)" for s, n in sorted(counts.items()))
-    raise CohortError([Problem(str(tsv), f"images exist in several spaces: {listed}; choose one with --space "
-                                         "(every subject must be in the same space)")])
+    raise CohortError(
+        [
+            Problem(
+                str(tsv),
+                f"images exist in several spaces: {listed}; choose one with --space "
+                "(every subject must be in the same space)",
+            )
+        ]
+    )
 
 
 def _as_participant_problems(problems: list[Problem]) -> list[Problem]:
@@ -318,16 +376,20 @@ def _as_participant_problems(problems: list[Problem]) -> list[Problem]:
     return out
 
 
-def _choose_images(ids: pd.Series, tsv: Path, root: Path, selection: BidsSelection, files: dict[str, list[Path]],
-                   kwargs: dict) -> tuple[list[Problem], list[str]]:
+def _choose_images(
+    ids: pd.Series, tsv: Path, root: Path, selection: BidsSelection, files: dict[str, list[Path]], kwargs: dict
+) -> tuple[list[Problem], list[str]]:
     """One image path per participant ("" when none) and the problems met."""
     problems, images = [], []
     skip = kwargs.get("skip_missing", False)
     for i, pid in enumerate(ids):
         row = i + 2
         if not BIDS_ID.fullmatch(pid):
-            problems.append(Problem(str(tsv), f"participant_id {pid!r} is not a BIDS label (sub-<alphanumeric>)",
-                                    row, "participant_id"))
+            problems.append(
+                Problem(
+                    str(tsv), f"participant_id {pid!r} is not a BIDS label (sub-<alphanumeric>)", row, "participant_id"
+                )
+            )
             images.append("")
             continue
         subject = pid if pid.startswith("sub-") else f"sub-{pid}"

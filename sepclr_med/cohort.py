@@ -44,8 +44,16 @@ NUMERIC_CONFOUNDS = ("age",)
 MISSING_TOKENS = {"", "na", "n/a", "nan", "none", "null"}
 # header spellings (lower case, spaces and dashes as underscores) read as each confound
 CONFOUND_SYNONYMS = {
-    "age": ("age", "age_at_scan", "age_at_mri", "age_years", "age_at_first_scan_years", "age_at_baseline",
-            "ageatscan", "age_yrs"),
+    "age": (
+        "age",
+        "age_at_scan",
+        "age_at_mri",
+        "age_years",
+        "age_at_first_scan_years",
+        "age_at_baseline",
+        "ageatscan",
+        "age_yrs",
+    ),
     "sex": ("sex", "gender", "biological_sex"),
     "site": ("site", "site_id", "centre", "center", "scanner_site", "acquisition_site"),
 }
@@ -118,18 +126,26 @@ class Cohort:
         """One dictionary per subject, the input of the MONAI data pipeline."""
         return [
             {"image": img, "subject_id": sid, "is_target": int(t)}
-            for img, sid, t in zip(self.table["image"], self.table["subject_id"],
-                                   self.table["is_target"], strict=True)
+            for img, sid, t in zip(self.table["image"], self.table["subject_id"], self.table["is_target"], strict=True)
         ]
 
     def subset(self, mask: np.ndarray | list[bool]) -> Cohort:
         """Return a new cohort holding the rows where ``mask`` is True."""
         table = self.table.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True)
-        return Cohort(table, self.source, self.control_label, self.patient_label,
-                      self.score_columns, self.confound_columns, list(self.warnings), self.group_column,
-                      dict(self.roles), self.bids_root,
-                      None if self.alignment is None else self.alignment.loc[np.asarray(mask, dtype=bool)]
-                      .reset_index(drop=True), dict(self.bids_selection))
+        return Cohort(
+            table,
+            self.source,
+            self.control_label,
+            self.patient_label,
+            self.score_columns,
+            self.confound_columns,
+            list(self.warnings),
+            self.group_column,
+            dict(self.roles),
+            self.bids_root,
+            None if self.alignment is None else self.alignment.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True),
+            dict(self.bids_selection),
+        )
 
 
 def _is_missing(value: str) -> bool:
@@ -146,8 +162,7 @@ def _to_float(value: str) -> float | None:
         return None
 
 
-def _numeric_column(raw: pd.Series, file: str, column: str, problems: list[Problem],
-                    rows: pd.Series) -> pd.Series:
+def _numeric_column(raw: pd.Series, file: str, column: str, problems: list[Problem], rows: pd.Series) -> pd.Series:
     values = []
     for cell, row in zip(raw, rows, strict=True):
         number = _to_float(cell)
@@ -158,8 +173,9 @@ def _numeric_column(raw: pd.Series, file: str, column: str, problems: list[Probl
     return pd.Series(values, index=raw.index, dtype=float)
 
 
-def _canonical_confounds(raw: pd.DataFrame, file: str, problems: list[Problem],
-                         declared: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict[str, str], set[str]]:
+def _canonical_confounds(
+    raw: pd.DataFrame, file: str, problems: list[Problem], declared: dict[str, str] | None = None
+) -> tuple[pd.DataFrame, dict[str, str], set[str]]:
     """Rename confound columns spelled another way (``Age``, ``gender``) or declared
     (``{"age": "Alter"}``) to their canonical name; two columns naming one confound are an error
     (nothing is chosen silently). Returns the table, ``{canonical: original column}`` and the
@@ -167,17 +183,33 @@ def _canonical_confounds(raw: pd.DataFrame, file: str, problems: list[Problem],
     declared = dict(declared or {})
     for col, names in pd.Series(list(declared)).groupby(pd.Series(list(declared.values()))):
         if len(names) > 1:
-            problems.append(Problem(file, f"--confounds: column {col!r} is declared as {' and '.join(names)}", None, col))
+            problems.append(
+                Problem(file, f"--confounds: column {col!r} is declared as {' and '.join(names)}", None, col)
+            )
     for name, col in declared.items():
         if col in REQUIRED_COLUMNS or col == "participant_id":
-            problems.append(Problem(file, f"--confounds: {col!r} is the table's {col} column, not a confound",
-                                    None, col))
+            problems.append(
+                Problem(file, f"--confounds: {col!r} is the table's {col} column, not a confound", None, col)
+            )
         elif name not in CONFOUND_COLUMNS:
-            problems.append(Problem(file, f"--confounds: unknown confound {name!r}; known: "
-                                          f"{', '.join(CONFOUND_COLUMNS)} (e.g. age=AgeAtScan)", None, col))
+            problems.append(
+                Problem(
+                    file,
+                    f"--confounds: unknown confound {name!r}; known: "
+                    f"{', '.join(CONFOUND_COLUMNS)} (e.g. age=AgeAtScan)",
+                    None,
+                    col,
+                )
+            )
         elif col not in raw.columns:
-            problems.append(Problem(file, f"--confounds: column {col!r} (declared as {name}) is missing "
-                                          f"(columns: {list(raw.columns)})", None, col))
+            problems.append(
+                Problem(
+                    file,
+                    f"--confounds: column {col!r} (declared as {name}) is missing (columns: {list(raw.columns)})",
+                    None,
+                    col,
+                )
+            )
     declared = {n: c for n, c in declared.items() if n in CONFOUND_COLUMNS and c in raw.columns}
     renames, claimed = {c: n for n, c in declared.items()}, {n: [c] for n, c in declared.items()}
     for col in raw.columns:
@@ -192,9 +224,16 @@ def _canonical_confounds(raw: pd.DataFrame, file: str, problems: list[Problem],
                 renames[col] = name
     for name, cols in claimed.items():
         if len(cols) > 1:
-            problems.append(Problem(file, f"columns {cols} all name the confound '{name}'; keep one "
-                                          "(or rename the others, or declare one with --confounds "
-                                          f"{name}=COLUMN)", None, cols[1]))
+            problems.append(
+                Problem(
+                    file,
+                    f"columns {cols} all name the confound '{name}'; keep one "
+                    "(or rename the others, or declare one with --confounds "
+                    f"{name}=COLUMN)",
+                    None,
+                    cols[1],
+                )
+            )
             for col in cols:
                 renames.pop(col)
     shadowed = {c for c, n in renames.items() if n not in CONFOUND_COLUMNS}  # dropped: they would clash
@@ -211,8 +250,14 @@ def _sex_column(raw: pd.Series, file: str, problems: list[Problem], rows: pd.Ser
         elif cell.strip().lower() in SEX_VALUES:
             values.append(SEX_VALUES[cell.strip().lower()])
         else:
-            problems.append(Problem(file, f"sex {cell!r} is not one of M, F (male, female, man, woman; any "
-                                          "case); leave it empty if unknown", int(row), "sex"))
+            problems.append(
+                Problem(
+                    file,
+                    f"sex {cell!r} is not one of M, F (male, female, man, woman; any case); leave it empty if unknown",
+                    int(row),
+                    "sex",
+                )
+            )
             values.append(None)
     return pd.Series(values, index=raw.index, dtype=object)
 
@@ -225,13 +270,25 @@ def _looks_numeric(raw: pd.Series) -> bool:
     return numbers >= len(present) / 2
 
 
-def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
-                 control_label: str = "control", patient_label: str = "patient",
-                 scores: list[str] | None = None, check_images: bool = True,
-                 min_per_group: int = MIN_PER_GROUP, extra_problems: list[Problem] | None = None,
-                 group_column: str = "group", require_group: bool = True,
-                 confounds: dict[str, str] | None = None, skip_missing: bool = False,
-                 check_alignment: bool = False, allow_unaligned: bool = False, progress=None) -> Cohort:
+def build_cohort(
+    raw: pd.DataFrame,
+    source: Path,
+    *,
+    image_base: Path,
+    control_label: str = "control",
+    patient_label: str = "patient",
+    scores: list[str] | None = None,
+    check_images: bool = True,
+    min_per_group: int = MIN_PER_GROUP,
+    extra_problems: list[Problem] | None = None,
+    group_column: str = "group",
+    require_group: bool = True,
+    confounds: dict[str, str] | None = None,
+    skip_missing: bool = False,
+    check_alignment: bool = False,
+    allow_unaligned: bool = False,
+    progress=None,
+) -> Cohort:
     """Validate a raw string table and turn it into a :class:`Cohort`.
 
     Parameters
@@ -298,8 +355,9 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
 
     table = pd.DataFrame({"row": rows})
     table["subject_id"] = _subject_ids(raw["subject_id"], rows, file, problems)
-    table["group"], table["is_target"] = _groups(raw["group"], rows, file, group_column, control_label,
-                                                 patient_label, require_group, min_per_group, problems)
+    table["group"], table["is_target"] = _groups(
+        raw["group"], rows, file, group_column, control_label, patient_label, require_group, min_per_group, problems
+    )
     table["image"] = _image_paths(raw["image"], rows, file, image_base, check_images, problems)
     confound_cols = tuple(c for c in CONFOUND_COLUMNS if c in raw.columns)
     for col in confound_cols:
@@ -313,10 +371,12 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
             table[col] = raw[col]
 
     roles = _roles(raw.columns, renamed, shadowed, score_cols, group_column)
-    cohort = Cohort(table, source, control_label, patient_label, score_cols, confound_cols,
-                    group_column=group_column, roles=roles)
+    cohort = Cohort(
+        table, source, control_label, patient_label, score_cols, confound_cols, group_column=group_column, roles=roles
+    )
     if check_images:
-        from sepclr_med.image_checks import check_alignment as _aligned, check_images as _check
+        from sepclr_med.image_checks import check_alignment as _aligned
+        from sepclr_med.image_checks import check_images as _check
 
         problems += _check(cohort, progress)
         if check_alignment and not any(p.severity == "error" for p in problems):
@@ -330,13 +390,15 @@ def build_cohort(raw: pd.DataFrame, source: Path, *, image_base: Path,
     return cohort
 
 
-def _group_as_column(raw: pd.DataFrame, file: str, group_column: str, require_group: bool,
-                     problems: list[Problem]) -> pd.DataFrame:
+def _group_as_column(
+    raw: pd.DataFrame, file: str, group_column: str, require_group: bool, problems: list[Problem]
+) -> pd.DataFrame:
     """The group under the canonical name ``group`` (or empty when unknown and not required)."""
     if group_column != "group":
         if "group" in raw.columns and group_column in raw.columns:
-            raise CohortError([Problem(file, f"both 'group' and '{group_column}' exist; keep one group "
-                                             "column", None, "group")])
+            raise CohortError(
+                [Problem(file, f"both 'group' and '{group_column}' exist; keep one group column", None, "group")]
+            )
         raw = raw.rename(columns={group_column: "group"})
     if "group" not in raw.columns and not require_group:
         raw = raw.assign(group="")
@@ -346,8 +408,14 @@ def _group_as_column(raw: pd.DataFrame, file: str, group_column: str, require_gr
 def _check_columns(raw: pd.DataFrame, file: str, group_column: str, problems: list[Problem]) -> None:
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     for col in missing:
-        problems.append(Problem(file, f"required column is missing (columns: {list(raw.columns)})", None,
-                                group_column if col == "group" else col))
+        problems.append(
+            Problem(
+                file,
+                f"required column is missing (columns: {list(raw.columns)})",
+                None,
+                group_column if col == "group" else col,
+            )
+        )
     for col in RESERVED_COLUMNS:
         if col in raw.columns:
             problems.append(Problem(file, f"column name '{col}' is reserved by sepclr-med; rename it", None, col))
@@ -357,8 +425,9 @@ def _check_columns(raw: pd.DataFrame, file: str, group_column: str, problems: li
         raise CohortError(problems)
 
 
-def _skip_unusable_rows(raw: pd.DataFrame, rows: pd.Series, file: str, image_base: Path, require_group: bool,
-                        problems: list[Problem]) -> tuple[pd.DataFrame, pd.Series]:
+def _skip_unusable_rows(
+    raw: pd.DataFrame, rows: pd.Series, file: str, image_base: Path, require_group: bool, problems: list[Problem]
+) -> tuple[pd.DataFrame, pd.Series]:
     """Drop rows without an image file or (where a group is required) a group; one warning lists
     them (``skip_missing``). Rows that already have an error (e.g. an ambiguous BIDS file) stay,
     so that the error is seen."""
@@ -375,8 +444,9 @@ def _skip_unusable_rows(raw: pd.DataFrame, rows: pd.Series, file: str, image_bas
     if reasons:
         listed = "; ".join(f"row {int(rows.iloc[i])} ({why})" for i, why in list(reasons.items())[:20])
         more = f"; and {len(reasons) - 20} more" if len(reasons) > 20 else ""
-        problems.append(Problem(file, f"--skip-missing: {len(reasons)} row(s) dropped: {listed}{more}",
-                                severity="warning"))
+        problems.append(
+            Problem(file, f"--skip-missing: {len(reasons)} row(s) dropped: {listed}{more}", severity="warning")
+        )
     keep = ~np.isin(np.arange(len(raw)), list(reasons))
     return raw.loc[keep].reset_index(drop=True), rows.loc[keep].reset_index(drop=True)
 
@@ -393,8 +463,17 @@ def _subject_ids(raw: pd.Series, rows: pd.Series, file: str, problems: list[Prob
     return ids
 
 
-def _groups(raw: pd.Series, rows: pd.Series, file: str, column: str, control_label: str, patient_label: str,
-            require_group: bool, min_per_group: int, problems: list[Problem]) -> tuple[pd.Series, pd.Series]:
+def _groups(
+    raw: pd.Series,
+    rows: pd.Series,
+    file: str,
+    column: str,
+    control_label: str,
+    patient_label: str,
+    require_group: bool,
+    min_per_group: int,
+    problems: list[Problem],
+) -> tuple[pd.Series, pd.Series]:
     """Group labels and ``is_target``; unknown labels, and missing ones where required, are errors."""
     labels = raw.str.strip()
     unknown = labels.map(_is_missing).astype(bool)
@@ -402,19 +481,29 @@ def _groups(raw: pd.Series, rows: pd.Series, file: str, column: str, control_lab
         labels = labels.where(~unknown, "")
     expected = f"expected {control_label!r} or {patient_label!r}"
     for idx in labels.index[~labels.isin({control_label, patient_label}) & (require_group | ~unknown)]:
-        message = (f"no group label (empty or n/a); {expected} (--skip-missing drops rows without a group)"
-                   if unknown[idx] else f"unknown group label {labels[idx]!r}; {expected}")
+        message = (
+            f"no group label (empty or n/a); {expected} (--skip-missing drops rows without a group)"
+            if unknown[idx]
+            else f"unknown group label {labels[idx]!r}; {expected}"
+        )
         problems.append(Problem(file, message, int(rows[idx]), column))
     counts = Counter(labels)
     for label in (control_label, patient_label):
         if counts.get(label, 0) < min_per_group:
-            problems.append(Problem(file, f"group {label!r} has {counts.get(label, 0)} subject(s); "
-                                          f"SepCLR needs at least {min_per_group}", None, column))
+            problems.append(
+                Problem(
+                    file,
+                    f"group {label!r} has {counts.get(label, 0)} subject(s); SepCLR needs at least {min_per_group}",
+                    None,
+                    column,
+                )
+            )
     return labels, labels == patient_label
 
 
-def _image_paths(raw: pd.Series, rows: pd.Series, file: str, image_base: Path, check_images: bool,
-                 problems: list[Problem]) -> list[str]:
+def _image_paths(
+    raw: pd.Series, rows: pd.Series, file: str, image_base: Path, check_images: bool, problems: list[Problem]
+) -> list[str]:
     images = []
     already_reported = {p.row for p in problems if p.severity == "error" and p.column == "participant_id"}
     for idx, cell in raw.items():
@@ -427,16 +516,22 @@ def _image_paths(raw: pd.Series, rows: pd.Series, file: str, image_base: Path, c
         path, kind = _locate(cell, image_base)
         images.append(str(path) if path is not None else "")
         if kind == "unusable" or (check_images and kind != "file"):
-            what = {"folder": "is a folder, not an image file", "other": "is not a regular file (a pipe or a device?)",
-                    "missing": "image file not found"}.get(kind, "cannot be a file name (a NUL byte, a name too "
-                                                                 "long, or a link loop)")
-            problems.append(Problem(file, f"{what}: {cell!r}" if kind == "unusable" else f"{what}: {cell}",
-                                    int(rows[idx]), "image"))
+            what = {
+                "folder": "is a folder, not an image file",
+                "other": "is not a regular file (a pipe or a device?)",
+                "missing": "image file not found",
+            }.get(kind, "cannot be a file name (a NUL byte, a name too long, or a link loop)")
+            problems.append(
+                Problem(file, f"{what}: {cell!r}" if kind == "unusable" else f"{what}: {cell}", int(rows[idx]), "image")
+            )
     shared = pd.Series(images)[pd.Series(images).duplicated(keep=False) & (pd.Series(images) != "")]
     for image, part in rows[shared.index].groupby(shared.values):
         listed = ", ".join(map(str, part.iloc[:10])) + (f" and {len(part) - 10} more" if len(part) > 10 else "")
-        problems.append(Problem(file, f"rows {listed} use the same image file {image}",
-                                int(part.iloc[0]), "image", severity="warning"))
+        problems.append(
+            Problem(
+                file, f"rows {listed} use the same image file {image}", int(part.iloc[0]), "image", severity="warning"
+            )
+        )
     return images
 
 
@@ -470,8 +565,9 @@ def _confound(raw: pd.Series, col: str, file: str, problems: list[Problem], rows
         values = _numeric_column(raw, file, col, problems, rows)
         lo, hi = AGE_RANGE
         for idx in values.index[(values < lo) | (values > hi)]:
-            problems.append(Problem(file, f"age {raw[idx].strip()} is not a human age in years ({lo}-{hi})",
-                                    int(rows[idx]), col))
+            problems.append(
+                Problem(file, f"age {raw[idx].strip()} is not a human age in years ({lo}-{hi})", int(rows[idx]), col)
+            )
         return values
     if col in NUMERIC_CONFOUNDS:
         return _numeric_column(raw, file, col, problems, rows)
@@ -480,8 +576,9 @@ def _confound(raw: pd.Series, col: str, file: str, problems: list[Problem], rows
     return raw.str.strip().where(~raw.map(_is_missing), None)
 
 
-def _score_columns(raw: pd.DataFrame, others: list[str], scores: list[str] | None, file: str,
-                   problems: list[Problem], rows: pd.Series) -> tuple[str, ...]:
+def _score_columns(
+    raw: pd.DataFrame, others: list[str], scores: list[str] | None, file: str, problems: list[Problem], rows: pd.Series
+) -> tuple[str, ...]:
     """The clinical-score columns: those declared, or else every all-numeric extra column.
 
     Undeclared, a column mixing numbers and text (``12``, ``16``, ``university``) can be a score
@@ -501,10 +598,17 @@ def _score_columns(raw: pd.DataFrame, others: list[str], scores: list[str] | Non
             continue
         cells = ", ".join(f"row {rows[i]}: {v.strip()!r}" for i, v in text.head(5).items())
         more = f" and {len(text) - 5} more" if len(text) > 5 else ""
-        problems.append(Problem(file, f"{len(present) - len(text)} number(s) and {len(text)} text cell(s) "
-                                      f"({cells}{more}): a clinical score with typing errors? Fix those cells, "
-                                      "or list the clinical scores with --scores (other columns are then "
-                                      "kept as text)", None, col))
+        problems.append(
+            Problem(
+                file,
+                f"{len(present) - len(text)} number(s) and {len(text)} text cell(s) "
+                f"({cells}{more}): a clinical score with typing errors? Fix those cells, "
+                "or list the clinical scores with --scores (other columns are then "
+                "kept as text)",
+                None,
+                col,
+            )
+        )
     return found
 
 
@@ -538,8 +642,7 @@ def read_csv_cohort(path: str | os.PathLike, *, group_column: str = "group", **k
     path = Path(path)
     raw, problems = read_table(path, "\t" if path.suffix.lower() == ".tsv" else ",")
     problems += kwargs.pop("extra_problems", None) or []
-    return build_cohort(raw, path, image_base=path.parent, group_column=group_column, extra_problems=problems,
-                        **kwargs)
+    return build_cohort(raw, path, image_base=path.parent, group_column=group_column, extra_problems=problems, **kwargs)
 
 
 def read_table(path: Path, sep: str) -> tuple[pd.DataFrame, list[Problem]]:
@@ -574,15 +677,28 @@ def read_table(path: Path, sep: str) -> tuple[pd.DataFrame, list[Problem]]:
         if not key and all(len(r) <= i or not r[i].strip() for r in rows):
             continue  # an unnamed, empty column (trailing separators): nothing to read
         if key in seen:
-            problems.append(Problem(file, f"columns {seen[key][1]!r} (column {seen[key][0] + 1}) and {name!r} "
-                                          f"(column {i + 1}) have the same name; keep one", None, name.strip()))
+            problems.append(
+                Problem(
+                    file,
+                    f"columns {seen[key][1]!r} (column {seen[key][0] + 1}) and {name!r} "
+                    f"(column {i + 1}) have the same name; keep one",
+                    None,
+                    name.strip(),
+                )
+            )
         else:
             seen[key] = (i, name)
             keep.append(i)
     bad = [(n + 2, len(r)) for n, r in enumerate(rows) if len(r) != len(header)]
     for row, count in bad[:20]:
-        problems.append(Problem(file, f"{count} fields where the header has {len(header)} (a trailing comma, or an "
-                                      "unquoted comma inside a cell?)", row))
+        problems.append(
+            Problem(
+                file,
+                f"{count} fields where the header has {len(header)} (a trailing comma, or an "
+                "unquoted comma inside a cell?)",
+                row,
+            )
+        )
     if len(bad) > 20:
         problems.append(Problem(file, f"... and {len(bad) - 20} more rows with the wrong number of fields"))
     width = len(header)

@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 
-def run_demo(out: str | os.PathLike, *, quick: bool = False, epochs: int | None = None,
-             console=None) -> dict:
+def run_demo(out: str | os.PathLike, *, quick: bool = False, epochs: int | None = None, console=None) -> dict:
     """Run the demo into ``out`` and return its measured figures.
 
     Parameters
@@ -33,12 +32,12 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, epochs: int | None 
     """
     import pandas as pd
 
-    from sepclr_med.reading import read_cohort
     from sepclr_med.data.passes import timed_passes
     from sepclr_med.embed import embed
     from sepclr_med.evaluation import evaluate_latents
     from sepclr_med.evaluation.table import cohort_factors, print_evaluation, write_evaluation
     from sepclr_med.explain.pipeline import explain
+    from sepclr_med.reading import read_cohort
     from sepclr_med.report.batch import make_reports
     from sepclr_med.run import Run
     from sepclr_med.simulate import load_recipe, simulate_cohort
@@ -62,12 +61,16 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, epochs: int | None 
         return figures[f"{name}_s"]
 
     sim = simulate_cohort(recipe, out / "cohort")
-    say(f"[bold]1. simulate[/] {recipe.n_controls} controls + {recipe.n_patients} patients "
-        f"({recipe.resolution_mm:g} mm) -> {sim.cohort_csv} ({lap('simulate'):.1f} s)")
+    say(
+        f"[bold]1. simulate[/] {recipe.n_controls} controls + {recipe.n_patients} patients "
+        f"({recipe.resolution_mm:g} mm) -> {sim.cohort_csv} ({lap('simulate'):.1f} s)"
+    )
 
     cohort = read_cohort(sim.cohort_csv)
-    say(f"[bold]2. validate[/] {len(cohort)} subjects, scores: {', '.join(cohort.score_columns)} "
-        f"({lap('validate'):.1f} s)")
+    say(
+        f"[bold]2. validate[/] {len(cohort)} subjects, scores: {', '.join(cohort.score_columns)} "
+        f"({lap('validate'):.1f} s)"
+    )
 
     timings = timed_passes(cohort, epochs=2, batch_size=16)
     say(f"[bold]3. data pipeline[/] ({lap('pipeline'):.1f} s)")
@@ -79,8 +82,9 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, epochs: int | None 
     say(f"   run directory {run_dir} ({lap('train'):.0f} s)")
 
     n_test = 20 if quick else 40
-    held_out = simulate_cohort(recipe.replace(seed=recipe.seed + 1000, n_controls=n_test, n_patients=n_test),
-                               out / "cohort_heldout")
+    held_out = simulate_cohort(
+        recipe.replace(seed=recipe.seed + 1000, n_controls=n_test, n_patients=n_test), out / "cohort_heldout"
+    )
     test = read_cohort(held_out.cohort_csv)
     factors, _ = cohort_factors(test)
     table = evaluate_latents(embed(Run(run_dir), test), factors)
@@ -93,17 +97,19 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, epochs: int | None 
     figures["common_patient_bacc"] = float(cells[("common", "group", "balanced_accuracy")])
 
     truth = pd.read_csv(held_out.ground_truth_csv, keep_default_na=False)
-    explain(Run(run_dir), test, out / "explain", n_steps=4 if quick else 16, truth=truth,
-            figures=not quick)
+    explain(Run(run_dir), test, out / "explain", n_steps=4 if quick else 16, truth=truth, figures=not quick)
     say(f"[bold]6. explain[/] maps, regions, clinical statistics -> {out / 'explain'} ({lap('explain'):.0f} s)")
 
     batch = test.table[test.is_target].head(3 if quick else 5)
     batch_csv = out / "new_patients.csv"
     batch[["subject_id", "image", "group", *test.score_columns]].to_csv(batch_csv, index=False)
-    result = make_reports(Run(run_dir), batch_csv, out / "reports", explain_dir=out / "explain",
-                          n_steps=4 if quick else 16, pdf=not quick)
-    say(f"[bold]7. report[/] {len(result['rows'])} patients ({result['seconds_per_page']:.1f} s per page) "
-        f"({lap('report'):.0f} s)")
+    result = make_reports(
+        Run(run_dir), batch_csv, out / "reports", explain_dir=out / "explain", n_steps=4 if quick else 16, pdf=not quick
+    )
+    say(
+        f"[bold]7. report[/] {len(result['rows'])} patients ({result['seconds_per_page']:.1f} s per page) "
+        f"({lap('report'):.0f} s)"
+    )
     figures["report_index"] = result["index"]
     figures["total_s"] = sum(v for k, v in figures.items() if k.endswith("_s"))
     figures["verdict"] = Run(run_dir).verdict()["status"]

@@ -39,13 +39,13 @@ def embed(run: Run, cohort: Cohort, *, batch_size: int = 16, device: str = "cpu"
     from sepclr_med.training.distributed import resolve_device
 
     dev = resolve_device(device)
-    return encode_cohort(run.load_model(dev), run.config.preprocess, cohort,
-                         batch_size=batch_size, device=dev)
+    return encode_cohort(run.load_model(dev), run.config.preprocess, cohort, batch_size=batch_size, device=dev)
 
 
 @torch.no_grad()
-def encode_cohort(model, preprocess, cohort: Cohort, *, batch_size: int = 16,
-                  device: str | torch.device = "cpu") -> pd.DataFrame:
+def encode_cohort(
+    model, preprocess, cohort: Cohort, *, batch_size: int = 16, device: str | torch.device = "cpu"
+) -> pd.DataFrame:
     """Reps of ``cohort`` from any :class:`~sepclr_med.models.SepCLRModel` (e.g. untrained).
 
     Parameters

@@ -68,10 +68,19 @@ class SepCLR(TransformerMixin, BaseEstimator):
         Sizes of the two spaces.
     """
 
-    def __init__(self, config=None, *, epochs: int | None = None, batch_size: int | None = None,
-                 lr: float | None = None, seed: int | None = None, device: str = "auto",
-                 overrides: dict[str, Any] | None = None, run_dir: str | os.PathLike | None = None,
-                 verbose: bool = False) -> None:
+    def __init__(
+        self,
+        config=None,
+        *,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        lr: float | None = None,
+        seed: int | None = None,
+        device: str = "auto",
+        overrides: dict[str, Any] | None = None,
+        run_dir: str | os.PathLike | None = None,
+        verbose: bool = False,
+    ) -> None:
         self.config = config
         self.epochs = epochs
         self.batch_size = batch_size
@@ -92,8 +101,13 @@ class SepCLR(TransformerMixin, BaseEstimator):
             base = TrainConfig()
         elif not isinstance(base, TrainConfig):
             base = TrainConfig.load(base)
-        given = {"optim.epochs": self.epochs, "optim.batch_size": self.batch_size, "optim.lr": self.lr,
-                 "seed": self.seed, "device": self.device}
+        given = {
+            "optim.epochs": self.epochs,
+            "optim.batch_size": self.batch_size,
+            "optim.lr": self.lr,
+            "seed": self.seed,
+            "device": self.device,
+        }
         changes = {k: v for k, v in given.items() if v is not None}
         return base.override(**{**changes, **(self.overrides or {})})
 
@@ -116,7 +130,6 @@ class SepCLR(TransformerMixin, BaseEstimator):
         from rich.console import Console
 
         from sepclr_med.cohort import Cohort
-
         from sepclr_med.reading import read_cohort
         from sepclr_med.training.loop import train
 
@@ -136,8 +149,9 @@ class SepCLR(TransformerMixin, BaseEstimator):
         from sepclr_med.run import Run
 
         if not (out / "model.pt").is_file():
-            raise SepclrError(f"{out} holds no model.pt: the run did not finish (resume it with "
-                              "`sepclr-med train --resume`)")
+            raise SepclrError(
+                f"{out} holds no model.pt: the run did not finish (resume it with `sepclr-med train --resume`)"
+            )
         self.run_ = Run(out)
         self.config_ = self.run_.config
         self.verdict_ = self.run_.verdict()
@@ -218,8 +232,7 @@ class SepCLR(TransformerMixin, BaseEstimator):
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.sepclr-tmp-", dir=path.parent))
         try:
-            shutil.copytree(run.path, staging, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns(".sepclr-med.lock"))
+            shutil.copytree(run.path, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".sepclr-med.lock"))
             os.replace(staging, path)  # the folder appears whole or not at all
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

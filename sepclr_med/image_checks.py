@@ -80,8 +80,9 @@ def _read_and_check(path: str | Path) -> tuple[list[str], Grid | None]:
     import nibabel as nib
 
     if not str(path).lower().endswith(NIFTI_SUFFIXES):  # nibabel also reads Analyze, MGH, MINC: not here
-        return ["not a NIfTI file (.nii or .nii.gz); convert it first (e.g. dcm2niix for DICOM, "
-                "mri_convert for .mgz)"], None
+        return [
+            "not a NIfTI file (.nii or .nii.gz); convert it first (e.g. dcm2niix for DICOM, mri_convert for .mgz)"
+        ], None
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises many kinds for corrupt files
@@ -111,14 +112,19 @@ def _header_errors(img) -> tuple[list[str], Grid | None]:
     fov = voxels * np.asarray(shape)
     lo, hi = VOXEL_SIZE_MM
     if voxels.min() < lo or voxels.max() > hi:
-        return [f"voxel size {grid.describe()} is outside {lo:g}-{hi:g} mm: no brain scan has it (is the "
-                "header's pixdim right?)"], None
+        return [
+            f"voxel size {grid.describe()} is outside {lo:g}-{hi:g} mm: no brain scan has it (is the "
+            "header's pixdim right?)"
+        ], None
     if fov.max() > MAX_FIELD_OF_VIEW_MM:
-        return [f"field of view {'x'.join(f'{v:.0f}' for v in fov)} mm exceeds {MAX_FIELD_OF_VIEW_MM:g} mm: no "
-                "head is that large (is the header's pixdim right?)"], None
+        return [
+            f"field of view {'x'.join(f'{v:.0f}' for v in fov)} mm exceeds {MAX_FIELD_OF_VIEW_MM:g} mm: no "
+            "head is that large (is the header's pixdim right?)"
+        ], None
     if int(np.prod(shape, dtype=np.int64)) > MAX_VOXELS:
-        return [f"the header claims {'x'.join(map(str, shape))} voxels (over {MAX_VOXELS:,}); refused before "
-                "reading"], None
+        return [
+            f"the header claims {'x'.join(map(str, shape))} voxels (over {MAX_VOXELS:,}); refused before reading"
+        ], None
     return [], grid
 
 
@@ -131,8 +137,10 @@ def _voxel_errors(data: np.ndarray) -> list[str]:
         return [f"{bad} voxel(s) are NaN or Inf"]
     lo, hi = float(data.min()), float(data.max())
     if max(abs(lo), abs(hi)) > float(np.finfo(np.float32).max):
-        return [f"voxel values up to {max(abs(lo), abs(hi)):.3g} exceed the float32 range the model computes in "
-                "(check the header's scl_slope)"]
+        return [
+            f"voxel values up to {max(abs(lo), abs(hi)):.3g} exceed the float32 range the model computes in "
+            "(check the header's scl_slope)"
+        ]
     if lo == hi:
         return ["every voxel is 0: a blank image" if hi == 0 else f"every voxel is {hi:g}: a constant image"]
     return []
@@ -173,15 +181,23 @@ def check_images(cohort, progress=None) -> list[Problem]:
         for idx, grid in grids.items():
             if grid != reference:
                 row = int(cohort.table["row"].iloc[idx])
-                problems.append(Problem(
-                    file, f"grid ({grid.describe()}) differs from the cohort's reference grid "
-                          f"({reference.describe()}); the pipeline will resample it",
-                    row, "image", severity="warning"))
+                problems.append(
+                    Problem(
+                        file,
+                        f"grid ({grid.describe()}) differs from the cohort's reference grid "
+                        f"({reference.describe()}); the pipeline will resample it",
+                        row,
+                        "image",
+                        severity="warning",
+                    )
+                )
     return problems
 
 
-ALIGNMENT_ADVICE = ("register it to MNI152 first (fMRIPrep, CAT12, Clinica t1-linear), or pass --allow-unaligned "
-                    "to go on (recorded in the run and shown on reports)")
+ALIGNMENT_ADVICE = (
+    "register it to MNI152 first (fMRIPrep, CAT12, Clinica t1-linear), or pass --allow-unaligned "
+    "to go on (recorded in the run and shown on reports)"
+)
 ALLOWED_NOTE = "used anyway (--allow-unaligned)"
 
 
@@ -237,12 +253,23 @@ def alignment_problems(cohort, measures: pd.DataFrame, *, allow_unaligned: bool 
     space, naming the subject, its figures and what to do; warnings with ``allow_unaligned``."""
     file = str(cohort.source)
     failing = ~measures["aligned"].astype(bool).to_numpy()
-    return [Problem(file, f"{sid} is not in MNI152 template space: {problem} ({path}); "
-                          + (ALLOWED_NOTE if allow_unaligned else ALIGNMENT_ADVICE), int(row), "image",
-                    severity="warning" if allow_unaligned else "error")
-            for sid, problem, path, row in zip(measures["subject_id"][failing], measures["problem"][failing],
-                                               cohort.table["image"][failing], cohort.table["row"][failing],
-                                               strict=True)]
+    return [
+        Problem(
+            file,
+            f"{sid} is not in MNI152 template space: {problem} ({path}); "
+            + (ALLOWED_NOTE if allow_unaligned else ALIGNMENT_ADVICE),
+            int(row),
+            "image",
+            severity="warning" if allow_unaligned else "error",
+        )
+        for sid, problem, path, row in zip(
+            measures["subject_id"][failing],
+            measures["problem"][failing],
+            cohort.table["image"][failing],
+            cohort.table["row"][failing],
+            strict=True,
+        )
+    ]
 
 
 def reference_grid(paths: list[str]) -> Grid:

@@ -86,8 +86,10 @@ def output_lock(folder: str | os.PathLike, target: str | None = None) -> Iterato
             same_host = holder.get("host") == socket.gethostname()
             if not same_host or _alive(int(holder.get("pid", -1))):
                 where = f"process {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
-                raise SepclrError(f"{folder} is being written by {where} (lock {lock}); wait for it, or give "
-                                  "another --out. If no such process runs, delete the lock file.")
+                raise SepclrError(
+                    f"{folder} is being written by {where} (lock {lock}); wait for it, or give "
+                    "another --out. If no such process runs, delete the lock file."
+                )
             lock.unlink(missing_ok=True)  # stale: its process is gone
             taken = _create(lock)
             if not taken:

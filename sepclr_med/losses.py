@@ -75,16 +75,20 @@ class SepCLRLoss(torch.nn.Module):
     ['common', 'infoless', 'jem', 'salient']
     """
 
-    def __init__(self, beta_salient: float = 1.0, beta_infoless: float = 10.0,
-                 lambda_jem: float = 10.0) -> None:
+    def __init__(self, beta_salient: float = 1.0, beta_infoless: float = 10.0, lambda_jem: float = 10.0) -> None:
         super().__init__()
         self.beta_salient = float(beta_salient)
         self.beta_infoless = float(beta_infoless)
         self.lambda_jem = float(lambda_jem)
 
-    def forward(self, common_1: torch.Tensor, common_2: torch.Tensor, salient_1: torch.Tensor,
-                salient_2: torch.Tensor, is_target: torch.Tensor
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self,
+        common_1: torch.Tensor,
+        common_2: torch.Tensor,
+        salient_1: torch.Tensor,
+        salient_2: torch.Tensor,
+        is_target: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return ``(total, terms)``; ``terms`` holds the four unweighted terms.
 
         Raises
@@ -105,12 +109,16 @@ class SepCLRLoss(torch.nn.Module):
         terms = {
             "common": align(c1, c2) + unif(c1) + unif(c2),
             "salient": align(salient_1[is_target], salient_2[is_target]) + unif(t1) + unif(t2),
-            "infoless": 0.5 * (salient_1[background].pow(2).sum(-1).mean()
-                               + salient_2[background].pow(2).sum(-1).mean()),
+            "infoless": 0.5
+            * (salient_1[background].pow(2).sum(-1).mean() + salient_2[background].pow(2).sum(-1).mean()),
             "jem": 0.5 * (joint_entropy(c1, t1) + joint_entropy(c2, t2)),
         }
-        total = (terms["common"] + self.beta_salient * terms["salient"]
-                 + self.beta_infoless * terms["infoless"] + self.lambda_jem * terms["jem"])
+        total = (
+            terms["common"]
+            + self.beta_salient * terms["salient"]
+            + self.beta_infoless * terms["infoless"]
+            + self.lambda_jem * terms["jem"]
+        )
         return total, terms
 
 
@@ -121,6 +129,7 @@ def distance_correlation_sq(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-9)
     the common and salient *reps* of patients, to reduce leakage of patient-only information
     into the common space.
     """
+
     def centred(a):
         d = torch.sqrt(squared_distances(a.float()) + eps)
         return d - d.mean(0, keepdim=True) - d.mean(1, keepdim=True) + d.mean()

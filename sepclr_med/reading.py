@@ -26,8 +26,8 @@ def read_cohort(path: str | os.PathLike, *, selection: BidsSelection | None = No
         For a BIDS dataset: which file becomes each subject's image (derivatives, space, ...).
     **kwargs
         ``group_column`` (default ``group``) and the options of ``build_cohort``
-        (:func:`sepclr_med.cohort.build_cohort`: ``control_label``, ``patient_label``, ``scores``, ``confounds``, ``check_images``,
-        ``min_per_group``, ``require_group``, ``skip_missing``).
+        (:func:`sepclr_med.cohort.build_cohort`: ``control_label``, ``patient_label``, ``scores``,
+        ``confounds``, ``check_images``, ``min_per_group``, ``require_group``, ``skip_missing``).
 
     Returns
     -------
@@ -37,7 +37,14 @@ def read_cohort(path: str | os.PathLike, *, selection: BidsSelection | None = No
     if path.is_dir() or path.name == "participants.tsv":
         return read_bids_cohort(path, selection=selection, **kwargs)
     if selection is not None and selection != type(selection)():
-        raise CohortError([Problem(str(path), "--derivatives, --space, --desc, --suffix, --label and --session "
-                                              "select files of a BIDS dataset; this is a table (give the dataset "
-                                              "folder, or put the chosen images in the table's image column)")])
+        raise CohortError(
+            [
+                Problem(
+                    str(path),
+                    "--derivatives, --space, --desc, --suffix, --label and --session "
+                    "select files of a BIDS dataset; this is a table (give the dataset "
+                    "folder, or put the chosen images in the table's image column)",
+                )
+            ]
+        )
     return read_csv_cohort(path, **kwargs)

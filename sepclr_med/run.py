@@ -29,6 +29,7 @@ from sepclr_med.training.run_files import library_versions, model_card, read_met
 
 __all__ = ["Run", "library_versions", "model_card", "sha256"]
 
+
 class Run:
     """A trained run directory (read side).
 
@@ -89,8 +90,10 @@ class Run:
 
         if not self.weights_path.is_file():
             resumable = (self.path / "checkpoints" / "last.pt").is_file()
-            raise SepclrError(f"{self.path} holds no model.pt: the run did not finish"
-                              + (" (continue it with `sepclr-med train --resume`)" if resumable else ""))
+            raise SepclrError(
+                f"{self.path} holds no model.pt: the run did not finish"
+                + (" (continue it with `sepclr-med train --resume`)" if resumable else "")
+            )
         from sepclr_med.training.checkpoint import load_checkpoint
 
         state = load_checkpoint(self.weights_path, device)
@@ -99,8 +102,10 @@ class Run:
         try:
             model.load_state_dict(state)
         except (RuntimeError, KeyError, TypeError) as exc:
-            raise SepclrError(f"{self.weights_path}: weights do not fit the model of {self.path / 'config.toml'} "
-                              f"({str(exc).splitlines()[0][:200]})") from None
+            raise SepclrError(
+                f"{self.weights_path}: weights do not fit the model of {self.path / 'config.toml'} "
+                f"({str(exc).splitlines()[0][:200]})"
+            ) from None
         return model.to(device).eval()
 
     def reference_latents(self):
@@ -134,10 +139,20 @@ class Run:
 
     def verify(self) -> list[str]:
         """Problems with the directory (missing files, cohort copy not matching its digest)."""
-        problems = [f"missing {name}" for name in ("model.pt", "cohort.csv", "cohort.sha256",
-                                                   "versions.json", "MODEL_CARD.md", "split.csv",
-                                                   "reference_latents.csv", "reference_control_mean.nii.gz")
-                    if not (self.path / name).is_file()]
+        problems = [
+            f"missing {name}"
+            for name in (
+                "model.pt",
+                "cohort.csv",
+                "cohort.sha256",
+                "versions.json",
+                "MODEL_CARD.md",
+                "split.csv",
+                "reference_latents.csv",
+                "reference_control_mean.nii.gz",
+            )
+            if not (self.path / name).is_file()
+        ]
         if (self.path / "cohort.csv").is_file() and (self.path / "cohort.sha256").is_file():
             if (self.path / "cohort.sha256").read_text().split()[0] != sha256(self.path / "cohort.csv"):
                 problems.append("cohort.csv does not match cohort.sha256")

@@ -98,7 +98,7 @@ def _reference() -> _Reference:
     brain = _block_mean(np.asarray(mask_img.dataobj, dtype=np.float32)[crop], factor) > 0.5
     radius = DILATION_MM / COARSE_MM
     r = int(np.ceil(radius))
-    ball = np.sum(np.mgrid[-r:r + 1, -r:r + 1, -r:r + 1] ** 2, axis=0) <= radius**2
+    ball = np.sum(np.mgrid[-r : r + 1, -r : r + 1, -r : r + 1] ** 2, axis=0) <= radius**2
     mask = ndimage.binary_dilation(brain, structure=ball)
     centre = _centroid(brain.astype(float), coarse_affine)
     grid = np.zeros_like(mask)
@@ -112,8 +112,7 @@ def _reference() -> _Reference:
             raise RuntimeError(f"nilearn's MNI152 {name} template and brain mask are on different grids")
         volume = np.clip(_block_mean(np.asarray(img.dataobj, dtype=np.float32)[crop], factor), 0, None)
         volume = volume.astype(np.float64)
-        fit_values[name] = tuple(ndimage.gaussian_filter(volume, _sigma_vox(f))[tuple(index)]
-                                 for f in FIT_FWHM_MM)
+        fit_values[name] = tuple(ndimage.gaussian_filter(volume, _sigma_vox(f))[tuple(index)] for f in FIT_FWHM_MM)
         centroids[name] = _centroid(volume, coarse_affine)
     return _Reference(coarse_affine, mask.shape, mask, centre, points, fit_values, centroids)
 
@@ -205,12 +204,14 @@ def _rigid_fit(coarse: np.ndarray, ref: _Reference) -> tuple[float, str, np.ndar
         smooth = ndimage.gaussian_filter(coarse, _sigma_vox(fwhm))
         volumes = [smooth] + [g / COARSE_MM for g in np.gradient(smooth)]  # world axes: diagonal affine
 
-        def sample(rotation: np.ndarray, shift: np.ndarray,
-                   count: int) -> tuple[list[np.ndarray], np.ndarray]:
+        def sample(
+            rotation: np.ndarray, shift: np.ndarray, count: int, volumes: list = volumes
+        ) -> tuple[list[np.ndarray], np.ndarray]:
             moved = rotation @ offsets
             index = inverse[:3, :3] @ (moved + (ref.centre + shift)[:, None]) + inverse[:3, 3:4]
-            return [ndimage.map_coordinates(v, index, order=1, mode="constant", cval=0.0)
-                    for v in volumes[:count]], moved
+            return [
+                ndimage.map_coordinates(v, index, order=1, mode="constant", cval=0.0) for v in volumes[:count]
+            ], moved
 
         if stage == 0:
             (values,), _ = sample(rotation, shift, 1)
@@ -297,8 +298,16 @@ def measure_alignment(img) -> dict[str, float]:
     total, centroid = _mass_and_centroid(data, affine)
     data, affine = _reduce(data, affine)
     to_voxel = np.linalg.inv(affine) @ ref.coarse_affine
-    coarse = ndimage.affine_transform(data, to_voxel[:3, :3], to_voxel[:3, 3], output_shape=ref.coarse_shape,
-                                      order=1, mode="constant", cval=0.0, prefilter=False).astype(np.float64)
+    coarse = ndimage.affine_transform(
+        data,
+        to_voxel[:3, :3],
+        to_voxel[:3, 3],
+        output_shape=ref.coarse_shape,
+        order=1,
+        mode="constant",
+        cval=0.0,
+        prefilter=False,
+    ).astype(np.float64)
     inside = float(coarse[ref.mask].sum()) * COARSE_MM**3
     outside = float(np.clip(1.0 - inside / total, 0.0, 1.0)) if total > 0 else 1.0
     r_before, best, rotation, shift, r_after = _rigid_fit(coarse, ref)
@@ -307,7 +316,8 @@ def measure_alignment(img) -> dict[str, float]:
         "template_r": r_before,
         "gm_template": float(best == "GM"),
         "rotation_deg": float(np.degrees(np.linalg.norm(Rotation.from_matrix(rotation).as_rotvec())))
-        if fitted else float("nan"),
+        if fitted
+        else float("nan"),
         "shift_mm": float(np.linalg.norm(shift)) if fitted else float("nan"),
         "registered_r": r_after if fitted else float("nan"),
         "outside_fraction": outside,
@@ -342,28 +352,39 @@ def alignment_errors(measures: dict[str, float]) -> list[str]:
     template = "grey-matter template" if measures.get("gm_template", 0.0) == 1.0 else "template"
     r = measures["template_r"]
     if np.isnan(r):
-        errors.append("image is constant or empty inside the MNI152 brain mask: no brain where "
-                      "template space has one (blank image, or far outside the MNI field of view?)")
+        errors.append(
+            "image is constant or empty inside the MNI152 brain mask: no brain where "
+            "template space has one (blank image, or far outside the MNI field of view?)"
+        )
     elif r < MIN_TEMPLATE_R:
-        errors.append(f"correlation with the MNI152 {template} {r:.2f} < {MIN_TEMPLATE_R:.2f}: not in "
-                      "template space (native head, shifted or rotated?)")
+        errors.append(
+            f"correlation with the MNI152 {template} {r:.2f} < {MIN_TEMPLATE_R:.2f}: not in "
+            "template space (native head, shifted or rotated?)"
+        )
     rotation, shift = measures["rotation_deg"], measures["shift_mm"]
     if not np.isnan(r):
         if np.isnan(rotation) or rotation > MAX_ROTATION_DEG:
-            errors.append(f"rotated {rotation:.1f}° away from MNI152 (> {MAX_ROTATION_DEG:.1f}°): not "
-                          "registered to the template")
+            errors.append(
+                f"rotated {rotation:.1f}° away from MNI152 (> {MAX_ROTATION_DEG:.1f}°): not registered to the template"
+            )
         if np.isnan(shift) or shift > MAX_SHIFT_MM:
-            errors.append(f"brain shifted {shift:.1f} mm from the MNI152 brain (> {MAX_SHIFT_MM:.1f} mm): "
-                          "not registered to the template")
+            errors.append(
+                f"brain shifted {shift:.1f} mm from the MNI152 brain (> {MAX_SHIFT_MM:.1f} mm): "
+                "not registered to the template"
+            )
     outside = measures["outside_fraction"]
     if outside > MAX_OUTSIDE_FRACTION:
-        errors.append(f"{outside:.0%} of the image intensity lies outside the MNI152 brain mask "
-                      f"(> {MAX_OUTSIDE_FRACTION:.0%}): skull or scalp left on (not brain-extracted), "
-                      "or brain outside template space")
+        errors.append(
+            f"{outside:.0%} of the image intensity lies outside the MNI152 brain mask "
+            f"(> {MAX_OUTSIDE_FRACTION:.0%}): skull or scalp left on (not brain-extracted), "
+            "or brain outside template space"
+        )
     offset = measures["centroid_offset_mm"]
     if np.isnan(offset) or offset > MAX_CENTROID_OFFSET_MM:
         what = "undefined (no positive voxel)" if np.isnan(offset) else f"{offset:.1f} mm"
-        errors.append(f"intensity centre {what} from the MNI152 brain centre "
-                      f"(> {MAX_CENTROID_OFFSET_MM:.0f} mm): brain shifted, head or neck in the image, "
-                      "or not in template space")
+        errors.append(
+            f"intensity centre {what} from the MNI152 brain centre "
+            f"(> {MAX_CENTROID_OFFSET_MM:.0f} mm): brain shifted, head or neck in the image, "
+            "or not in template space"
+        )
     return errors

@@ -21,8 +21,9 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(42)
 
 
-def make_image(path: Path, data: np.ndarray | None = None, *, shape=SHAPE, affine=AFFINE,
-               rng: np.random.Generator | None = None) -> Path:
+def make_image(
+    path: Path, data: np.ndarray | None = None, *, shape=SHAPE, affine=AFFINE, rng: np.random.Generator | None = None
+) -> Path:
     """Write a NIfTI image (random positive data by default) and return its path."""
     if data is None:
         rng = rng or np.random.default_rng(0)
@@ -32,18 +33,31 @@ def make_image(path: Path, data: np.ndarray | None = None, *, shape=SHAPE, affin
     return path
 
 
-def write_cohort(folder: Path, n_controls: int = 3, n_patients: int = 3, *, extra: dict | None = None,
-                 rng: np.random.Generator | None = None) -> Path:
+def write_cohort(
+    folder: Path,
+    n_controls: int = 3,
+    n_patients: int = 3,
+    *,
+    extra: dict | None = None,
+    rng: np.random.Generator | None = None,
+) -> Path:
     """A valid cohort CSV of tiny images in ``folder``; ``extra`` adds columns."""
     rng = rng or np.random.default_rng(0)
     rows = []
     for i in range(n_controls + n_patients):
         sid = f"s{i:02d}"
         make_image(folder / "img" / f"{sid}.nii.gz", rng=rng)
-        rows.append({"subject_id": sid, "image": f"img/{sid}.nii.gz",
-                     "group": "control" if i < n_controls else "patient",
-                     "age": 30 + i, "sex": "MF"[i % 2], "site": "AB"[i % 2],
-                     "panss_positive": "" if i < n_controls else 10 + i})
+        rows.append(
+            {
+                "subject_id": sid,
+                "image": f"img/{sid}.nii.gz",
+                "group": "control" if i < n_controls else "patient",
+                "age": 30 + i,
+                "sex": "MF"[i % 2],
+                "site": "AB"[i % 2],
+                "panss_positive": "" if i < n_controls else 10 + i,
+            }
+        )
     table = pd.DataFrame(rows)
     for column, values in (extra or {}).items():
         table[column] = values
@@ -74,6 +88,13 @@ def tiny_config(**overrides):
     """A fast training config for tests (CPU, 2 epochs, batch 8, no validation cache on disk)."""
     from sepclr_med.training import TrainConfig
 
-    base = {"device": "cpu", "optim.epochs": 2, "optim.batch_size": 8, "val_fraction": 0.25,
-            "model.common_dim": 8, "model.salient_dim": 8, "model.head_hidden": 16}
+    base = {
+        "device": "cpu",
+        "optim.epochs": 2,
+        "optim.batch_size": 8,
+        "val_fraction": 0.25,
+        "model.common_dim": 8,
+        "model.salient_dim": 8,
+        "model.head_hidden": 16,
+    }
     return TrainConfig().override(**{**base, **overrides})

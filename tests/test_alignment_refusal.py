@@ -43,8 +43,9 @@ def test_validate_and_train_refuse_a_rotated_scan(rotated_cohort, tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"{sid} is not in MNI152 template space" in result.output
     assert "row 5" in result.output and "column 'image'" in result.output and str(path) in result.output
-    result = runner.invoke(app, ["train", "--cohort", str(path), "--out", str(tmp_path / "run"), "--epochs", "1",
-                                 "--device", "cpu"])
+    result = runner.invoke(
+        app, ["train", "--cohort", str(path), "--out", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu"]
+    )
     assert result.exit_code == 1 and "not in MNI152 template space" in result.output
     assert not (tmp_path / "run").exists()  # nothing written
 
@@ -53,22 +54,41 @@ def test_allow_unaligned_goes_on_and_is_recorded(rotated_cohort, tmp_path):
     from sepclr_med.run import Run
 
     path, sid = rotated_cohort
-    result = runner.invoke(app, ["validate", "--cohort", str(path), "--allow-unaligned", "--qc-out", str(tmp_path / "qc")])
+    result = runner.invoke(
+        app, ["validate", "--cohort", str(path), "--allow-unaligned", "--qc-out", str(tmp_path / "qc")]
+    )
     assert result.exit_code == 0, result.output
     assert "23 of 24 scans in MNI152 space" in result.output
     measures = pd.read_csv(tmp_path / "qc" / "alignment.tsv", sep="\t")
     assert measures["subject_id"].iloc[0] == sid and not measures["aligned"].iloc[0]  # worst first
     assert measures["aligned"].iloc[1:].all()
     html = (tmp_path / "qc" / "qc.html").read_text()
-    assert html.count("data:image/png;base64,") == 24 and html.index(sid) < html.index("<span class=\"ok\">")
-    result = runner.invoke(app, ["train", "--cohort", str(path), "--out", str(tmp_path / "run"), "--epochs", "1",
-                                 "--batch-size", "8", "--device", "cpu", "--allow-unaligned"])
+    assert html.count("data:image/png;base64,") == 24 and html.index(sid) < html.index('<span class="ok">')
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--cohort",
+            str(path),
+            "--out",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--device",
+            "cpu",
+            "--allow-unaligned",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "1 scan(s) are not in MNI152 template space" in result.output
     run = Run(tmp_path / "run")
     assert run.config.allow_unaligned
-    assert f"not in MNI152 template space**, trained on anyway (`allow_unaligned`): {sid}" in \
-        (tmp_path / "run" / "MODEL_CARD.md").read_text()
+    assert (
+        f"not in MNI152 template space**, trained on anyway (`allow_unaligned`): {sid}"
+        in (tmp_path / "run" / "MODEL_CARD.md").read_text()
+    )
 
 
 def test_the_qc_page_is_written_when_scans_fail(rotated_cohort, tmp_path):

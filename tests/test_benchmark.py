@@ -15,8 +15,11 @@ from sepclr_med.baselines.cpca import ContrastivePCA
 def test_every_subpackage_is_installed():
     root = Path(__file__).resolve().parents[1]
     declared = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {"sepclr_med." + ".".join(p.parent.relative_to(root / "sepclr_med").parts)
-             for p in (root / "sepclr_med").rglob("__init__.py") if p.parent != root / "sepclr_med"}
+    found = {
+        "sepclr_med." + ".".join(p.parent.relative_to(root / "sepclr_med").parts)
+        for p in (root / "sepclr_med").rglob("__init__.py")
+        if p.parent != root / "sepclr_med"
+    }
     assert found <= declared
 
 

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from conftest import make_image
 from sepclr_med.bids import BidsSelection, parse_entities
 from sepclr_med.cli.main import app
-from sepclr_med.reading import read_cohort
 from sepclr_med.errors import CohortError
+from sepclr_med.reading import read_cohort
 
 runner = CliRunner()
 MNI = "MNI152NLin2009cAsym"
@@ -30,14 +30,20 @@ def _dataset(root, rng, n=4, groups=None, sessions=("",)):
             make_image(fmriprep / f"{stem}_space-{MNI}_desc-preproc_T1w.nii.gz", rng=rng)
             make_image(fmriprep / f"{stem}_space-{MNI}_desc-brain_mask.nii.gz", rng=rng)
             make_image(fmriprep / f"{stem}_space-{MNI}_label-GM_probseg.nii.gz", rng=rng)
-    pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(n)], "group": groups,
-                  "Age": [30 + i for i in range(n)]}).to_csv(root / "participants.tsv", sep="\t", index=False)
+    pd.DataFrame(
+        {"participant_id": [f"sub-{i:02d}" for i in range(n)], "group": groups, "Age": [30 + i for i in range(n)]}
+    ).to_csv(root / "participants.tsv", sep="\t", index=False)
     return root
 
 
 def test_entities_of_bids_cat12_and_caps_names():
     assert parse_entities(f"sub-01_ses-2_space-{MNI}_label-GM_probseg.nii.gz") == {
-        "sub": "01", "ses": "2", "space": MNI, "label": "GM", "suffix": "probseg"}
+        "sub": "01",
+        "ses": "2",
+        "space": MNI,
+        "label": "GM",
+        "suffix": "probseg",
+    }
     assert parse_entities("mwp1sub-01_ses-1_T1w.nii") == {"prefix": "mwp1", "sub": "01", "ses": "1", "suffix": "T1w"}
     caps = parse_entities("sub-01_ses-M000_T1w_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz")
     assert caps["space"] == "MNI152NLin2009cSym" and caps["desc"] == "Crop" and caps["suffix"] == "T1w"
@@ -63,15 +69,18 @@ def test_several_mni_spaces_are_an_error_listing_them(tmp_path, rng):
         read_cohort(root, selection=BidsSelection(derivatives="fmriprep", desc="preproc"), min_per_group=1)
     message = str(info.value)
     assert "several spaces" in message and MNI in message and "MNI152NLin6Asym" in message and "--space" in message
-    chosen = read_cohort(root, selection=BidsSelection(derivatives="fmriprep", desc="preproc", space=MNI),
-                         min_per_group=1)
+    chosen = read_cohort(
+        root, selection=BidsSelection(derivatives="fmriprep", desc="preproc", space=MNI), min_per_group=1
+    )
     assert len(chosen) == 2
 
 
 def test_sessions_and_runs_follow_the_documented_rule(tmp_path, rng):
     root = _dataset(tmp_path / "ds", rng, sessions=("2", "10"))
     make_image(root / "sub-00/ses-2/anat/sub-00_ses-2_run-2_T1w.nii.gz", rng=rng)
-    (root / "sub-00/ses-2/anat/sub-00_ses-2_T1w.nii.gz").rename(root / "sub-00/ses-2/anat/sub-00_ses-2_run-10_T1w.nii.gz")
+    (root / "sub-00/ses-2/anat/sub-00_ses-2_T1w.nii.gz").rename(
+        root / "sub-00/ses-2/anat/sub-00_ses-2_run-10_T1w.nii.gz"
+    )
     cohort = read_cohort(root)
     assert cohort.table["image"].iloc[0].endswith("sub-00_ses-2_run-2_T1w.nii.gz")  # ses 2 < 10, run 2 < 10
     assert all("ses-2" in p for p in cohort.table["image"])
@@ -91,8 +100,11 @@ def test_na_groups_and_missing_images_are_listed_at_once_or_skipped(tmp_path, rn
     cohort = read_cohort(root, skip_missing=True)
     assert cohort.subject_ids == ["sub-00", "sub-01", "sub-03", "sub-04"]
     dropped = next(p for p in cohort.warnings if "--skip-missing" in p.message)
-    assert "2 row(s) dropped" in dropped.message and "row 4 (no group)" in dropped.message \
+    assert (
+        "2 row(s) dropped" in dropped.message
+        and "row 4 (no group)" in dropped.message
         and "row 7 (no image)" in dropped.message
+    )
     assert cohort.table["row"].tolist() == [2, 3, 5, 6]  # rows still name the spreadsheet's
 
 
@@ -103,11 +115,18 @@ def test_cat12_and_caps_layouts(tmp_path, rng):
         sub = f"sub-{i:02d}"
         make_image(cat / sub / "anat" / "mri" / f"mwp1{sub}_T1w.nii", rng=rng)
         make_image(cat / sub / "anat" / "mri" / f"p1{sub}_T1w.nii", rng=rng)
-        make_image(caps / "subjects" / sub / "ses-M000" / "t1_linear" /
-                   f"{sub}_ses-M000_T1w_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz", rng=rng)
-    pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(4)],
-                  "group": ["control", "control", "patient", "patient"]}).to_csv(
-        tmp_path / "ds" / "participants.tsv", sep="\t", index=False)
+        make_image(
+            caps
+            / "subjects"
+            / sub
+            / "ses-M000"
+            / "t1_linear"
+            / f"{sub}_ses-M000_T1w_space-MNI152NLin2009cSym_desc-Crop_res-1x1x1_T1w.nii.gz",
+            rng=rng,
+        )
+    pd.DataFrame(
+        {"participant_id": [f"sub-{i:02d}" for i in range(4)], "group": ["control", "control", "patient", "patient"]}
+    ).to_csv(tmp_path / "ds" / "participants.tsv", sep="\t", index=False)
     gm = read_cohort(tmp_path / "ds", selection=BidsSelection(derivatives="CAT12.8", suffix="mwp1"))
     assert all(p.endswith(f"mri/mwp1{s}_T1w.nii") for p, s in zip(gm.table["image"], gm.subject_ids, strict=True))
     crop = read_cohort(tmp_path / "ds", selection=BidsSelection(derivatives=str(caps), desc="Crop"))
@@ -117,8 +136,21 @@ def test_cat12_and_caps_layouts(tmp_path, rng):
 def test_cli_reads_derivatives_by_relative_path_and_refuses_bids_options_on_a_table(tmp_path, rng, monkeypatch):
     _dataset(tmp_path / "ds", rng)
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["validate", "--cohort", "ds", "--derivatives", "ds/derivatives/fmriprep",
-                                 "--suffix", "probseg", "--label", "GM", "--allow-unaligned"])  # random volumes
+    result = runner.invoke(
+        app,
+        [
+            "validate",
+            "--cohort",
+            "ds",
+            "--derivatives",
+            "ds/derivatives/fmriprep",
+            "--suffix",
+            "probseg",
+            "--label",
+            "GM",
+            "--allow-unaligned",
+        ],
+    )  # random volumes
     assert result.exit_code == 0, result.output
     assert "0 of 4 scans in MNI152 space" in result.output and "is not in MNI152 template space" in result.output
     assert "Age: confound age" in result.output and "participant_id: id" in result.output
@@ -135,17 +167,49 @@ def test_outputs_are_bids_derivatives_for_a_bids_cohort(tiny_cohort, tmp_path):
     table = pd.read_csv(tiny_cohort.cohort_csv)
     ds = tmp_path / "ds"
     for sid, image in zip(table["subject_id"], table["image"], strict=True):
-        target = ds / "derivatives" / "cat" / sid / "ses-1" / "anat" / f"{sid}_ses-1_space-{MNI}_label-GM_probseg.nii.gz"
+        target = (
+            ds / "derivatives" / "cat" / sid / "ses-1" / "anat" / f"{sid}_ses-1_space-{MNI}_label-GM_probseg.nii.gz"
+        )
         target.parent.mkdir(parents=True)
         shutil.copyfile(tiny_cohort.root / image, target)
     table.rename(columns={"subject_id": "participant_id"}).drop(columns=["image"]).to_csv(
-        ds / "participants.tsv", sep="\t", index=False)
+        ds / "participants.tsv", sep="\t", index=False
+    )
     select = ["--derivatives", "cat", "--suffix", "probseg", "--label", "GM"]
-    result = runner.invoke(app, ["train", "--cohort", str(ds), "--out", str(tmp_path / "run"), "--epochs", "1",
-                                 "--batch-size", "8", "--device", "cpu", *select])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--cohort",
+            str(ds),
+            "--out",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--device",
+            "cpu",
+            *select,
+        ],
+    )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["explain", "--run", str(tmp_path / "run"), "--cohort", str(ds), "--out",
-                                 str(tmp_path / "explain"), "--steps", "2", "--no-figures", *select])
+    result = runner.invoke(
+        app,
+        [
+            "explain",
+            "--run",
+            str(tmp_path / "run"),
+            "--cohort",
+            str(ds),
+            "--out",
+            str(tmp_path / "explain"),
+            "--steps",
+            "2",
+            "--no-figures",
+            *select,
+        ],
+    )
     assert result.exit_code == 0, result.output
     patient = table.loc[table["group"] == "patient", "subject_id"].iloc[0]
     stem = tmp_path / "explain" / patient / "ses-1" / "anat" / f"{patient}_ses-1_space-{MNI}_desc-salient"
@@ -156,10 +220,26 @@ def test_outputs_are_bids_derivatives_for_a_bids_cohort(tiny_cohort, tmp_path):
     from sepclr_med.run import Run
 
     assert Run(tmp_path / "run").config.bids_selection == {
-        "derivatives": str(ds / "derivatives" / "cat"), "space": MNI, "suffix": "probseg", "label": "GM"}
+        "derivatives": str(ds / "derivatives" / "cat"),
+        "space": MNI,
+        "suffix": "probseg",
+        "label": "GM",
+    }
     assert "image" in pd.read_csv(tmp_path / "run" / "cohort.csv").columns  # the run keeps the chosen images
-    result = runner.invoke(app, ["embed", "--run", str(tmp_path / "run"), "--cohort", str(ds), "--out",
-                                 str(tmp_path / "latents"), "--device", "cpu"])  # the run's selection is reused
+    result = runner.invoke(
+        app,
+        [
+            "embed",
+            "--run",
+            str(tmp_path / "run"),
+            "--cohort",
+            str(ds),
+            "--out",
+            str(tmp_path / "latents"),
+            "--device",
+            "cpu",
+        ],
+    )  # the run's selection is reused
     assert result.exit_code == 0, result.output
     files = sorted((tmp_path / "latents").glob("sub-*/ses-1/anat/*_desc-sepclr_latents.tsv"))
     assert len(files) == len(table) and "salient_0" in files[0].read_text()
@@ -169,8 +249,9 @@ def test_output_names_never_leave_the_output_folder(tmp_path):
     from sepclr_med.bids import derivative_path
     from sepclr_med.errors import SepclrError
 
-    good = derivative_path(tmp_path, "/x/sub-01_ses-2_acq-fast_T1w.nii.gz", desc="salient", suffix="saliency",
-                           extension=".nii.gz")
+    good = derivative_path(
+        tmp_path, "/x/sub-01_ses-2_acq-fast_T1w.nii.gz", desc="salient", suffix="saliency", extension=".nii.gz"
+    )
     assert good == tmp_path / "sub-01" / "ses-2" / "anat" / "sub-01_ses-2_desc-salient_saliency.nii.gz"
     with pytest.raises(SepclrError):
         derivative_path(tmp_path, "/x/sub-01_ses-.._T1w.nii.gz", desc="salient", suffix="saliency", extension=".nii.gz")
@@ -201,10 +282,14 @@ def test_review_findings_on_bids_reading(tmp_path, rng, monkeypatch):
     table.to_csv(root / "participants.tsv", sep="\t", index=False)
     with pytest.raises(CohortError) as info:
         read_cohort(root)
-    assert any(p.column == "participant_id" and "duplicate subject_id 'sub-00'" in p.message for p in info.value.problems)
+    assert any(
+        p.column == "participant_id" and "duplicate subject_id 'sub-00'" in p.message for p in info.value.problems
+    )
 
     (tmp_path / "foreign").mkdir()
-    (tmp_path / "foreign" / "dataset_description.json").write_text('{"Name": "fmriprep", "GeneratedBy": [{"Name": "fMRIPrep"}]}')
+    (tmp_path / "foreign" / "dataset_description.json").write_text(
+        '{"Name": "fmriprep", "GeneratedBy": [{"Name": "fMRIPrep"}]}'
+    )
     with pytest.raises(SepclrError, match="holds another dataset"):
         write_dataset_description(tmp_path / "foreign", root)
     with pytest.raises(SepclrError, match="the input BIDS dataset itself"):

@@ -15,9 +15,11 @@ runner = CliRunner()
 
 
 def test_help_lists_commands_and_imports_no_torch():
-    code = ("import sys; from sepclr_med.cli.main import app; "
-            "heavy = [m for m in ('torch', 'monai', 'nilearn', 'pandas') if m in sys.modules]; "
-            "print(heavy)")
+    code = (
+        "import sys; from sepclr_med.cli.main import app; "
+        "heavy = [m for m in ('torch', 'monai', 'nilearn', 'pandas') if m in sys.modules]; "
+        "print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     for flag in ("--help", "-h"):

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from conftest import make_image, write_cohort
 from sepclr_med.cli.main import app
-from sepclr_med.reading import read_cohort
 from sepclr_med.errors import CohortError
+from sepclr_med.reading import read_cohort
 
 runner = CliRunner()
 
@@ -45,38 +45,45 @@ def test_custom_group_labels(tmp_path):
 
 
 CELL_EDITS = {  # kinds made by writing one cell: (column, value)
-    "negative_age": ("age", "-3"), "huge_age": ("age", "1e308"), "nul_in_path": ("image", "img/a\x00b.nii.gz"),
-    "unknown_group": ("group", "patinet"), "score": ("panss_positive", "severe"), "age": ("age", "old"),
+    "negative_age": ("age", "-3"),
+    "huge_age": ("age", "1e308"),
+    "nul_in_path": ("image", "img/a\x00b.nii.gz"),
+    "unknown_group": ("group", "patinet"),
+    "score": ("panss_positive", "severe"),
+    "age": ("age", "old"),
 }
 
 
-@pytest.mark.parametrize("kind, row, column, words", [
-    ("missing", 3, "image", "not found"),
-    ("corrupt", 4, "image", "corrupt"),
-    ("not3d", 5, "image", "4D"),
-    ("nan", 6, "image", "NaN or Inf"),
-    ("blank", 4, "image", "every voxel is 0: a blank image"),
-    ("constant", 5, "image", "every voxel is 3: a constant image"),
-    ("overflow", 6, "image", "exceed the float32 range"),
-    ("complex", 7, "image", "not a real number"),
-    ("analyze", 3, "image", "not a NIfTI file"),
-    ("nifti_pair", 4, "image", "not a NIfTI file"),
-    ("mgz", 5, "image", "not a NIfTI file"),
-    ("mgz_renamed", 6, "image", "corrupt or not NIfTI"),
-    ("voxel", 7, "image", "voxel size shape 7x8x9, voxels 25x4x4 mm is outside"),
-    ("fov", 2, "image", "field of view"),
-    ("lying_header", 3, "image", "refused before reading"),
-    ("same_name_column", None, "Age", "have the same name; keep one"),
-    ("trailing_comma", 4, None, "8 fields where the header has 7"),
-    ("negative_age", 5, "age", "age -3 is not a human age"),
-    ("huge_age", 6, "age", "age 1e308 is not a human age"),
-    ("image_is_folder", 7, "image", "is a folder, not an image file"),
-    ("nul_in_path", 3, "image", "cannot be a file name (a NUL byte"),
-    ("duplicate", 3, "subject_id", "duplicate subject_id"),
-    ("unknown_group", 7, "group", "unknown group label 'patinet'"),
-    ("score", 6, "panss_positive", "not a finite number: 'severe'"),
-    ("age", 2, "age", "not a finite number: 'old'"),
-])
+@pytest.mark.parametrize(
+    "kind, row, column, words",
+    [
+        ("missing", 3, "image", "not found"),
+        ("corrupt", 4, "image", "corrupt"),
+        ("not3d", 5, "image", "4D"),
+        ("nan", 6, "image", "NaN or Inf"),
+        ("blank", 4, "image", "every voxel is 0: a blank image"),
+        ("constant", 5, "image", "every voxel is 3: a constant image"),
+        ("overflow", 6, "image", "exceed the float32 range"),
+        ("complex", 7, "image", "not a real number"),
+        ("analyze", 3, "image", "not a NIfTI file"),
+        ("nifti_pair", 4, "image", "not a NIfTI file"),
+        ("mgz", 5, "image", "not a NIfTI file"),
+        ("mgz_renamed", 6, "image", "corrupt or not NIfTI"),
+        ("voxel", 7, "image", "voxel size shape 7x8x9, voxels 25x4x4 mm is outside"),
+        ("fov", 2, "image", "field of view"),
+        ("lying_header", 3, "image", "refused before reading"),
+        ("same_name_column", None, "Age", "have the same name; keep one"),
+        ("trailing_comma", 4, None, "8 fields where the header has 7"),
+        ("negative_age", 5, "age", "age -3 is not a human age"),
+        ("huge_age", 6, "age", "age 1e308 is not a human age"),
+        ("image_is_folder", 7, "image", "is a folder, not an image file"),
+        ("nul_in_path", 3, "image", "cannot be a file name (a NUL byte"),
+        ("duplicate", 3, "subject_id", "duplicate subject_id"),
+        ("unknown_group", 7, "group", "unknown group label 'patinet'"),
+        ("score", 6, "panss_positive", "not a finite number: 'severe'"),
+        ("age", 2, "age", "not a finite number: 'old'"),
+    ],
+)
 def test_each_broken_kind_names_row_and_column(tmp_path, kind, row, column, words):
     path = write_cohort(tmp_path)
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -102,8 +109,12 @@ def test_each_broken_kind_names_row_and_column(tmp_path, kind, row, column, word
         import nibabel as nib
 
         data = np.random.default_rng(0).uniform(0.1, 1, (7, 8, 9)).astype(np.float32)
-        cls, name = {"analyze": (nib.AnalyzeImage, "x.img"), "nifti_pair": (nib.Nifti1Pair, "x.img"),
-                     "mgz": (nib.MGHImage, "x.mgz"), "mgz_renamed": (nib.MGHImage, "x.mgz")}[kind]
+        cls, name = {
+            "analyze": (nib.AnalyzeImage, "x.img"),
+            "nifti_pair": (nib.Nifti1Pair, "x.img"),
+            "mgz": (nib.MGHImage, "x.mgz"),
+            "mgz_renamed": (nib.MGHImage, "x.mgz"),
+        }[kind]
         nib.save(cls(data, np.diag([4.0, 4, 4, 1])), str(tmp_path / name))
         if kind == "mgz_renamed":  # an .mgz renamed to .nii.gz: the content decides
             (tmp_path / name).rename(tmp_path / "x.nii.gz")
@@ -142,8 +153,9 @@ def test_each_broken_kind_names_row_and_column(tmp_path, kind, row, column, word
         path.write_text("\n".join(text) + "\n")
 
     problems = [p for p in problems_of(path) if p.severity == "error"]
-    assert any(p.row == row and p.column == column and words in p.message and p.file == str(path)
-               for p in problems), problems
+    assert any(p.row == row and p.column == column and words in p.message and p.file == str(path) for p in problems), (
+        problems
+    )
 
     result = runner.invoke(app, ["validate", "--cohort", str(path)])
     assert result.exit_code == 1
@@ -202,8 +214,14 @@ def test_bids_dataset(tmp_path, rng):
     for i in range(4):
         sub = f"sub-{i:02d}"
         make_image(tmp_path / sub / "anat" / f"{sub}_T1w.nii.gz", rng=rng)
-        rows.append({"participant_id": sub, "group": "control" if i < 2 else "patient",
-                     "age": 40 + i, "panss_positive": "n/a" if i < 2 else 20})
+        rows.append(
+            {
+                "participant_id": sub,
+                "group": "control" if i < 2 else "patient",
+                "age": 40 + i,
+                "panss_positive": "n/a" if i < 2 else 20,
+            }
+        )
     pd.DataFrame(rows).to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
     cohort = read_cohort(tmp_path)
     assert cohort.subject_ids == ["sub-00", "sub-01", "sub-02", "sub-03"]
@@ -228,9 +246,9 @@ def test_group_column_can_be_named(tmp_path):
 def test_bids_dataset_given_by_a_relative_path(tmp_path, rng, monkeypatch):
     for i in range(4):
         make_image(tmp_path / "ds" / f"sub-{i:02d}" / "anat" / f"sub-{i:02d}_T1w.nii.gz", rng=rng)
-    pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(4)],
-                  "group": ["control", "control", "patient", "patient"]}).to_csv(
-        tmp_path / "ds" / "participants.tsv", sep="\t", index=False)
+    pd.DataFrame(
+        {"participant_id": [f"sub-{i:02d}" for i in range(4)], "group": ["control", "control", "patient", "patient"]}
+    ).to_csv(tmp_path / "ds" / "participants.tsv", sep="\t", index=False)
     monkeypatch.chdir(tmp_path)
     cohort = read_cohort("ds")
     assert cohort.table["image"].iloc[0] == str(tmp_path / "ds" / "sub-00" / "anat" / "sub-00_T1w.nii.gz")
@@ -254,14 +272,17 @@ def test_unknown_sex_value_and_two_age_columns_are_errors(tmp_path):
     table["Age"] = table["age"]
     table.to_csv(path, index=False)
     problems = problems_of(path)
-    assert {(p.row, p.column) for p in problems if "sex" in p.message and "is not one of" in p.message} \
-        == {(3, "sex"), (7, "sex")}
+    assert {(p.row, p.column) for p in problems if "sex" in p.message and "is not one of" in p.message} == {
+        (3, "sex"),
+        (7, "sex"),
+    }
     assert any("'age'" in p.message and "keep one" in p.message for p in problems)
 
 
 def test_declared_confounds_and_the_role_of_every_column(tmp_path):
-    path = write_cohort(tmp_path, extra={"Alter": [50, 51, 52, 53, 54, 55], "scanner": list("XYXYXY"),
-                                         "note": list("abcdef")})
+    path = write_cohort(
+        tmp_path, extra={"Alter": [50, 51, 52, 53, 54, 55], "scanner": list("XYXYXY"), "note": list("abcdef")}
+    )
     table = pd.read_csv(path).drop(columns=["site"])
     table.to_csv(path, index=False)
     cohort = read_cohort(path, confounds={"age": "Alter", "site": "scanner"})
@@ -272,8 +293,9 @@ def test_declared_confounds_and_the_role_of_every_column(tmp_path):
     problems = problems_of(path, confounds={"age": "Alter", "handedness": "note", "sex": "Geschlecht"})
     assert any("unknown confound 'handedness'" in p.message for p in problems)
     assert any(p.column == "Geschlecht" and "is missing" in p.message for p in problems)
-    result = runner.invoke(app, ["validate", "--cohort", str(path), "--confounds", "age=Alter,site=scanner",
-                                 "--allow-unaligned"])
+    result = runner.invoke(
+        app, ["validate", "--cohort", str(path), "--confounds", "age=Alter,site=scanner", "--allow-unaligned"]
+    )
     assert result.exit_code == 0, result.output
     assert "Alter: confound age" in result.output and "subject_id: id" in result.output
     result = runner.invoke(app, ["validate", "--cohort", str(path), "--confounds", "age"])
@@ -302,11 +324,22 @@ def test_shared_images_are_a_warning_and_mixed_columns_an_error(tmp_path):
 def test_csv_outputs_neutralise_formulas(tmp_path):
     from sepclr_med.atomic import write_table
 
-    table = pd.DataFrame({"subject_id": ["=HYPERLINK(\"http://x\",\"y\")", "+1", "@SUM(A1)", "-2", "\t=1", "\r=2", "ok"],
-                          "value": [-1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]})
+    table = pd.DataFrame(
+        {
+            "subject_id": ['=HYPERLINK("http://x","y")', "+1", "@SUM(A1)", "-2", "\t=1", "\r=2", "ok"],
+            "value": [-1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        }
+    )
     written = pd.read_csv(write_table(tmp_path / "t.csv", table), keep_default_na=False)
-    assert written["subject_id"].tolist() == ["'=HYPERLINK(\"http://x\",\"y\")", "'+1", "'@SUM(A1)", "'-2", "'\t=1",
-                                              "'\r=2", "ok"]
+    assert written["subject_id"].tolist() == [
+        '\'=HYPERLINK("http://x","y")',
+        "'+1",
+        "'@SUM(A1)",
+        "'-2",
+        "'\t=1",
+        "'\r=2",
+        "ok",
+    ]
     assert written["value"].tolist() == [-1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]  # numbers untouched
     exact = pd.read_csv(write_table(tmp_path / "t.tsv", table, safe=False), sep="\t", keep_default_na=False)
     assert exact["subject_id"].tolist() == table["subject_id"].tolist()

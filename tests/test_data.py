@@ -9,10 +9,17 @@ import torch
 from monai.transforms import Compose
 
 from conftest import AFFINE, make_image, write_cohort
-from sepclr_med.reading import read_cohort
-from sepclr_med.data import (AugmentConfig, ContrastiveViewsd, GroupStratifiedBatchSampler,
-                             PreprocessConfig, TwoViewDataset, cached_dataset, preprocessing)
+from sepclr_med.data import (
+    AugmentConfig,
+    ContrastiveViewsd,
+    GroupStratifiedBatchSampler,
+    PreprocessConfig,
+    TwoViewDataset,
+    cached_dataset,
+    preprocessing,
+)
 from sepclr_med.errors import SepclrError
+from sepclr_med.reading import read_cohort
 
 
 @pytest.fixture
@@ -86,7 +93,7 @@ def test_memory_cache_second_epoch_reads_no_nifti(cohort, count_loads):
     first = [dataset[i]["image"] for i in range(len(dataset))]
     second = [dataset[i]["image"] for i in range(len(dataset))]
     assert len(count_loads) == len(cohort)  # later epochs: no NIfTI read at all
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
 
 
 def test_disk_cache_is_reused_and_invalidated_by_settings(cohort, tmp_path, count_loads):
@@ -113,8 +120,7 @@ def test_disk_cache_follows_a_changed_image_file(cohort, tmp_path, count_loads):
     config = resolved(cohort)
     cache_dir = tmp_path / "cache"
     cached_dataset(cohort.records(), config, cache="disk", cache_dir=cache_dir)[0]
-    make_image(__import__("pathlib").Path(cohort.records()[0]["image"]),
-               np.full((7, 8, 9), 0.5, np.float32))
+    make_image(__import__("pathlib").Path(cohort.records()[0]["image"]), np.full((7, 8, 9), 0.5, np.float32))
     count_loads.clear()
     item = cached_dataset(cohort.records(), config, cache="disk", cache_dir=cache_dir)[0]
     assert len(count_loads) == 1 and float(item["image"].max()) == pytest.approx(0.5 / config.scale)
@@ -138,8 +144,9 @@ def test_two_views_are_seeded_by_seed_epoch_and_index(cohort):
 
 
 @pytest.mark.filterwarnings("ignore:groups are imbalanced")
-@pytest.mark.parametrize("n_controls, n_patients, batch_size", [
-    (100, 100, 16), (37, 23, 8), (5, 4, 4), (11, 50, 7), (9, 9, 32), (2, 3, 4)])
+@pytest.mark.parametrize(
+    "n_controls, n_patients, batch_size", [(100, 100, 16), (37, 23, 8), (5, 4, 4), (11, 50, 7), (9, 9, 32), (2, 3, 4)]
+)
 def test_sampler_every_batch_has_both_groups(n_controls, n_patients, batch_size):
     is_target = np.array([False] * n_controls + [True] * n_patients)
     np.random.default_rng(1).shuffle(is_target)

@@ -73,8 +73,19 @@ def test_save_then_load_gives_the_same_latents_and_a_cli_run_loads(fitted, tiny_
         model.save(tmp_path / "occupied")
 
     run = tmp_path / "cli_run"
-    args = ["train", "--cohort", str(tiny_cohort.cohort_csv), "--out", str(run), "--epochs", "1",
-            "--device", "cpu", "--batch-size", "8"]
+    args = [
+        "train",
+        "--cohort",
+        str(tiny_cohort.cohort_csv),
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "8",
+    ]
     assert CliRunner().invoke(app, args).exit_code == 0
     from_cli = SepCLR.load(run)
     assert from_cli.transform(tiny_cohort.cohort_csv).shape[1] == from_cli.common_dim_ + from_cli.salient_dim_

@@ -36,14 +36,24 @@ def _latents(rng, n=80):
     severity = np.where(patient, rng.uniform(0.2, 1, n), 0.0)
     age = rng.uniform(20, 60, n)
     common = np.c_[age / 10 + 0.1 * rng.standard_normal(n), rng.standard_normal((n, 3))]
-    salient = np.c_[patient * severity * (subtype == "pos"), patient * severity * (subtype == "neg"),
-                    0.05 * rng.standard_normal((n, 2))]
-    latents = pd.DataFrame(np.c_[common, salient], columns=[f"common_{i}" for i in range(4)]
-                           + [f"salient_{i}" for i in range(4)])
+    salient = np.c_[
+        patient * severity * (subtype == "pos"),
+        patient * severity * (subtype == "neg"),
+        0.05 * rng.standard_normal((n, 2)),
+    ]
+    latents = pd.DataFrame(
+        np.c_[common, salient], columns=[f"common_{i}" for i in range(4)] + [f"salient_{i}" for i in range(4)]
+    )
     latents.insert(0, "group", group)
     latents.insert(0, "subject_id", [f"s{i}" for i in range(n)])
-    factors = pd.DataFrame({"subject_id": latents["subject_id"], "age": age, "subtype": subtype,
-                            "severity": np.where(patient, severity, np.nan)})
+    factors = pd.DataFrame(
+        {
+            "subject_id": latents["subject_id"],
+            "age": age,
+            "subtype": subtype,
+            "severity": np.where(patient, severity, np.nan),
+        }
+    )
     return latents, factors
 
 

@@ -12,8 +12,8 @@ import torch
 
 from sepclr_med.explain.clinical import associate
 from sepclr_med.explain.directions import SalientDirections
-from sepclr_med.explain.regions import region_table
 from sepclr_med.explain.group_stats import group_statistic, one_sample_t, smooth_maps
+from sepclr_med.explain.regions import region_table
 from sepclr_med.explain.saliency import attribute, group_attributions, region_ablation, region_rep_changes
 
 SHAPE = (10, 11, 12)
@@ -22,8 +22,13 @@ SHAPE = (10, 11, 12)
 def blob_atlas():
     labels = np.zeros(SHAPE, np.int32)
     labels[:5, :, :6], labels[5:, :, :6], labels[:5, :, 6:], labels[5:, :, 6:] = 1, 2, 3, 4
-    regions = pd.DataFrame({"id": [1, 2, 3, 4], "name": ["Frontal_L", "Frontal_R", "Occipital_L", "Occipital_R"],
-                            "hemisphere": ["left", "right", "left", "right"]})
+    regions = pd.DataFrame(
+        {
+            "id": [1, 2, 3, 4],
+            "name": ["Frontal_L", "Frontal_R", "Occipital_L", "Occipital_R"],
+            "hemisphere": ["left", "right", "left", "right"],
+        }
+    )
     return labels, regions
 
 
@@ -44,12 +49,14 @@ def test_planted_blob_is_the_top_region(rng):
     labels, regions = blob_atlas()
     model = type("M", (), {"salient_encoder": Oracle(labels)})()
     base = np.ones(SHAPE, np.float32)
-    patients = np.stack([base - 0.3 * s * (labels == 2) + 0.02 * rng.standard_normal(SHAPE)
-                         for s in rng.uniform(0.5, 1, 6)]).astype(np.float32)[:, None]
+    patients = np.stack(
+        [base - 0.3 * s * (labels == 2) + 0.02 * rng.standard_normal(SHAPE) for s in rng.uniform(0.5, 1, 6)]
+    ).astype(np.float32)[:, None]
     volumes = torch.tensor(patients)
     u = np.array([1.0, 0.0])
-    controls = torch.tensor(np.stack([base + 0.02 * rng.standard_normal(SHAPE) for _ in range(8)]),
-                            dtype=torch.float32)[:, None]
+    controls = torch.tensor(
+        np.stack([base + 0.02 * rng.standard_normal(SHAPE) for _ in range(8)]), dtype=torch.float32
+    )[:, None]
     for method in ("eg", "ig", "grad"):
         refs = controls if method == "eg" else torch.tensor(base)[None]
         maps = attribute(model, volumes, u, refs, method=method, n_steps=16, batch_size=4)
@@ -93,8 +100,13 @@ def test_group_map_follows_the_shared_direction_not_each_members_own(rng):
     def subjects(n, loss):  # everyone varies in region 3 (anatomy), in +/- pairs within each half of n
         v = 0.25 * rng.standard_normal(n // 4)
         e = np.r_[v, -v, v[::-1], -v[::-1]]
-        return np.stack([base - loss * s * (labels == 2) + d * (labels == 3)
-                         for s, d in zip(rng.uniform(0.5, 1, n), e, strict=True)])
+        return np.stack(
+            [
+                base - loss * s * (labels == 2) + d * (labels == 3)
+                for s, d in zip(rng.uniform(0.5, 1, n), e, strict=True)
+            ]
+        )
+
     volumes = torch.tensor(np.concatenate([subjects(60, 0.0), subjects(40, 0.3)]), dtype=torch.float32)[:, None]
     patient = np.r_[np.zeros(60, bool), np.ones(40, bool)]
     with torch.no_grad():
@@ -129,8 +141,11 @@ def test_group_attributions_give_each_group_its_direction_and_members(rng):
     model = type("M", (), {"salient_encoder": TwoRegions(labels)})()
     volumes = torch.tensor(1 + 0.1 * rng.standard_normal((9, 1, *SHAPE)), dtype=torch.float32)
     baseline = torch.ones((1, *SHAPE))
-    groups = {"x": np.isin(np.arange(9), [0, 3, 4]), "y": np.isin(np.arange(9), [1, 7]),
-              "xy": np.isin(np.arange(9), [0, 1, 2, 8])}  # 5 and 6 in no group; xy overlaps both
+    groups = {
+        "x": np.isin(np.arange(9), [0, 3, 4]),
+        "y": np.isin(np.arange(9), [1, 7]),
+        "xy": np.isin(np.arange(9), [0, 1, 2, 8]),
+    }  # 5 and 6 in no group; xy overlaps both
     directions = {"x": np.array([1.0, 0.0]), "y": np.array([0.0, 1.0]), "xy": np.array([0.6, -0.8])}
     got = dict(group_attributions(model, volumes, groups, directions, baseline, method="ig", n_steps=4))
     assert set(got) == set(groups)
@@ -149,8 +164,10 @@ def test_expected_gradients_with_per_subject_directions_in_chunks(rng):
     numpy_state = np.random.get_state()
     maps = attribute(model, volumes, u, references, method="eg", n_steps=80)  # > 64: 2 chunks per subject
     with torch.no_grad():
-        expected = ((model.salient_encoder(volumes) - model.salient_encoder(references[:1])) * torch.tensor(
-            u, dtype=torch.float32)).sum(1)
+        expected = (
+            (model.salient_encoder(volumes) - model.salient_encoder(references[:1]))
+            * torch.tensor(u, dtype=torch.float32)
+        ).sum(1)
     assert np.allclose(maps.reshape(3, -1).sum(1), expected.numpy(), rtol=1e-4, atol=1e-4)
     assert torch.equal(torch.random.get_rng_state(), torch_state)  # callers' streams untouched
     after = np.random.get_state()
@@ -167,13 +184,13 @@ def test_group_statistics_smooth_in_mm_and_t_rewards_agreement(rng):
     assert np.isclose(smoothed.sum(), 1.0, atol=1e-3) and impulse.sum() == 1.0  # mass kept, input untouched
     sigma_vox = 8.0 / np.sqrt(8 * np.log(2)) / 4.0
     profile = smoothed[0, :, 5, 6]
-    assert np.isclose(profile[6] / profile[5], np.exp(-0.5 / sigma_vox ** 2), rtol=1e-2)  # the kernel is in mm
+    assert np.isclose(profile[6] / profile[5], np.exp(-0.5 / sigma_vox**2), rtol=1e-2)  # the kernel is in mm
     assert np.array_equal(smooth_maps(impulse, affine, 0), impulse)
     two = np.zeros((2, *SHAPE), np.float32)
     two[0, 5, 5, 6] = 1.0
     both = smooth_maps(two, affine, fwhm_mm=8.0)
     assert np.allclose(both[1], 0) and np.allclose(both[0], smoothed[0])  # members are not mixed
-    assert np.isclose(both[0, 5, 5, 7] / both[0, 5, 5, 6], np.exp(-0.5 / sigma_vox ** 2), rtol=1e-2)  # z too
+    assert np.isclose(both[0, 5, 5, 7] / both[0, 5, 5, 6], np.exp(-0.5 / sigma_vox**2), rtol=1e-2)  # z too
     # two voxels with the same mean: consistent (t large) and driven by one member (t small)
     maps = 0.01 * rng.standard_normal((10, *SHAPE))
     maps[:, 1, 1, 1] += 1.0
@@ -181,6 +198,7 @@ def test_group_statistics_smooth_in_mm_and_t_rewards_agreement(rng):
     t = one_sample_t(maps)
     assert t[1, 1, 1] > 50 and abs(t[8, 8, 8]) < 2
     from scipy import stats
+
     assert np.allclose(t, stats.ttest_1samp(maps, 0.0, axis=0).statistic, rtol=1e-4, atol=1e-4)
     mask = np.zeros(SHAPE, bool)
     mask[:5] = True
@@ -212,8 +230,13 @@ def test_clinical_association_with_confounds_and_fdr(rng):
     age = rng.uniform(20, 60, n)
     severity = rng.uniform(0, 1, n)
     scores = pd.DataFrame({"panss": 10 + 30 * severity + rng.standard_normal(n)})
-    variables = pd.DataFrame({"deviation": severity + 0.1 * rng.standard_normal(n),
-                              "noise": rng.standard_normal(n), "age_like": age + rng.standard_normal(n)})
+    variables = pd.DataFrame(
+        {
+            "deviation": severity + 0.1 * rng.standard_normal(n),
+            "noise": rng.standard_normal(n),
+            "age_like": age + rng.standard_normal(n),
+        }
+    )
     confounds = pd.DataFrame({"age": age, "site": rng.choice(["A", "B"], n)})
     table = associate(scores, variables, confounds, n_permutations=200).set_index("variable")
     assert table.loc["deviation", "q_value"] < 1e-6 and table.loc["deviation", "pearson_r"] > 0.9
@@ -235,7 +258,7 @@ def test_fdr_is_computed_within_each_family(rng):
     pooled = associate(pd.DataFrame({"score": y}), variables)
     table = associate(pd.DataFrame({"score": y}), variables, families=families)
     assert set(pooled["family"]) == {"all"} and set(table["family"]) == {"salient", "common"}
-    for family, part in table.groupby("family"):
+    for _family, part in table.groupby("family"):
         expected = stats.false_discovery_control(part["adjusted_p"].to_numpy(), method="bh")
         assert np.allclose(part["q_value"].to_numpy(), expected)
     # pooled with 20 true effects, the null family's q-values shrink: one family relaxes the other
@@ -247,8 +270,8 @@ def test_fdr_is_computed_within_each_family(rng):
 @pytest.fixture(scope="module")
 def explained(tiny_cohort, tmp_path_factory):
     from conftest import tiny_config
-    from sepclr_med.reading import read_cohort
     from sepclr_med.explain.pipeline import explain
+    from sepclr_med.reading import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.training.loop import train
 
@@ -282,7 +305,8 @@ def test_explain_writes_nifti_maps_on_the_runs_grid(explained):
     assert {"common", "salient"} == set(clinical["space"])
     common = clinical[clinical["space"] == "common"]
     assert index["checks"]["common_dims_associated"] == {
-        score: int((part["q_value"] < 0.05).sum()) for score, part in common.groupby("score")}
+        score: int((part["q_value"] < 0.05).sum()) for score, part in common.groupby("score")
+    }
     assert json.loads((root / "out" / "index.json").read_text())["maps"] == index["maps"]
     assert all(p.endswith(".png") for p in index["figures"]) and len(index["figures"]) >= 9
 
@@ -292,8 +316,11 @@ def test_explain_group_maps_record_their_statistic_and_survive_a_single_member(e
     from sepclr_med.run import Run
 
     root, index, cohort, truth = explained
-    assert index["group_maps"]["deviation_patients"] == {"members": int(cohort.is_target.sum()), "statistic": "t",
-                                                         "fwhm_mm": 8.0}
+    assert index["group_maps"]["deviation_patients"] == {
+        "members": int(cohort.is_target.sum()),
+        "statistic": "t",
+        "fwhm_mm": 8.0,
+    }
     assert index["group_maps"]["direction_pc1_patients"]["statistic"] == "t"
     rare = truth.copy()
     lone = rare.index[rare["subtype"] != ""][0]

@@ -7,23 +7,40 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from conftest import make_image
-from sepclr_med.reading import read_cohort
 from sepclr_med.errors import SepclrError
 from sepclr_med.image_checks import check_image
+from sepclr_med.reading import read_cohort
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True,  # the same examples on every run
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
-CELLS = st.one_of(st.text(max_size=12), st.sampled_from(["", "n/a", "NaN", "inf", "-1", "1e308", "M,", "=1+1",
-                                                         "control", "patient", "../x", "\x00", " age "]))
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,  # the same examples on every run
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+CELLS = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        ["", "n/a", "NaN", "inf", "-1", "1e308", "M,", "=1+1", "control", "patient", "../x", "\x00", " age "]
+    ),
+)
 
 
 @FUZZ
-@given(header=st.lists(st.one_of(st.sampled_from(["subject_id", "image", "group", "age", "Age", "sex", "site",
-                                                  "panss", ""]), st.text(max_size=8)), min_size=1, max_size=7),
-       rows=st.lists(st.lists(CELLS, max_size=8), max_size=6))
+@given(
+    header=st.lists(
+        st.one_of(
+            st.sampled_from(["subject_id", "image", "group", "age", "Age", "sex", "site", "panss", ""]),
+            st.text(max_size=8),
+        ),
+        min_size=1,
+        max_size=7,
+    ),
+    rows=st.lists(st.lists(CELLS, max_size=8), max_size=6),
+)
 @example(header=["subject_id", "image", "group"], rows=[["", "\x00"]])  # found by a random run in CI
 @example(header=["subject_id", "image", "group"], rows=[["a", "x" * 5000, "control"]])  # name too long
 @example(header=["subject_id", "image", "group"], rows=[["a", "loop/x.nii", "control"]])
@@ -51,10 +68,12 @@ def test_cohort_reader_survives_arbitrary_bytes(tmp_path, data):
 
 
 @FUZZ
-@given(dims=st.lists(st.integers(-5, 70000), min_size=8, max_size=8),
-       pixdim=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=8, max_size=8),
-       datatype=st.sampled_from([2, 4, 8, 16, 32, 64, 128, 256, 512, 768, 1536, 2048, 0, 7]),
-       vox_offset=st.floats(-10, 1e6, width=32))
+@given(
+    dims=st.lists(st.integers(-5, 70000), min_size=8, max_size=8),
+    pixdim=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=8, max_size=8),
+    datatype=st.sampled_from([2, 4, 8, 16, 32, 64, 128, 256, 512, 768, 1536, 2048, 0, 7]),
+    vox_offset=st.floats(-10, 1e6, width=32),
+)
 def test_header_path_reports_errors_never_raises(tmp_path, dims, pixdim, datatype, vox_offset):
     path = make_image(tmp_path / "h.nii", np.ones((4, 5, 6), np.float32))
     raw = bytearray(path.read_bytes())

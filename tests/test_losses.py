@@ -15,7 +15,7 @@ def slow_reference(c1, c2, s1, s2, y, beta_s, beta_reg, lam):
     n = len(y)
 
     def sq(u, v):
-        return float(sum((ui - vi) ** 2 for ui, vi in zip(u, v)))
+        return float(sum((ui - vi) ** 2 for ui, vi in zip(u, v, strict=True)))
 
     def normalise(rows):
         return [[x / math.sqrt(sum(v * v for v in r)) for x in r] for r in rows]
@@ -28,8 +28,13 @@ def slow_reference(c1, c2, s1, s2, y, beta_s, beta_reg, lam):
         return math.log(sum(pairs) / len(pairs))
 
     def J(a, b):
-        return sum(math.log(sum(math.exp(-sq(a[i], a[j])) * math.exp(-sq(b[i], b[j]))
-                                for j in range(n)) / n) for i in range(n)) / n
+        return (
+            sum(
+                math.log(sum(math.exp(-sq(a[i], a[j])) * math.exp(-sq(b[i], b[j])) for j in range(n)) / n)
+                for i in range(n)
+            )
+            / n
+        )
 
     c1, c2 = normalise(c1), normalise(c2)
     t1 = [s1[i] if y[i] else [0.0] * len(s1[i]) for i in range(n)]
@@ -38,16 +43,23 @@ def slow_reference(c1, c2, s1, s2, y, beta_s, beta_reg, lam):
     B = [i for i in range(n) if not y[i]]
     L_C = align(c1, c2) + 2 * 0.5 * (unif(c1) + unif(c2))
     L_S = align([s1[i] for i in T], [s2[i] for i in T]) + 2 * 0.5 * (unif(t1) + unif(t2))
-    L_reg = 0.5 * (sum(sq(s1[i], [0] * len(s1[i])) for i in B) / len(B)
-                   + sum(sq(s2[i], [0] * len(s2[i])) for i in B) / len(B))
+    L_reg = 0.5 * (
+        sum(sq(s1[i], [0] * len(s1[i])) for i in B) / len(B) + sum(sq(s2[i], [0] * len(s2[i])) for i in B) / len(B)
+    )
     L_JEM = 0.5 * (J(c1, t1) + J(c2, t2))
     total = L_C + beta_s * L_S + beta_reg * L_reg + lam * L_JEM
     return total, {"common": L_C, "salient": L_S, "infoless": L_reg, "jem": L_JEM}
 
 
-@pytest.mark.parametrize("n, dc, ds, weights", [
-    (4, 3, 2, (1.0, 10.0, 10.0)), (9, 8, 5, (1.0, 100.0, 10.0)), (16, 32, 32, (1000.0, 1000.0, 10.0)),
-    (7, 4, 6, (0.5, 0.0, 0.0))])
+@pytest.mark.parametrize(
+    "n, dc, ds, weights",
+    [
+        (4, 3, 2, (1.0, 10.0, 10.0)),
+        (9, 8, 5, (1.0, 100.0, 10.0)),
+        (16, 32, 32, (1000.0, 1000.0, 10.0)),
+        (7, 4, 6, (0.5, 0.0, 0.0)),
+    ],
+)
 def test_loss_matches_the_formulas(n, dc, ds, weights):
     g = torch.Generator().manual_seed(n)
     c1, c2 = torch.randn(n, dc, generator=g), torch.randn(n, dc, generator=g)
@@ -55,8 +67,7 @@ def test_loss_matches_the_formulas(n, dc, ds, weights):
     y = torch.zeros(n, dtype=torch.bool)
     y[torch.randperm(n, generator=g)[: n // 2]] = True
     total, terms = SepCLRLoss(*weights)(c1, c2, s1, s2, y)
-    ref_total, ref_terms = slow_reference(c1.tolist(), c2.tolist(), s1.tolist(), s2.tolist(),
-                                          y.tolist(), *weights)
+    ref_total, ref_terms = slow_reference(c1.tolist(), c2.tolist(), s1.tolist(), s2.tolist(), y.tolist(), *weights)
     for key, value in ref_terms.items():
         assert terms[key].item() == pytest.approx(value, abs=1e-5, rel=1e-5), key
     assert total.item() == pytest.approx(ref_total, abs=1e-5, rel=1e-5)

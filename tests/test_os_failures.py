@@ -76,8 +76,9 @@ def trained(tiny_cohort, tmp_path_factory):
     from sepclr_med.reading import read_cohort
     from sepclr_med.training.loop import train
 
-    return train(read_cohort(tiny_cohort.cohort_csv), tmp_path_factory.mktemp("run") / "run",
-                 tiny_config(**{"optim.epochs": 1}))
+    return train(
+        read_cohort(tiny_cohort.cohort_csv), tmp_path_factory.mktemp("run") / "run", tiny_config(**{"optim.epochs": 1})
+    )
 
 
 def _commands(run: Path, cohort: Path, out: Path) -> dict[str, list[str]]:
@@ -92,8 +93,21 @@ def _commands(run: Path, cohort: Path, out: Path) -> dict[str, list[str]]:
         "evaluate": ["evaluate", "--run", str(run), *c, "--out", str(out), "--device", "cpu"],
         "explain": ["explain", "--run", str(run), *c, "--out", str(out), "--no-figures", "--permutations", "0"],
         "report": ["report", "--run", str(run), *c, "--out", str(out), "--no-pdf"],
-        "benchmark": ["benchmark", "--out", str(out), "--methods", "cpca", "--seeds", "0", "--n", "4",
-                      "--n-test", "4", "--resolution", "8"],
+        "benchmark": [
+            "benchmark",
+            "--out",
+            str(out),
+            "--methods",
+            "cpca",
+            "--seeds",
+            "0",
+            "--n",
+            "4",
+            "--n-test",
+            "4",
+            "--resolution",
+            "8",
+        ],
         "demo": ["demo", "--out", str(out), "--quick"],
     }
 
@@ -169,8 +183,10 @@ def test_a_full_disk_during_embed_writes_nothing(monkeypatch, trained, tiny_coho
 
     monkeypatch.setattr(Path, "write_text", full_disk)
     out = tmp_path / "latents.csv"
-    result = CliRunner().invoke(app, ["embed", "--run", str(trained), "--cohort", str(tiny_cohort.cohort_csv),
-                                      "--out", str(out), "--device", "cpu"])
+    result = CliRunner().invoke(
+        app,
+        ["embed", "--run", str(trained), "--cohort", str(tiny_cohort.cohort_csv), "--out", str(out), "--device", "cpu"],
+    )
     _one_message(result, str(out), "No space left on device")  # the file asked for, not a temp name
     assert list(tmp_path.iterdir()) == []
 
@@ -188,8 +204,10 @@ def test_impossible_paths_on_the_command_line_are_one_message(kind, tmp_path, ti
     elif kind == "out_is_file":
         out = tmp_path / "run"
         out.write_text("a file")
-        result = CliRunner().invoke(app, ["train", "--cohort", str(tiny_cohort.cohort_csv), "--out", str(out),
-                                          "--epochs", "1", "--device", "cpu"])
+        result = CliRunner().invoke(
+            app,
+            ["train", "--cohort", str(tiny_cohort.cohort_csv), "--out", str(out), "--epochs", "1", "--device", "cpu"],
+        )
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         assert result.output.count("Error:") == 1 and str(out) in result.output.replace("\n", ""), result.output
         assert out.read_text() == "a file"

@@ -40,11 +40,25 @@ def test_traversal_names_stay_inside_out(tiny_cohort, tmp_path):
     truth.to_csv(work / "ground_truth.csv", index=False)
     run = train(read_cohort(cohort_csv), work / "run", tiny_config(**{"optim.epochs": 1}))
     before = {p for p in tmp_path.rglob("*")}
-    result = CliRunner().invoke(app, ["explain", "--run", str(run), "--cohort", str(cohort_csv), "--out",
-                                      str(work / "explain"), "--steps", "2"])
+    result = CliRunner().invoke(
+        app, ["explain", "--run", str(run), "--cohort", str(cohort_csv), "--out", str(work / "explain"), "--steps", "2"]
+    )
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(app, ["report", "--run", str(run), "--cohort", str(cohort_csv), "--out",
-                                      str(work / "reports"), "--steps", "2", "--no-pdf"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "--run",
+            str(run),
+            "--cohort",
+            str(cohort_csv),
+            "--out",
+            str(work / "reports"),
+            "--steps",
+            "2",
+            "--no-pdf",
+        ],
+    )
     assert result.exit_code == 0, result.output
     new = {p for p in tmp_path.rglob("*")} - before
     outside = [p for p in new if not (p.is_relative_to(work / "explain") or p.is_relative_to(work / "reports"))]

@@ -121,8 +121,20 @@ def test_bad_weights_files_are_one_message(tiny_cohort, tmp_path, kind):
         torch.save({k: v[..., :1] if v.ndim else v for k, v in state.items()}, weights)
     else:
         torch.save([1, 2, 3], weights)
-    result = CliRunner().invoke(app, ["embed", "--run", str(run), "--cohort", str(tiny_cohort.cohort_csv),
-                                      "--out", str(tmp_path / "l.csv"), "--device", "cpu"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "embed",
+            "--run",
+            str(run),
+            "--cohort",
+            str(tiny_cohort.cohort_csv),
+            "--out",
+            str(tmp_path / "l.csv"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert str(weights) in result.output.replace("\n", "") and not (tmp_path / "l.csv").exists()
     assert not (tmp_path / "payload_ran").exists()
@@ -168,10 +180,12 @@ def test_every_writing_command_takes_the_output_lock(command, tiny_cohort, tmp_p
     try:
         lock = out / (".latents.csv.lock" if command == "embed" else LOCK_NAME)
         c = ["--cohort", str(tiny_cohort.cohort_csv)]
-        args = {"train": ["train", *c, "--out", str(out), "--epochs", "1", "--device", "cpu"],
-                "embed": ["embed", "--run", str(run), *c, "--out", str(out / "latents.csv"), "--device", "cpu"],
-                "explain": ["explain", "--run", str(run), *c, "--out", str(out), "--no-figures"],
-                "report": ["report", "--run", str(run), *c, "--out", str(out), "--no-pdf"]}[command]
+        args = {
+            "train": ["train", *c, "--out", str(out), "--epochs", "1", "--device", "cpu"],
+            "embed": ["embed", "--run", str(run), *c, "--out", str(out / "latents.csv"), "--device", "cpu"],
+            "explain": ["explain", "--run", str(run), *c, "--out", str(out), "--no-figures"],
+            "report": ["report", "--run", str(run), *c, "--out", str(out), "--no-pdf"],
+        }[command]
         lock.write_text(json.dumps({"host": socket.gethostname(), "pid": holder.pid}))
         result = CliRunner().invoke(app, args)
     finally:

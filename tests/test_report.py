@@ -63,8 +63,10 @@ def test_reports_every_subject_and_lists_failures(batch):
 
 def test_report_cli_exits_non_zero_when_a_subject_fails(batch):
     root, run, path = batch
-    result = CliRunner().invoke(app, ["report", "--run", str(run), "--cohort", str(path), "--out",
-                                      str(root / "cli"), "--steps", "2", "--no-pdf"])
+    result = CliRunner().invoke(
+        app,
+        ["report", "--run", str(run), "--cohort", str(path), "--out", str(root / "cli"), "--steps", "2", "--no-pdf"],
+    )
     assert result.exit_code == 1
     assert "sub-broken" in result.output and (root / "cli" / "index.html").is_file()
 
@@ -78,8 +80,16 @@ def _chrome():
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1200,1600"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1200,1600",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=options)
@@ -96,8 +106,7 @@ def test_pages_open_in_headless_chromium_without_errors(batch, tmp_path):
     try:
         for page in ("index.html", sorted(p.name for p in out.glob("subject-*.html"))[0]):
             driver.get((out / page).as_uri())
-            images = driver.execute_script(
-                "return Array.from(document.images).map(i => [i.complete, i.naturalWidth]);")
+            images = driver.execute_script("return Array.from(document.images).map(i => [i.complete, i.naturalWidth]);")
             assert all(done and width > 0 for done, width in images)
             errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
             assert errors == [], errors

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sepclr_med.cli.main import app
-from sepclr_med.reading import read_cohort
 from sepclr_med.errors import SepclrError
+from sepclr_med.reading import read_cohort
 from sepclr_med.simulate import list_recipes, load_recipe, simulate_cohort
 
 
@@ -71,8 +71,7 @@ def test_ground_truth_and_scores(simulated):
 
 def test_subtype_effect_is_most_negative_inside_its_mask(simulated):
     truth = pd.read_csv(simulated.ground_truth_csv, keep_default_na=False)
-    images = np.stack([nib.load(simulated.root / "images" / f"{s}.nii.gz").get_fdata()
-                       for s in truth["subject_id"]])
+    images = np.stack([nib.load(simulated.root / "images" / f"{s}.nii.gz").get_fdata() for s in truth["subject_id"]])
     brain = nib.load(simulated.brain_mask).get_fdata() > 0
     masks = {k: nib.load(p).get_fdata() > 0 for k, p in simulated.subtype_masks.items()}
     control_mean = images[truth["group"].to_numpy() == "control"].mean(axis=0)
@@ -112,8 +111,9 @@ def test_imbalance_makes_patients_older(tmp_path):
 def test_simulate_cli_then_validate(tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli"
-    result = runner.invoke(app, ["simulate", "--out", str(out), "--n-controls", "3",
-                                 "--n-patients", "3", "--resolution", "8"])
+    result = runner.invoke(
+        app, ["simulate", "--out", str(out), "--n-controls", "3", "--n-patients", "3", "--resolution", "8"]
+    )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["validate", "--cohort", str(out / "cohort.csv")])
     assert result.exit_code == 0, result.output
@@ -129,7 +129,7 @@ def test_nuisance_blobs_vary_gm_in_controls_and_patients_alike(tmp_path):
 
     space = load_template_space(8.0)
     field = focal_variation(space, Nuisance(blobs_per_subject=3.0, max_gm_change=0.25), np.random.default_rng(0))
-    assert field.shape == space.shape and field.min() >= 0.75 ** 3 and field.max() <= 1.25 ** 3
+    assert field.shape == space.shape and field.min() >= 0.75**3 and field.max() <= 1.25**3
     assert (np.abs(field - 1) > 0.01).mean() > 0.005  # some voxels changed, not the whole brain
     recipe = load_recipe().replace(n_controls=3, n_patients=3, resolution_mm=8.0, seed=4)
     plain = simulate_cohort(recipe, tmp_path / "plain")
@@ -154,8 +154,10 @@ def test_family_recipes_vary_what_the_default_holds_fixed():
     assert sizes[0] == 40 and sizes[-1] == 150
     assert {len(r.subtypes) for r in family.values()} == {1, 2, 3}
     assert min(s.max_gm_loss for r in family.values() for s in r.subtypes) <= 0.15  # a weak member
-    assert all(r.nuisance.blobs_per_subject > 0 and len({s.gain for s in r.sites}) > 1
-               and r.age.global_loss_per_decade > 0 for r in family.values())
+    assert all(
+        r.nuisance.blobs_per_subject > 0 and len({s.gain for s in r.sites}) > 1 and r.age.global_loss_per_decade > 0
+        for r in family.values()
+    )
 
 
 def test_unknown_recipe_key_is_an_error(tmp_path):

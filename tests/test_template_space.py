@@ -39,9 +39,14 @@ def moved(img, *, angle_deg: float = 0.0, axis: int = 0, shift_mm=(0.0, 0.0, 0.0
     pad = np.ceil(30 / voxel).astype(int)
     target = img.affine.copy()
     target[:3, 3] = img.affine[:3, :3] @ -pad + img.affine[:3, 3]
-    return resample_img(nib.Nifti1Image(data, motion @ img.affine), target_affine=target,
-                        target_shape=tuple(np.asarray(data.shape) + 2 * pad), interpolation="linear",
-                        force_resample=True, copy_header=True)
+    return resample_img(
+        nib.Nifti1Image(data, motion @ img.affine),
+        target_affine=target,
+        target_shape=tuple(np.asarray(data.shape) + 2 * pad),
+        interpolation="linear",
+        force_resample=True,
+        copy_header=True,
+    )
 
 
 def with_skull(img) -> nib.Nifti1Image:
@@ -91,8 +96,10 @@ def test_rotated_10_degrees_fails_naming_the_rotation(subjects, axis):
     m = measure_alignment(moved(subjects[0], angle_deg=10.0, axis=axis))
     assert 8.0 < m["rotation_deg"] < 12.5
     errors = alignment_errors(m)
-    assert any(e.startswith(f"rotated {m['rotation_deg']:.1f}° away from MNI152 (> {ts.MAX_ROTATION_DEG:.1f}°)")
-               for e in errors), errors
+    assert any(
+        e.startswith(f"rotated {m['rotation_deg']:.1f}° away from MNI152 (> {ts.MAX_ROTATION_DEG:.1f}°)")
+        for e in errors
+    ), errors
 
 
 @pytest.mark.parametrize("shift", [(12.0, 0.0, 0.0), (0.0, 0.0, -12.0)])
@@ -100,8 +107,9 @@ def test_shifted_12_mm_fails_naming_the_shift(subjects, shift):
     m = measure_alignment(moved(subjects[1], shift_mm=shift))
     assert 9.0 < m["shift_mm"] < 15.0 and m["rotation_deg"] < 3.0
     errors = alignment_errors(m)
-    assert any(e.startswith(f"brain shifted {m['shift_mm']:.1f} mm") and f"> {ts.MAX_SHIFT_MM:.1f} mm" in e
-               for e in errors), errors
+    assert any(
+        e.startswith(f"brain shifted {m['shift_mm']:.1f} mm") and f"> {ts.MAX_SHIFT_MM:.1f} mm" in e for e in errors
+    ), errors
 
 
 def test_skull_shell_fails_on_the_outside_fraction(subjects):
@@ -110,8 +118,12 @@ def test_skull_shell_fails_on_the_outside_fraction(subjects):
     m = measure_alignment(head)
     assert m["outside_fraction"] > 0.2 > 0.08 > measure_alignment(img)["outside_fraction"]
     errors = alignment_errors(m)
-    assert any(e.startswith(f"{m['outside_fraction']:.0%} of the image intensity lies outside") and "skull" in e
-               and f"(> {ts.MAX_OUTSIDE_FRACTION:.0%})" in e for e in errors), errors
+    assert any(
+        e.startswith(f"{m['outside_fraction']:.0%} of the image intensity lies outside")
+        and "skull" in e
+        and f"(> {ts.MAX_OUTSIDE_FRACTION:.0%})" in e
+        for e in errors
+    ), errors
 
 
 def test_native_scanner_affine_fails(subjects):
@@ -143,8 +155,13 @@ def test_reoriented_copy_gives_the_same_measures(subjects, codes):
     assert not np.allclose(flipped.affine, img.affine)
     a, b = measure_alignment(img), measure_alignment(flipped)
     assert alignment_errors(b) == []
-    for key, tolerance in [("template_r", 0.01), ("rotation_deg", 0.3), ("shift_mm", 0.3),
-                           ("outside_fraction", 0.005), ("centroid_offset_mm", 0.2)]:
+    for key, tolerance in [
+        ("template_r", 0.01),
+        ("rotation_deg", 0.3),
+        ("shift_mm", 0.3),
+        ("outside_fraction", 0.005),
+        ("centroid_offset_mm", 0.2),
+    ]:
         assert abs(a[key] - b[key]) <= tolerance, (key, a[key], b[key])
 
 
@@ -155,8 +172,14 @@ def test_reoriented_t1_at_1_5_mm_passes():
     t1 = load_mni152_template(resolution=2)
     affine = np.diag([1.5, 1.5, 1.5, 1.0])
     affine[:3, 3] = t1.affine[:3, 3]
-    fine = resample_img(t1, target_affine=affine, target_shape=(130, 155, 125), interpolation="linear",
-                        force_resample=True, copy_header=True)
+    fine = resample_img(
+        t1,
+        target_affine=affine,
+        target_shape=(130, 155, 125),
+        interpolation="linear",
+        force_resample=True,
+        copy_header=True,
+    )
     scaled = nib.Nifti1Image(np.round(np.asarray(fine.dataobj) * 1000).astype(np.int16), fine.affine)
     m = measure_alignment(reoriented(scaled, "LPS"))
     assert alignment_errors(m) == [] and m["template_r"] > 0.97 and m["rotation_deg"] < 0.5
@@ -199,13 +222,21 @@ def test_non_3d_image_is_refused():
 
 
 def test_messages_name_each_figure_and_its_threshold():
-    ok = {"template_r": 0.85, "gm_template": 1.0, "rotation_deg": 1.0, "shift_mm": 1.0,
-          "outside_fraction": 0.01, "centroid_offset_mm": 2.0}
+    ok = {
+        "template_r": 0.85,
+        "gm_template": 1.0,
+        "rotation_deg": 1.0,
+        "shift_mm": 1.0,
+        "outside_fraction": 0.01,
+        "centroid_offset_mm": 2.0,
+    }
     assert alignment_errors(ok) == []
     bad = dict(ok, template_r=0.31, outside_fraction=0.42, centroid_offset_mm=31.0)
     errors = alignment_errors(bad)
     assert errors[0].startswith(f"correlation with the MNI152 grey-matter template 0.31 < {ts.MIN_TEMPLATE_R:.2f}")
-    assert errors[1].startswith(f"42% of the image intensity lies outside the MNI152 brain mask "
-                                f"(> {ts.MAX_OUTSIDE_FRACTION:.0%})")
-    assert errors[2].startswith(f"intensity centre 31.0 mm from the MNI152 brain centre "
-                                f"(> {ts.MAX_CENTROID_OFFSET_MM:.0f} mm)")
+    assert errors[1].startswith(
+        f"42% of the image intensity lies outside the MNI152 brain mask (> {ts.MAX_OUTSIDE_FRACTION:.0%})"
+    )
+    assert errors[2].startswith(
+        f"intensity centre 31.0 mm from the MNI152 brain centre (> {ts.MAX_CENTROID_OFFSET_MM:.0f} mm)"
+    )

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from conftest import tiny_config
 from sepclr_med.cli.main import app
-from sepclr_med.reading import read_cohort
 from sepclr_med.errors import SepclrError
+from sepclr_med.reading import read_cohort
 from sepclr_med.run import Run
 from sepclr_med.training import TrainConfig
 from sepclr_med.training.loop import TrainingDiverged, train
@@ -47,9 +47,19 @@ def test_run_directory_is_self_contained(trained, tiny_cohort):
     assert run.config.optim.epochs == 2 and run.config.model.common_dim == 8
     metrics = run.metrics()
     assert [m["epoch"] for m in metrics] == [1, 2]
-    for key in ("train_loss", "train_common", "train_salient", "train_infoless", "train_jem",
-                "train_salient_norm_control", "train_salient_norm_patient", "val_loss", "lr",
-                "epoch_seconds", "volumes_per_second"):
+    for key in (
+        "train_loss",
+        "train_common",
+        "train_salient",
+        "train_infoless",
+        "train_jem",
+        "train_salient_norm_control",
+        "train_salient_norm_patient",
+        "val_loss",
+        "lr",
+        "epoch_seconds",
+        "volumes_per_second",
+    ):
         assert key in metrics[0], key
     split = pd.read_csv(trained / "split.csv")
     assert (split.groupby("group")["split"].apply(lambda s: (s == "val").sum()) >= 2).all()
@@ -77,8 +87,10 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(tiny_cohort, tmp_path):
     train(cohort, tmp_path / "full", tiny_config(**{"optim.epochs": 3}))
     train(cohort, tmp_path / "cut", tiny_config(**{"optim.epochs": 1}))  # "killed" after epoch 1
     (tmp_path / "cut" / "model.pt").unlink()
-    result = runner.invoke(app, ["train", "--cohort", str(tiny_cohort.cohort_csv), "--out",
-                                 str(tmp_path / "cut"), "--resume", "--epochs", "3"])
+    result = runner.invoke(
+        app,
+        ["train", "--cohort", str(tiny_cohort.cohort_csv), "--out", str(tmp_path / "cut"), "--resume", "--epochs", "3"],
+    )
     assert result.exit_code == 0, result.output
     assert losses(tmp_path / "cut") == pytest.approx(losses(tmp_path / "full"), rel=1e-6, abs=1e-7)
     with pytest.raises(SepclrError, match="already holds a run"):
@@ -117,18 +129,21 @@ def test_config_file_and_overrides(tmp_path):
 def test_embed_unseen_patients_only(trained, tmp_path):
     from sepclr_med.simulate import load_recipe, simulate_cohort
 
-    new = simulate_cohort(load_recipe().replace(n_controls=2, n_patients=5, resolution_mm=8.0, seed=99),
-                          tmp_path / "new")
+    new = simulate_cohort(
+        load_recipe().replace(n_controls=2, n_patients=5, resolution_mm=8.0, seed=99), tmp_path / "new"
+    )
     table = pd.read_csv(new.cohort_csv)
     patients = tmp_path / "new" / "patients.csv"
     table[table["group"] == "patient"].to_csv(patients, index=False)
     out = tmp_path / "latents.csv"
-    result = runner.invoke(app, ["embed", "--run", str(trained), "--cohort", str(patients), "--out", str(out),
-                                 "--device", "cpu"])
+    result = runner.invoke(
+        app, ["embed", "--run", str(trained), "--cohort", str(patients), "--out", str(out), "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     latents = pd.read_csv(out)
-    assert list(latents.columns) == (["subject_id", "group"] + [f"common_{i}" for i in range(8)]
-                                     + [f"salient_{i}" for i in range(8)])
+    assert list(latents.columns) == (
+        ["subject_id", "group"] + [f"common_{i}" for i in range(8)] + [f"salient_{i}" for i in range(8)]
+    )
     assert len(latents) == 5 and (latents["group"] == "patient").all()
     assert latents.iloc[:, 2:].notna().all().all() and latents.iloc[:, 2:].std().gt(0).any()
 
@@ -144,8 +159,9 @@ def _penalty(out, labels, gather=None):
     from sepclr_med.training.leakage import independence_penalty
 
     both = torch.cat([labels, labels])
-    rep_c, rep_s = (torch.cat([gather(r) if gather else r for r in rep.chunk(2)])[both]
-                    for rep in (out.common_rep, out.salient_rep))
+    rep_c, rep_s = (
+        torch.cat([gather(r) if gather else r for r in rep.chunk(2)])[both] for rep in (out.common_rep, out.salient_rep)
+    )
     return 300.0 * independence_penalty(rep_c, rep_s)
 
 
@@ -158,7 +174,9 @@ def _ddp_worker(rank: int, world: int, port: int, x, y, split_at, result):
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     torch.manual_seed(0)
-    model = torch.nn.parallel.DistributedDataParallel(SepCLRModel(ModelConfig(common_dim=4, salient_dim=4, head_hidden=8)))
+    model = torch.nn.parallel.DistributedDataParallel(
+        SepCLRModel(ModelConfig(common_dim=4, salient_dim=4, head_hidden=8))
+    )
     ctx = DistContext(rank, world)
     local = slice(0, split_at) if rank == 0 else slice(split_at, len(y))
     views = torch.cat([x[0][local], x[1][local]])
@@ -207,9 +225,26 @@ def test_ddp_two_ranks_equal_one_process_with_double_batch(split_at):
 def test_train_with_two_gloo_processes_writes_one_run(tiny_cohort, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "sepclr_med.cli.main", "train", "--cohort", str(tiny_cohort.cohort_csv), "--out", str(out),
-           "--epochs", "1", "--batch-size", "4", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "sepclr_med.cli.main",
+        "train",
+        "--cohort",
+        str(tiny_cohort.cohort_csv),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
@@ -247,8 +282,24 @@ def test_nproc_launches_torchrun_with_the_same_options(monkeypatch, tmp_path):
         return 0
 
     monkeypatch.setattr(train_commands.subprocess, "call", fake_call)
-    result = runner.invoke(app, ["train", "--cohort", "c.csv", "--out", str(tmp_path / "r"), "--nproc", "2",
-                                 "--epochs", "3", "--lambda-jem", "100", "--lambda-independence", "0"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--cohort",
+            "c.csv",
+            "--out",
+            str(tmp_path / "r"),
+            "--nproc",
+            "2",
+            "--epochs",
+            "3",
+            "--lambda-jem",
+            "100",
+            "--lambda-independence",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     command = seen["command"]
     assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -256,8 +307,9 @@ def test_nproc_launches_torchrun_with_the_same_options(monkeypatch, tmp_path):
     assert command[command.index("--lambda-jem") + 1] == "100.0" and "--nproc" not in command
     assert command[command.index("--lambda-independence") + 1] == "0.0"
     assert seen["env"]["OMP_NUM_THREADS"]
-    result = runner.invoke(app, ["train", "--cohort", "c.csv", "--out", str(tmp_path / "r"), "--nproc", "2",
-                                 "--epochs", "5", "--resume"])
+    result = runner.invoke(
+        app, ["train", "--cohort", "c.csv", "--out", str(tmp_path / "r"), "--nproc", "2", "--epochs", "5", "--resume"]
+    )
     assert result.exit_code == 0, result.output
     assert "--resume" in seen["command"] and seen["command"][seen["command"].index("--epochs") + 1] == "5"
     result = runner.invoke(app, ["train", "--cohort", "c.csv", "--out", str(tmp_path / "p"), "--nproc", "2", "--paper"])
@@ -278,8 +330,23 @@ def test_paper_configuration_is_the_papers_objective_and_weights(tmp_path):
 
 
 def test_resume_refuses_options_it_would_ignore(tmp_path):
-    result = runner.invoke(app, ["train", "--cohort", "c.csv", "--out", str(tmp_path / "r"), "--resume",
-                                 "--epochs", "5", "--lr", "0.1", "--lambda-independence", "0"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--cohort",
+            "c.csv",
+            "--out",
+            str(tmp_path / "r"),
+            "--resume",
+            "--epochs",
+            "5",
+            "--lr",
+            "0.1",
+            "--lambda-independence",
+            "0",
+        ],
+    )
     assert result.exit_code == 1
     assert "--lr, --lambda-independence" in result.output and "config.toml" in result.output
 
@@ -299,6 +366,7 @@ def test_runs_from_before_the_leakage_penalty_are_read_without_it(tmp_path):
     class FakeCohort:
         class source:
             name = "c.csv"
+
         is_target = np.array([False, True])
         control_label, patient_label = "control", "patient"
         warnings = []
@@ -343,7 +411,7 @@ def test_independence_penalty_moves_only_the_common_reps():
 
     g = torch.Generator().manual_seed(1)
     salient = torch.randn(24, 3, generator=g, requires_grad=True)
-    common = (salient.detach() @ torch.randn(3, 5, generator=g) + 0.1 * torch.randn(24, 5, generator=g))
+    common = salient.detach() @ torch.randn(3, 5, generator=g) + 0.1 * torch.randn(24, 5, generator=g)
     common.requires_grad_(True)
     penalty = independence_penalty(common, salient)
     penalty.backward()

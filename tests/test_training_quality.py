@@ -17,9 +17,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def scores(tmp_path_factory):
-    from sepclr_med.reading import read_cohort
     from sepclr_med.embed import embed
     from sepclr_med.evaluation import probe_classification, probe_regression
+    from sepclr_med.reading import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.simulate import load_recipe, simulate_cohort
     from sepclr_med.training import TrainConfig
@@ -29,8 +29,9 @@ def scores(tmp_path_factory):
     recipe = load_recipe().replace(n_controls=80, n_patients=80)  # 4 mm, as the default cohort
     train_sim = simulate_cohort(recipe, root / "train")
     test_sim = simulate_cohort(recipe.replace(seed=1000, n_controls=40, n_patients=40), root / "test")
-    run = train(read_cohort(train_sim.cohort_csv), root / "run",
-                TrainConfig().override(**{"optim.epochs": 50, "device": "cpu"}))
+    run = train(
+        read_cohort(train_sim.cohort_csv), root / "run", TrainConfig().override(**{"optim.epochs": 50, "device": "cpu"})
+    )
     latents = embed(Run(run), read_cohort(test_sim.cohort_csv))
     truth = pd.read_csv(test_sim.ground_truth_csv, keep_default_na=False)
     df = latents.merge(truth[["subject_id", "subtype", "severity"]], on="subject_id")
@@ -79,8 +80,11 @@ def test_cohorts_without_planted_effect_are_flagged(tmp_path):
     for seed in (1, 2, 3):
         recipe = load_recipe().replace(n_controls=80, n_patients=80, resolution_mm=6.0, seed=seed, severity=(0.0, 0.0))
         sim = simulate_cohort(recipe, tmp_path / f"null{seed}")
-        run = train(read_cohort(sim.cohort_csv), tmp_path / f"run{seed}",
-                    TrainConfig().override(**{"optim.epochs": 50, "device": "cpu"}))
+        run = train(
+            read_cohort(sim.cohort_csv),
+            tmp_path / f"run{seed}",
+            TrainConfig().override(**{"optim.epochs": 50, "device": "cpu"}),
+        )
         statuses.append(Run(run).verdict()["status"])
         if statuses[-1] != "separated":
             assert "WARNING" in (run / "MODEL_CARD.md").read_text()

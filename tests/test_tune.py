@@ -28,8 +28,18 @@ def test_tune_scores_every_setting_and_fold_and_writes_a_trainable_config(tiny_c
     assert loaded.loss.lambda_jem == chosen.loss.lambda_jem and loaded.model.common_dim == 8
     saved = pd.read_csv(tmp_path / "tune" / "tune.csv")
     assert len(saved) == 4 and set(saved["verdict"]) <= {"separated", "not separated"}
-    result = CliRunner().invoke(app, ["train", "--cohort", str(tiny_cohort.cohort_csv), "--out",
-                                      str(tmp_path / "run"), "--config", str(tmp_path / "tune" / "tuned.toml")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--cohort",
+            str(tiny_cohort.cohort_csv),
+            "--out",
+            str(tmp_path / "run"),
+            "--config",
+            str(tmp_path / "tune" / "tuned.toml"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert TrainConfig.load_run(tmp_path / "run").loss.lambda_jem == chosen.loss.lambda_jem
 
@@ -40,8 +50,20 @@ def test_tune_cli_prints_the_table(tiny_cohort, tmp_path, monkeypatch):
     monkeypatch.setattr(tune_module, "GRID", ({"loss.lambda_jem": 10.0}, {"loss.beta_infoless": 1.0}))
     config = tmp_path / "base.toml"
     config.write_text(tiny_config(**{"optim.epochs": 1}).to_toml())
-    result = CliRunner().invoke(app, ["tune", "--cohort", str(tiny_cohort.cohort_csv), "--out", str(tmp_path / "t"),
-                                      "--config", str(config), "--folds", "2"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "tune",
+            "--cohort",
+            str(tiny_cohort.cohort_csv),
+            "--out",
+            str(tmp_path / "t"),
+            "--config",
+            str(config),
+            "--folds",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "lambda_jem=10" in result.output and "beta_infoless=1" in result.output
     assert "tuned.toml" in result.output and (tmp_path / "t" / "tuned.toml").is_file()

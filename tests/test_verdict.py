@@ -12,8 +12,14 @@ from typer.testing import CliRunner
 
 from conftest import tiny_config
 from sepclr_med.cli.main import app
-from sepclr_med.training.monitor import (auc_with_interval, kept_epoch, salient_separation, selection_p_value,
-                                         smoothed_auc, verdict)
+from sepclr_med.training.monitor import (
+    auc_with_interval,
+    kept_epoch,
+    salient_separation,
+    selection_p_value,
+    smoothed_auc,
+    verdict,
+)
 
 
 def test_auc_and_its_hanley_mcneil_interval():
@@ -27,8 +33,16 @@ def test_auc_and_its_hanley_mcneil_interval():
 
 
 def _history(aucs, lo=0.6, ratio=2.0):
-    return [{"epoch": i + 1, "val_salient_auc": a, "val_salient_auc_lo": lo, "val_salient_auc_hi": 1.0,
-             "val_salient_norm_ratio": ratio} for i, a in enumerate(aucs)]
+    return [
+        {
+            "epoch": i + 1,
+            "val_salient_auc": a,
+            "val_salient_auc_lo": lo,
+            "val_salient_auc_hi": 1.0,
+            "val_salient_norm_ratio": ratio,
+        }
+        for i, a in enumerate(aucs)
+    ]
 
 
 def test_kept_epoch_is_the_best_smoothed_auc_of_the_second_half_latest_on_ties():
@@ -79,11 +93,14 @@ def test_selection_aware_verdict_keeps_its_false_positive_rate_where_the_interva
     # interval calls ~16 % of them separated (measured), the permutation test ~5 %
     naive = aware = 0
     for seed, (norms, y) in enumerate(_null_runs(200)):
-        hist = [{"epoch": e + 1, **{f"val_{k}": v for k, v in salient_separation(norms[e], y).items()}}
-                for e in range(len(norms))]
+        hist = [
+            {"epoch": e + 1, **{f"val_{k}": v for k, v in salient_separation(norms[e], y).items()}}
+            for e in range(len(norms))
+        ]
         naive += hist[kept_epoch(hist, len(norms)) - 1]["val_salient_auc_lo"] > 0.5
-        aware += selection_p_value(norms, y, np.arange(1, len(norms) + 1), len(norms), n_permutations=300,
-                                   seed=seed) < 0.05
+        aware += (
+            selection_p_value(norms, y, np.arange(1, len(norms) + 1), len(norms), n_permutations=300, seed=seed) < 0.05
+        )
     assert naive / 200 > 0.12 and aware / 200 <= 0.08, (naive, aware)
 
 
@@ -95,9 +112,24 @@ def null_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("null")
     recipe = load_recipe().replace(n_controls=8, n_patients=8, resolution_mm=8.0, seed=21, severity=(0.0, 0.0))
     sim = simulate_cohort(recipe, root / "cohort")
-    result = CliRunner().invoke(app, ["train", "--cohort", str(sim.cohort_csv), "--out", str(root / "run"),
-                                      "--epochs", "3", "--batch-size", "8", "--device", "cpu",
-                                      "--val-fraction", "0.25"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--cohort",
+            str(sim.cohort_csv),
+            "--out",
+            str(root / "run"),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+            "--device",
+            "cpu",
+            "--val-fraction",
+            "0.25",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return root, sim, result.output
 
@@ -121,14 +153,26 @@ def test_null_cohort_is_flagged_in_train_model_card_and_verdict(null_run):
 
 
 def test_null_cohort_warning_reaches_evaluate_explain_and_report(null_run):
-    from sepclr_med.reading import read_cohort
     from sepclr_med.explain.pipeline import explain
+    from sepclr_med.reading import read_cohort
     from sepclr_med.report.batch import make_reports
     from sepclr_med.run import Run
 
     root, sim, _ = null_run
-    result = CliRunner().invoke(app, ["evaluate", "--run", str(root / "run"), "--cohort", str(sim.cohort_csv),
-                                      "--out", str(root / "eval"), "--device", "cpu"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--run",
+            str(root / "run"),
+            "--cohort",
+            str(sim.cohort_csv),
+            "--out",
+            str(root / "eval"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "training verdict" in result.output
     assert json.loads((root / "eval" / "verdict.json").read_text())["status"] == "not separated"

@@ -26,8 +26,9 @@ class ContrastivePCA:
         Contrast strengths tried; ``alpha_`` is the chosen one.
     """
 
-    def __init__(self, n_salient: int = 10, n_common: int = 10,
-                 alphas: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)) -> None:
+    def __init__(
+        self, n_salient: int = 10, n_common: int = 10, alphas: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
+    ) -> None:
         self.n_salient = n_salient
         self.n_common = n_common
         self.alphas = alphas
@@ -65,5 +66,4 @@ class ContrastivePCA:
     def transform(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Common (PCA) and salient (cPCA) projections."""
         x = np.asarray(features, dtype=np.float64)
-        return ((x - self.common_mean_) @ self.common_components_.T,
-                (x - self.mean_) @ self.salient_components_.T)
+        return ((x - self.common_mean_) @ self.common_components_.T, (x - self.mean_) @ self.salient_components_.T)

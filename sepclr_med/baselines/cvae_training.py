@@ -9,9 +9,19 @@ from sepclr_med.data import GroupStratifiedBatchSampler, cached_dataset
 from sepclr_med.models.cvae import ContrastiveVAE
 
 
-def train_cvae(cohort, preprocess, *, mmd_weight: float = 0.0, epochs: int = 30, batch_size: int = 16,
-               lr: float = 1e-3, seed: int = 0, latent_dims: tuple[int, int] = (32, 32),
-               device: str = "cpu", log=None) -> ContrastiveVAE:
+def train_cvae(
+    cohort,
+    preprocess,
+    *,
+    mmd_weight: float = 0.0,
+    epochs: int = 30,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    seed: int = 0,
+    latent_dims: tuple[int, int] = (32, 32),
+    device: str = "cpu",
+    log=None,
+) -> ContrastiveVAE:
     """Train a cVAE (``mmd_weight=0``) or MM-cVAE on ``cohort`` and return it in eval mode."""
     torch.manual_seed(seed)
     np.random.seed(seed)

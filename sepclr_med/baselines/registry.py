@@ -31,23 +31,47 @@ class Method:
 # the paper's objective and MRI-like weights (1, 10, 10), without sepclr-med's leakage penalty
 PAPER = {"loss.lambda_independence": 0.0, "loss.beta_salient": 1.0}
 
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("sepclr", "sepclr", "SepCLR, sepclr-med defaults (TrainConfig())"),
-    Method("sepclr-paper", "sepclr", "SepCLR, the paper's objective with weights (1, 10, 10), no leakage penalty",
-           PAPER),
-    Method("sepclr-adversary", "sepclr", "paper objective + gradient-reversal adversary predicting patients' "
-           "salient reps from their common reps (leakage option)", {**PAPER, "loss.lambda_adversary": 10.0}),
-    Method("sepclr-no-jem", "sepclr", "paper objective without k-JEM (lambda_jem = 0)",
-           {**PAPER, "loss.lambda_jem": 0.0}),
-    Method("sepclr-no-infoless", "sepclr", "paper objective without the info-less term (beta_infoless = 0)",
-           {**PAPER, "loss.beta_infoless": 0.0}),
-    Method("simclr", "simclr", "SimCLR on all subjects, one space (common loss only)",
-           {**PAPER, "loss.beta_salient": 0.0, "loss.beta_infoless": 0.0, "loss.lambda_jem": 0.0}),
-    Method("untrained", "untrained", "the SepCLR encoders, randomly initialised, not trained"),
-    Method("cpca", "cpca", "contrastive PCA on voxels in the brain mask (10 + 10 components)"),
-    Method("cvae", "cvae", "3D contrastive VAE (Abid & Zou)"),
-    Method("mm-cvae", "cvae", "3D moment-matching contrastive VAE (Weinberger et al.)", {"mmd_weight": 1000.0}),
-)}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("sepclr", "sepclr", "SepCLR, sepclr-med defaults (TrainConfig())"),
+        Method(
+            "sepclr-paper",
+            "sepclr",
+            "SepCLR, the paper's objective with weights (1, 10, 10), no leakage penalty",
+            PAPER,
+        ),
+        Method(
+            "sepclr-adversary",
+            "sepclr",
+            "paper objective + gradient-reversal adversary predicting patients' "
+            "salient reps from their common reps (leakage option)",
+            {**PAPER, "loss.lambda_adversary": 10.0},
+        ),
+        Method(
+            "sepclr-no-jem",
+            "sepclr",
+            "paper objective without k-JEM (lambda_jem = 0)",
+            {**PAPER, "loss.lambda_jem": 0.0},
+        ),
+        Method(
+            "sepclr-no-infoless",
+            "sepclr",
+            "paper objective without the info-less term (beta_infoless = 0)",
+            {**PAPER, "loss.beta_infoless": 0.0},
+        ),
+        Method(
+            "simclr",
+            "simclr",
+            "SimCLR on all subjects, one space (common loss only)",
+            {**PAPER, "loss.beta_salient": 0.0, "loss.beta_infoless": 0.0, "loss.lambda_jem": 0.0},
+        ),
+        Method("untrained", "untrained", "the SepCLR encoders, randomly initialised, not trained"),
+        Method("cpca", "cpca", "contrastive PCA on voxels in the brain mask (10 + 10 components)"),
+        Method("cvae", "cvae", "3D contrastive VAE (Abid & Zou)"),
+        Method("mm-cvae", "cvae", "3D moment-matching contrastive VAE (Weinberger et al.)", {"mmd_weight": 1000.0}),
+    )
+}
 
 
 def _voxels(cohort, preprocess) -> np.ndarray:
@@ -62,8 +86,9 @@ def _voxels(cohort, preprocess) -> np.ndarray:
     return np.stack(rows)
 
 
-def fit_and_embed(name: str, train_cohort, test_cohort, out: str | Path, *, seed: int = 0,
-                  epochs: int | None = None, console=None) -> tuple[pd.DataFrame, float]:
+def fit_and_embed(
+    name: str, train_cohort, test_cohort, out: str | Path, *, seed: int = 0, epochs: int | None = None, console=None
+) -> tuple[pd.DataFrame, float]:
     """Train method ``name`` on ``train_cohort`` and return the latents of ``test_cohort``.
 
     Parameters
@@ -94,8 +119,9 @@ def fit_and_embed(name: str, train_cohort, test_cohort, out: str | Path, *, seed
         raise SepclrError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     method = METHODS[name]
     base = TrainConfig().override(**{"seed": seed, "optim.epochs": epochs, "device": "auto"})
-    preprocess = base.preprocess.resolve(train_cohort.table["image"].tolist(),
-                                         train_cohort.table["image"][~train_cohort.is_target].tolist())
+    preprocess = base.preprocess.resolve(
+        train_cohort.table["image"].tolist(), train_cohort.table["image"][~train_cohort.is_target].tolist()
+    )
     tic = time.perf_counter()
     if method.kind in ("sepclr", "simclr"):
         config = base.override(**method.overrides)
@@ -103,11 +129,14 @@ def fit_and_embed(name: str, train_cohort, test_cohort, out: str | Path, *, seed
         if (run_dir / "config.toml").is_file():  # a finished or interrupted run is reused: same objective?
             stored = TrainConfig.load_run(run_dir)
             if (stored.loss, stored.model, stored.seed) != (config.loss, config.model, config.seed):
-                raise SepclrError(f"{run_dir} holds a run trained with another configuration than method "
-                                  f"{name!r} (loss {stored.loss}); use another --out")
+                raise SepclrError(
+                    f"{run_dir} holds a run trained with another configuration than method "
+                    f"{name!r} (loss {stored.loss}); use another --out"
+                )
         if not (run_dir / "model.pt").is_file():
-            train(train_cohort, run_dir, config, resume=(run_dir / "checkpoints" / "last.pt").is_file(),
-                  console=console)
+            train(
+                train_cohort, run_dir, config, resume=(run_dir / "checkpoints" / "last.pt").is_file(), console=console
+            )
         seconds = time.perf_counter() - tic
         latents = embed(Run(run_dir), test_cohort)
         if method.kind == "simclr":
@@ -126,7 +155,13 @@ def fit_and_embed(name: str, train_cohort, test_cohort, out: str | Path, *, seed
     from sepclr_med.baselines.cvae_training import train_cvae
 
     log = console.print if console is not None else None
-    model = train_cvae(train_cohort, preprocess, mmd_weight=method.overrides.get("mmd_weight", 0.0),
-                       epochs=base.optim.epochs, seed=seed, log=log)
+    model = train_cvae(
+        train_cohort,
+        preprocess,
+        mmd_weight=method.overrides.get("mmd_weight", 0.0),
+        epochs=base.optim.epochs,
+        seed=seed,
+        log=log,
+    )
     seconds = time.perf_counter() - tic
     return encode_cohort(model, preprocess, test_cohort), seconds

@@ -9,6 +9,12 @@ from sepclr_med.data.preprocess import PreprocessConfig, preprocessing
 from sepclr_med.data.sampler import GroupStratifiedBatchSampler
 
 __all__ = [
-    "AugmentConfig", "ContrastiveViews", "ContrastiveViewsd", "GroupStratifiedBatchSampler",
-    "PreprocessConfig", "TwoViewDataset", "cached_dataset", "preprocessing",
+    "AugmentConfig",
+    "ContrastiveViews",
+    "ContrastiveViewsd",
+    "GroupStratifiedBatchSampler",
+    "PreprocessConfig",
+    "TwoViewDataset",
+    "cached_dataset",
+    "preprocessing",
 ]

@@ -15,9 +15,19 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import (Compose, MapTransform, RandAffined, RandBiasFieldd,
-                              RandCoarseDropoutd, RandFlipd, RandGaussianNoised,
-                              RandGaussianSmoothd, Randomizable, RandScaleIntensityd, Transform)
+from monai.transforms import (
+    Compose,
+    MapTransform,
+    RandAffined,
+    RandBiasFieldd,
+    RandCoarseDropoutd,
+    RandFlipd,
+    RandGaussianNoised,
+    RandGaussianSmoothd,
+    Randomizable,
+    RandScaleIntensityd,
+    Transform,
+)
 
 
 @dataclass
@@ -49,12 +59,19 @@ class AugmentConfig:
         rad = np.deg2rad(self.rotate_deg)
         cut = tuple(max(1, int(round(s * self.cutout_fraction))) for s in spatial_shape)
         steps = [
-            RandAffined(key, prob=self.affine_prob, rotate_range=(rad, rad, rad),
-                        scale_range=(self.scale,) * 3, translate_range=(self.translate_vox,) * 3,
-                        padding_mode="zeros", mode="bilinear"),
+            RandAffined(
+                key,
+                prob=self.affine_prob,
+                rotate_range=(rad, rad, rad),
+                scale_range=(self.scale,) * 3,
+                translate_range=(self.translate_vox,) * 3,
+                padding_mode="zeros",
+                mode="bilinear",
+            ),
             RandGaussianNoised(key, prob=self.noise_prob, std=self.noise_std),
-            RandGaussianSmoothd(key, prob=self.blur_prob, sigma_x=self.blur_sigma,
-                                sigma_y=self.blur_sigma, sigma_z=self.blur_sigma),
+            RandGaussianSmoothd(
+                key, prob=self.blur_prob, sigma_x=self.blur_sigma, sigma_y=self.blur_sigma, sigma_z=self.blur_sigma
+            ),
             RandCoarseDropoutd(key, prob=self.cutout_prob, holes=1, spatial_size=cut, fill_value=0),
         ]
         if self.intensity_prob > 0:
@@ -113,8 +130,13 @@ class ContrastiveViewsd(Randomizable, MapTransform):
         Keep ``key`` in the output as well.
     """
 
-    def __init__(self, keys: KeysCollection, augment: Compose,
-                 view_keys: tuple[str, str] = ("view1", "view2"), keep_original: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        augment: Compose,
+        view_keys: tuple[str, str] = ("view1", "view2"),
+        keep_original: bool = False,
+    ) -> None:
         MapTransform.__init__(self, keys)
         self.views = ContrastiveViews(augment)
         self.view_keys = view_keys

@@ -30,9 +30,15 @@ def _with_file_stamp(record: dict) -> dict:
     return {**record, "file_size": stat.st_size, "file_mtime_ns": stat.st_mtime_ns}
 
 
-def cached_dataset(records: list[dict], config: PreprocessConfig, *, cache: str = "memory",
-                   cache_dir: str | os.PathLike | None = None, num_workers: int = 0,
-                   progress: bool = False) -> Dataset:
+def cached_dataset(
+    records: list[dict],
+    config: PreprocessConfig,
+    *,
+    cache: str = "memory",
+    cache_dir: str | os.PathLike | None = None,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> Dataset:
     """A dataset of preprocessed volumes (dicts with ``image`` of shape ``(1, *shape)``).
 
     Parameters
@@ -54,8 +60,9 @@ def cached_dataset(records: list[dict], config: PreprocessConfig, *, cache: str 
         raise SepclrError(f"cache must be one of {CACHE_MODES}, not {cache!r}")
     transform = Compose(preprocessing(config))
     if cache == "memory":
-        return CacheDataset(records, transform, cache_rate=1.0, num_workers=max(num_workers, 1),
-                            progress=progress, copy_cache=False)
+        return CacheDataset(
+            records, transform, cache_rate=1.0, num_workers=max(num_workers, 1), progress=progress, copy_cache=False
+        )
     if cache == "disk":
         if cache_dir is None:
             raise SepclrError("cache='disk' needs a cache_dir")

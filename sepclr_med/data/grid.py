@@ -17,8 +17,7 @@ def canonical_grid(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarr
     return new_affine, new_shape
 
 
-def resize_grid(affine: np.ndarray, shape: tuple[int, ...], voxel_size: float
-                ) -> tuple[np.ndarray, tuple[int, ...]]:
+def resize_grid(affine: np.ndarray, shape: tuple[int, ...], voxel_size: float) -> tuple[np.ndarray, tuple[int, ...]]:
     """A grid with isotropic ``voxel_size`` covering the same field of view, same centre."""
     affine = np.asarray(affine, dtype=float)
     old = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
@@ -29,4 +28,3 @@ def resize_grid(affine: np.ndarray, shape: tuple[int, ...], voxel_size: float
     new[:3, :3] = rot
     new[:3, 3] = centre - rot @ ((np.asarray(new_shape) - 1) / 2)
     return new, new_shape
-

@@ -29,9 +29,17 @@ class PassTiming:
         return self.volumes / self.seconds if self.seconds > 0 else float("inf")
 
 
-def timed_passes(cohort, config: PreprocessConfig | None = None, *, epochs: int = 2,
-                 batch_size: int = 16, cache: str = "memory", cache_dir=None,
-                 augment: AugmentConfig | None = None, seed: int = 0) -> list[PassTiming]:
+def timed_passes(
+    cohort,
+    config: PreprocessConfig | None = None,
+    *,
+    epochs: int = 2,
+    batch_size: int = 16,
+    cache: str = "memory",
+    cache_dir=None,
+    augment: AugmentConfig | None = None,
+    seed: int = 0,
+) -> list[PassTiming]:
     """Run ``epochs`` passes of two-view stratified batches and time each.
 
     The first pass fills the cache (decodes every NIfTI); later passes read from the cache.
@@ -41,8 +49,13 @@ def timed_passes(cohort, config: PreprocessConfig | None = None, *, epochs: int 
     list of PassTiming
     """
     is_target = cohort.is_target
-    config = config if config is not None and config.resolved else (config or PreprocessConfig()).resolve(
-        cohort.table["image"].tolist(), cohort.table["image"][~is_target].tolist())
+    config = (
+        config
+        if config is not None and config.resolved
+        else (config or PreprocessConfig()).resolve(
+            cohort.table["image"].tolist(), cohort.table["image"][~is_target].tolist()
+        )
+    )
     timings = []
     start = time.perf_counter()
     base = cached_dataset(cohort.records(), config, cache=cache, cache_dir=cache_dir)
@@ -60,7 +73,10 @@ def timed_passes(cohort, config: PreprocessConfig | None = None, *, epochs: int 
             n_batches += 1
             shape = tuple(batch["view1"].shape)
         seconds = time.perf_counter() - start + (build if epoch == 0 else 0.0)
-        label = f"pass 1: first epoch (fills the {cache} cache unless already full) + views" \
-            if epoch == 0 else f"pass {epoch + 1}: from the {cache} cache + views"
+        label = (
+            f"pass 1: first epoch (fills the {cache} cache unless already full) + views"
+            if epoch == 0
+            else f"pass {epoch + 1}: from the {cache} cache + views"
+        )
         timings.append(PassTiming(label, seconds, len(data), n_batches, shape))
     return timings

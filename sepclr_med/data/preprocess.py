@@ -25,8 +25,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import (Compose, EnsureTyped, LoadImaged, MapTransform, Orientationd,
-                              ResizeWithPadOrCropd, SpatialResample, Transform)
+from monai.transforms import (
+    Compose,
+    EnsureTyped,
+    LoadImaged,
+    MapTransform,
+    Orientationd,
+    ResizeWithPadOrCropd,
+    SpatialResample,
+    Transform,
+)
 
 from sepclr_med.data.grid import canonical_grid, resize_grid
 from sepclr_med.errors import SepclrError
@@ -100,8 +108,9 @@ class PreprocessConfig:
         """Shape of preprocessed volumes (without the channel)."""
         return tuple(self.spatial_size or self.grid_shape)
 
-    def resolve(self, image_paths: list[str], control_paths: list[str] | None = None,
-                n_scale_images: int = 16) -> PreprocessConfig:
+    def resolve(
+        self, image_paths: list[str], control_paths: list[str] | None = None, n_scale_images: int = 16
+    ) -> PreprocessConfig:
         """A copy with the grid set from ``image_paths`` and the cohort scale fitted.
 
         Parameters
@@ -126,8 +135,10 @@ class PreprocessConfig:
             paths = control_paths or image_paths
             picks = [paths[i] for i in np.linspace(0, len(paths) - 1, min(n_scale_images, len(paths))).astype(int)]
             load = Compose(preprocessing(dataclasses.replace(new, intensity="none")))
-            values = [float(np.percentile(v[v > 0], 99)) if (v := load({"image": p})["image"].numpy()).any()
-                      else 1.0 for p in picks]
+            values = [
+                float(np.percentile(v[v > 0], 99)) if (v := load({"image": p})["image"].numpy()).any() else 1.0
+                for p in picks
+            ]
             new.scale = round(float(np.median(values)), 6)
         if new.intensity == "fixed" and new.scale is None:
             new.scale = 1.0
@@ -148,9 +159,14 @@ class PreprocessConfig:
             else:
                 src = nib.load(self.mask)
             src = nib.Nifti1Image(np.asarray(src.dataobj, dtype=np.float32), src.affine)
-            img = resample_img(src, target_affine=np.asarray(self.grid_affine),
-                               target_shape=self.grid_shape, interpolation="nearest",
-                               force_resample=True, copy_header=True)
+            img = resample_img(
+                src,
+                target_affine=np.asarray(self.grid_affine),
+                target_shape=self.grid_shape,
+                interpolation="nearest",
+                force_resample=True,
+                copy_header=True,
+            )
             self._mask_cache["mask"] = np.asarray(img.dataobj) > 0.5
         return self._mask_cache["mask"]
 
@@ -170,8 +186,14 @@ class ResampleToGrid(Transform):
 class ResampleToGridd(MapTransform):
     """Dictionary twin of :class:`ResampleToGrid`."""
 
-    def __init__(self, keys: KeysCollection, affine: np.ndarray, shape: tuple[int, ...],
-                 mode: str = "bilinear", allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        affine: np.ndarray,
+        shape: tuple[int, ...],
+        mode: str = "bilinear",
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = ResampleToGrid(affine, shape, mode)
 
@@ -215,8 +237,14 @@ class BrainMaskNormalize(Transform):
 class BrainMaskNormalized(MapTransform):
     """Dictionary twin of :class:`BrainMaskNormalize`."""
 
-    def __init__(self, keys: KeysCollection, mask: np.ndarray | None, mode: str = "cohort",
-                 scale: float = 1.0, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        mask: np.ndarray | None,
+        mode: str = "cohort",
+        scale: float = 1.0,
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = BrainMaskNormalize(mask, mode, scale)
 
@@ -242,8 +270,9 @@ def preprocessing(config: PreprocessConfig, keys: str = "image") -> list:
         LoadImaged(keys, image_only=True, ensure_channel_first=True, reader="NibabelReader"),
         Orientationd(keys, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
         ResampleToGridd(keys, config.grid_affine, config.grid_shape),
-        BrainMaskNormalized(keys, config.mask_array(), config.intensity,
-                            config.scale if config.scale is not None else 1.0),
+        BrainMaskNormalized(
+            keys, config.mask_array(), config.intensity, config.scale if config.scale is not None else 1.0
+        ),
     ]
     if config.spatial_size is not None:
         transforms.append(ResizeWithPadOrCropd(keys, config.spatial_size))

@@ -18,7 +18,8 @@ class GroupStratifiedBatchSampler(Sampler[list[int]]):
     All subjects are used once per epoch: each group is shuffled and split into as many near-equal
     chunks as there are batches, and chunks are paired largest-with-smallest so that batch sizes
     differ by at most one or two. With very imbalanced groups the number of batches is capped by
-    the smaller group, so batches grow beyond ``batch_size`` (a warning says so). Under DDP each rank takes every ``num_replicas``-th batch of the
+    the smaller group, so batches grow beyond ``batch_size`` (a warning says so). Under DDP each
+    rank takes every ``num_replicas``-th batch of the
     same global draw (same ``seed`` and epoch on all ranks).
 
     Parameters
@@ -37,8 +38,17 @@ class GroupStratifiedBatchSampler(Sampler[list[int]]):
         DDP world size and this rank.
     """
 
-    def __init__(self, is_target, batch_size: int, *, min_per_group: int = 2, shuffle: bool = True,
-                 seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self,
+        is_target,
+        batch_size: int,
+        *,
+        min_per_group: int = 2,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
         self.is_target = np.asarray(is_target, dtype=bool)
         self.batch_size = int(batch_size)
         self.min_per_group = int(min_per_group)
@@ -48,18 +58,25 @@ class GroupStratifiedBatchSampler(Sampler[list[int]]):
         self.rank = int(rank)
         self.epoch = 0
         if self.batch_size < 2 * self.min_per_group:
-            raise SepclrError(f"batch_size {batch_size} is too small: each batch needs "
-                              f"{self.min_per_group} controls and {self.min_per_group} patients")
+            raise SepclrError(
+                f"batch_size {batch_size} is too small: each batch needs "
+                f"{self.min_per_group} controls and {self.min_per_group} patients"
+            )
         n_small = min(int(self.is_target.sum()), int((~self.is_target).sum()))
         if n_small // self.min_per_group < self.num_replicas:
-            raise SepclrError(f"too few subjects in the smaller group ({n_small}) for "
-                              f"{self.num_replicas} rank(s) x {self.min_per_group} per batch")
+            raise SepclrError(
+                f"too few subjects in the smaller group ({n_small}) for "
+                f"{self.num_replicas} rank(s) x {self.min_per_group} per batch"
+            )
         self.n_batches = self._count_batches(n_small)
         mean_size = len(self.is_target) / self.n_batches
         if mean_size > 1.5 * self.batch_size:
-            warnings.warn(f"groups are imbalanced ({n_small} subjects in the smaller group): to keep "
-                          f">= {self.min_per_group} of each group per batch, batches hold ~{mean_size:.0f} "
-                          f"subjects instead of {self.batch_size}", stacklevel=2)
+            warnings.warn(
+                f"groups are imbalanced ({n_small} subjects in the smaller group): to keep "
+                f">= {self.min_per_group} of each group per batch, batches hold ~{mean_size:.0f} "
+                f"subjects instead of {self.batch_size}",
+                stacklevel=2,
+            )
 
     def _count_batches(self, n_small: int) -> int:
         world = self.num_replicas
@@ -91,4 +108,4 @@ class GroupStratifiedBatchSampler(Sampler[list[int]]):
         return [b.tolist() for b in batches]
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self.global_batches()[self.rank::self.num_replicas]
+        yield from self.global_batches()[self.rank :: self.num_replicas]

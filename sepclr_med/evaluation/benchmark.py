@@ -41,16 +41,27 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
         row = {"method": method}
         for space, factor, metric, label in KEY_CELLS:
             values = part[(part.space == space) & (part.factor == factor) & (part.metric == metric)]["value"]
-            row[label] = f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0:.2f}" \
-                if values.notna().any() else "—"
+            row[label] = (
+                f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0:.2f}"
+                if values.notna().any()
+                else "—"
+            )
         times = part.drop_duplicates("seed")["fit_seconds"]
         row["fit time (min)"] = f"{times.mean() / 60:.1f}"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def run_benchmark(out: str | os.PathLike, *, methods: list[str], seeds: list[int], recipe=None,
-                  epochs: int | None = None, n_test: int | None = None, console=None) -> pd.DataFrame:
+def run_benchmark(
+    out: str | os.PathLike,
+    *,
+    methods: list[str],
+    seeds: list[int],
+    recipe=None,
+    epochs: int | None = None,
+    n_test: int | None = None,
+    console=None,
+) -> pd.DataFrame:
     """Run the benchmark into ``out`` and return the summary table.
 
     Parameters
@@ -68,26 +79,27 @@ def run_benchmark(out: str | os.PathLike, *, methods: list[str], seeds: list[int
     n_test : int, optional
         Subjects per group in the held-out cohort (default: as the recipe).
     """
-    from sepclr_med.baselines import fit_and_embed
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.baselines import METHODS, fit_and_embed
+    from sepclr_med.errors import SepclrError
     from sepclr_med.evaluation import evaluate_latents
     from sepclr_med.evaluation.table import cohort_factors
+    from sepclr_med.reading import read_cohort
     from sepclr_med.simulate import load_recipe, simulate_cohort
-
-    from sepclr_med.baselines import METHODS
-    from sepclr_med.errors import SepclrError
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods or not seeds:
-        raise SepclrError(f"benchmark needs known methods and at least one seed; unknown: {unknown}; "
-                          f"methods: {', '.join(METHODS)}")
+        raise SepclrError(
+            f"benchmark needs known methods and at least one seed; unknown: {unknown}; methods: {', '.join(METHODS)}"
+        )
     out = Path(out)
     recipe = recipe or load_recipe()
     say = console.print if console is not None else (lambda *a, **k: None)
     manifest = json.dumps({"recipe": recipe.to_dict(), "epochs": epochs, "n_test": n_test}, sort_keys=True, default=str)
     if (out / "manifest.json").is_file() and (out / "manifest.json").read_text() != manifest:
-        raise SepclrError(f"{out} holds a benchmark made with another recipe, budget or test size; "
-                          "use another --out (results are reused only for identical settings)")
+        raise SepclrError(
+            f"{out} holds a benchmark made with another recipe, budget or test size; "
+            "use another --out (results are reused only for identical settings)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "manifest.json", manifest)
     folders = {"train": out / "cohort_train", "test": out / "cohort_test"}
@@ -102,8 +114,15 @@ def run_benchmark(out: str | os.PathLike, *, methods: list[str], seeds: list[int
     for seed in seeds:
         for method in methods:
             say(f"[bold]{method}[/] seed {seed}")
-            latents, seconds = fit_and_embed(method, train_cohort, test_cohort, out / f"{method}_seed{seed}",
-                                             seed=seed, epochs=epochs, console=console)
+            latents, seconds = fit_and_embed(
+                method,
+                train_cohort,
+                test_cohort,
+                out / f"{method}_seed{seed}",
+                seed=seed,
+                epochs=epochs,
+                console=console,
+            )
             table = evaluate_latents(latents, factors, seed=seed)
             table.insert(0, "seed", seed)
             table.insert(0, "method", method)

@@ -12,8 +12,12 @@ def _u_centred(x: np.ndarray) -> np.ndarray:
 
     d = cdist(x, x)
     n = len(d)
-    a = d - d.sum(axis=0, keepdims=True) / (n - 2) - d.sum(axis=1, keepdims=True) / (n - 2) \
+    a = (
+        d
+        - d.sum(axis=0, keepdims=True) / (n - 2)
+        - d.sum(axis=1, keepdims=True) / (n - 2)
         + d.sum() / ((n - 1) * (n - 2))
+    )
     np.fill_diagonal(a, 0.0)
     return a
 
@@ -56,9 +60,11 @@ def salient_norm_separation(salient: np.ndarray, is_target: np.ndarray) -> dict[
     is_target = np.asarray(is_target, dtype=bool)
     centre = salient[~is_target].mean(axis=0)
     dist = np.linalg.norm(salient - centre, axis=1)
-    return {"salient_distance_control": float(dist[~is_target].mean()),
-            "salient_distance_patient": float(dist[is_target].mean()),
-            "salient_distance_auc": float(roc_auc_score(is_target, dist))}
+    return {
+        "salient_distance_control": float(dist[~is_target].mean()),
+        "salient_distance_patient": float(dist[is_target].mean()),
+        "salient_distance_auc": float(roc_auc_score(is_target, dist)),
+    }
 
 
 def patient_cluster_silhouette(salient: np.ndarray, ks=(2, 3, 4), seed: int = 0) -> dict[str, float]:

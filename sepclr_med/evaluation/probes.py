@@ -34,16 +34,17 @@ def probe_classification(features: np.ndarray, labels, *, n_splits: int = 5, see
     labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)
     if len(classes) < 2 or counts.min() < MIN_PER_CLASS:
-        raise ValueError(f"needs >= 2 classes with >= {MIN_PER_CLASS} samples each "
-                         f"(found {dict(zip(classes.tolist(), counts.tolist()))})")
+        raise ValueError(
+            f"needs >= 2 classes with >= {MIN_PER_CLASS} samples each "
+            f"(found {dict(zip(classes.tolist(), counts.tolist(), strict=True))})"
+        )
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     cv = StratifiedKFold(n_splits=classification_folds(labels, n_splits), shuffle=True, random_state=seed)
     predicted = cross_val_predict(model, features, labels, cv=cv)
     return float(balanced_accuracy_score(labels, predicted))
 
 
-def probe_regression_scores(features: np.ndarray, target, *, n_splits: int = 5,
-                            seed: int = 0) -> dict[str, float]:
+def probe_regression_scores(features: np.ndarray, target, *, n_splits: int = 5, seed: int = 0) -> dict[str, float]:
     """Out-of-fold R^2 and MAE of a standardised ridge probe (alpha by inner CV).
 
     Raises
@@ -53,8 +54,7 @@ def probe_regression_scores(features: np.ndarray, target, *, n_splits: int = 5,
     """
     target = np.asarray(target, dtype=float)
     if len(target) < MIN_SAMPLES_REGRESSION or np.ptp(target) == 0:
-        raise ValueError(f"needs >= {MIN_SAMPLES_REGRESSION} samples with varying values "
-                         f"(found {len(target)})")
+        raise ValueError(f"needs >= {MIN_SAMPLES_REGRESSION} samples with varying values (found {len(target)})")
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
     cv = KFold(n_splits=min(n_splits, len(target)), shuffle=True, random_state=seed)
     predicted = cross_val_predict(model, features, target, cv=cv)

@@ -63,8 +63,9 @@ def print_evaluation(table: pd.DataFrame, console) -> None:
             view.add_row(factor, first.subjects, metric, "", fmt(first), f"{first.chance:.2f}", expected)
             continue
         chance = "" if pd.isna(first.chance) else f"{first.chance:.2f}"
-        view.add_row(factor, first.subjects, metric, fmt(by_space.get("common")), fmt(by_space.get("salient")),
-                     chance, expected)
+        view.add_row(
+            factor, first.subjects, metric, fmt(by_space.get("common")), fmt(by_space.get("salient")), chance, expected
+        )
     console.print(view)
     from rich.markup import escape
 

@@ -44,8 +44,15 @@ def adjusted_effect(y: np.ndarray, x: np.ndarray, confounds: np.ndarray) -> tupl
     return float(beta[-1]), float(2 * stats.t.sf(abs(t), dof))
 
 
-def associate(scores: pd.DataFrame, variables: pd.DataFrame, confounds: pd.DataFrame | None = None,
-              *, families: dict[str, str] | None = None, n_permutations: int = 0, seed: int = 0) -> pd.DataFrame:
+def associate(
+    scores: pd.DataFrame,
+    variables: pd.DataFrame,
+    confounds: pd.DataFrame | None = None,
+    *,
+    families: dict[str, str] | None = None,
+    n_permutations: int = 0,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Association table of every score with every variable (rows with NaN scores dropped).
 
     Parameters
@@ -85,28 +92,45 @@ def associate(scores: pd.DataFrame, variables: pd.DataFrame, confounds: pd.DataF
             r, p_r = stats.pearsonr(x, y)
             rho, p_rho = stats.spearmanr(x, y)
             beta, p_adj = adjusted_effect(y, x, c)
-            rows.append({"score": score, "variable": variable, "n": int(len(y)), "pearson_r": float(r),
-                         "pearson_p": float(p_r), "spearman_rho": float(rho), "spearman_p": float(p_rho),
-                         "adjusted_beta": beta, "adjusted_p": p_adj})
+            rows.append(
+                {
+                    "score": score,
+                    "variable": variable,
+                    "n": int(len(y)),
+                    "pearson_r": float(r),
+                    "pearson_p": float(p_r),
+                    "spearman_rho": float(rho),
+                    "spearman_p": float(p_rho),
+                    "adjusted_beta": beta,
+                    "adjusted_p": p_adj,
+                }
+            )
         if n_permutations > 0 and len(y) >= 4:
             from nilearn.mass_univariate import permuted_ols
 
             # the score is the tested variable and the latent variables are the targets, so that the
             # maximum statistic is taken over variables: family-wise corrected p-values per score
-            out = permuted_ols(y[:, None], variables.to_numpy(float)[keep],
-                               confounding_vars=c[:, 1:] if c.shape[1] > 1 else None,
-                               n_perm=n_permutations, random_state=seed, two_sided_test=True, verbose=0,
-                               output_type="dict")
+            out = permuted_ols(
+                y[:, None],
+                variables.to_numpy(float)[keep],
+                confounding_vars=c[:, 1:] if c.shape[1] > 1 else None,
+                n_perm=n_permutations,
+                random_state=seed,
+                two_sided_test=True,
+                verbose=0,
+                output_type="dict",
+            )
             neg_log = np.asarray(out["logp_max_t"]).ravel()
             for variable, value in zip(variables.columns, neg_log, strict=True):
                 for row in rows:
                     if row["score"] == score and row["variable"] == variable:
-                        row["permutation_p"] = float(10 ** -value)
+                        row["permutation_p"] = float(10**-value)
     table = pd.DataFrame(rows)
     if len(table):
         families = families or {}
         table["family"] = [families.get(v, "all") for v in table["variable"]]
         p = table["adjusted_p"].fillna(1.0)
         table["q_value"] = p.groupby(table["family"]).transform(
-            lambda part: stats.false_discovery_control(part.to_numpy(), method="bh"))
+            lambda part: stats.false_discovery_control(part.to_numpy(), method="bh")
+        )
     return table

@@ -39,14 +39,13 @@ class SalientDirections:
         self.n_components = n_components
         self.n_splits = n_splits
 
-    def fit(self, salient: np.ndarray, is_target: np.ndarray,
-            scores: pd.DataFrame | None = None) -> SalientDirections:
+    def fit(self, salient: np.ndarray, is_target: np.ndarray, scores: pd.DataFrame | None = None) -> SalientDirections:
         """Learn directions from salient reps (``(n, d)``), group labels and optional scores."""
         from sklearn.covariance import LedoitWolf
         from sklearn.decomposition import PCA
         from sklearn.linear_model import RidgeCV
-        from sklearn.model_selection import KFold, cross_val_predict
         from sklearn.metrics import r2_score
+        from sklearn.model_selection import KFold, cross_val_predict
 
         salient = np.asarray(salient, dtype=float)
         is_target = np.asarray(is_target, dtype=bool)
@@ -59,7 +58,7 @@ class SalientDirections:
         self.control_precision_ = np.linalg.pinv(LedoitWolf().fit(controls).covariance_)
         self.control_distances_ = self._mahalanobis(controls)
         self.score_directions_, self.score_cv_r2_ = {}, {}
-        for name in ([] if scores is None else scores.columns):
+        for name in [] if scores is None else scores.columns:
             y = pd.to_numeric(scores[name], errors="coerce").to_numpy()
             keep = is_target & np.isfinite(y)
             if keep.sum() < max(10, self.n_splits):

@@ -41,8 +41,9 @@ def brain_figures(img, out_dir: Path, stem: str, title: str) -> list[Path]:
     with atomic_path(paths[0]) as tmp:  # a kill never leaves a 0-byte PNG under the final name
         display.savefig(str(tmp), dpi=90)
     display.close()
-    display = plotting.plot_stat_map(img, threshold=threshold, display_mode="ortho", title=title,
-                                     colorbar=True, draw_cross=False)
+    display = plotting.plot_stat_map(
+        img, threshold=threshold, display_mode="ortho", title=title, colorbar=True, draw_cross=False
+    )
     with atomic_path(paths[1]) as tmp:
         display.savefig(str(tmp), dpi=90)
     display.close()
@@ -50,8 +51,7 @@ def brain_figures(img, out_dir: Path, stem: str, title: str) -> list[Path]:
     return paths
 
 
-def region_bars(table: pd.DataFrame, path: Path, title: str, value: str = "mean_attribution",
-                top: int = 15) -> Path:
+def region_bars(table: pd.DataFrame, path: Path, title: str, value: str = "mean_attribution", top: int = 15) -> Path:
     """Horizontal bar chart of the top regions."""
     plt = pyplot()
     head = table.head(top).iloc[::-1]

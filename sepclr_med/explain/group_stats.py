@@ -38,8 +38,9 @@ def one_sample_t(maps: np.ndarray) -> np.ndarray:
     return np.divide(mean, se, out=np.zeros_like(mean), where=se > 0).astype(np.float32)
 
 
-def group_statistic(maps: np.ndarray, affine: np.ndarray, *, statistic: str = "t", fwhm_mm: float = 8.0,
-                    mask: np.ndarray | None = None) -> np.ndarray:
+def group_statistic(
+    maps: np.ndarray, affine: np.ndarray, *, statistic: str = "t", fwhm_mm: float = 8.0, mask: np.ndarray | None = None
+) -> np.ndarray:
     """One group map from its members' maps: smoothed, then ``"t"`` (one-sample t) or ``"mean"``.
 
     Parameters

@@ -17,8 +17,8 @@ from sepclr_med.atomic import save_nifti, write_table, write_text
 from sepclr_med.errors import SepclrError
 from sepclr_med.explain.clinical import associate
 from sepclr_med.explain.directions import SalientDirections
-from sepclr_med.explain.regions import ablation_table, region_table
 from sepclr_med.explain.group_stats import STATISTICS, group_statistic
+from sepclr_med.explain.regions import ablation_table, region_table
 from sepclr_med.explain.saliency import attribute, group_attributions, region_rep_changes
 from sepclr_med.locking import locks_output
 from sepclr_med.naming import safe_name, slug
@@ -44,9 +44,10 @@ def _groups_of_patients(salient: np.ndarray, patient: np.ndarray, subjects: list
     if truth is not None and "subtype" in truth.columns:
         subtype = truth.set_index("subject_id").reindex(subjects)["subtype"].fillna("").to_numpy()
         return {f"subtype-{k}": patient & (subtype == k) for k in sorted(set(subtype[patient])) if k}
-    from sepclr_med.evaluation.dependence import patient_cluster_silhouette
     from sklearn.cluster import KMeans
     from sklearn.preprocessing import StandardScaler
+
+    from sepclr_med.evaluation.dependence import patient_cluster_silhouette
 
     k = patient_cluster_silhouette(salient[patient])["n_clusters"] or 2
     labels = KMeans(k, n_init=10, random_state=0).fit_predict(StandardScaler().fit_transform(salient[patient]))
@@ -59,10 +60,23 @@ def _groups_of_patients(salient: np.ndarray, patient: np.ndarray, subjects: list
 
 
 @locks_output("out")
-def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lut=None, method: str = "eg",
-            subjects: list[str] | None = None, n_steps: int = 24, group_stat: str | None = None,
-            group_fwhm: float | None = None,
-            truth=None, n_permutations: int = 0, figures: bool = True, console=None) -> dict:
+def explain(
+    run,
+    cohort,
+    out: str | os.PathLike,
+    *,
+    atlas: str = "AAL",
+    atlas_lut=None,
+    method: str = "eg",
+    subjects: list[str] | None = None,
+    n_steps: int = 24,
+    group_stat: str | None = None,
+    group_fwhm: float | None = None,
+    truth=None,
+    n_permutations: int = 0,
+    figures: bool = True,
+    console=None,
+) -> dict:
     """Explain a run's salient space on ``cohort`` and write everything into ``out``.
 
     Parameters
@@ -109,13 +123,24 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
     group_stat = group_stat or ("t" if method == "eg" else "mean")
     group_fwhm = (8.0 if method == "eg" else 0.0) if group_fwhm is None else group_fwhm
     if group_stat not in STATISTICS or group_fwhm < 0:
-        raise SepclrError(f"--group-stat must be one of {', '.join(STATISTICS)} (got {group_stat!r}) and "
-                          f"--group-fwhm at least 0 (got {group_fwhm:g})")
+        raise SepclrError(
+            f"--group-stat must be one of {', '.join(STATISTICS)} (got {group_stat!r}) and "
+            f"--group-fwhm at least 0 (got {group_fwhm:g})"
+        )
     say = console.print if console is not None else (lambda *a, **k: None)
     out = Path(out)
     warning = run.verdict_warning()
-    index: dict = {"maps": {}, "regions": {}, "figures": [], "tables": {}, "subjects": {}, "timings": {},
-                   "checks": {}, "verdict": run.verdict(), "warnings": [warning] if warning else []}
+    index: dict = {
+        "maps": {},
+        "regions": {},
+        "figures": [],
+        "tables": {},
+        "subjects": {},
+        "timings": {},
+        "checks": {},
+        "verdict": run.verdict(),
+        "warnings": [warning] if warning else [],
+    }
     if warning:
         from rich.markup import escape
 
@@ -132,8 +157,9 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
         raise SepclrError(f"--subjects not in the cohort: {', '.join(sorted(unknown))}")
     controls = wanted & {s for s, p in zip(ids, patient, strict=True) if not p}
     if controls:
-        raise SepclrError(f"--subjects names controls, which define the reference and get no map: "
-                          f"{', '.join(sorted(controls))}")
+        raise SepclrError(
+            f"--subjects names controls, which define the reference and get no map: {', '.join(sorted(controls))}"
+        )
     for sub in ("maps", "regions", "figures", "subjects"):  # only once the request is known to be valid
         (out / sub).mkdir(parents=True, exist_ok=True)
 
@@ -158,10 +184,19 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
     deviation.insert(0, "subject_id", ids)
     index["tables"]["deviation"] = str(write_table(out / "deviation.csv", deviation))
     named = directions.directions()
-    dir_table = pd.DataFrame([{"direction": k, "explained_variance_ratio":
-                               directions.explained_variance_ratio_[int(k[2:]) - 1] if k.startswith("pc") else np.nan,
-                               "cv_r2": directions.score_cv_r2_.get(k.split(":", 1)[-1], np.nan),
-                               **{f"u_{i}": v for i, v in enumerate(u)}} for k, u in named.items()])
+    dir_table = pd.DataFrame(
+        [
+            {
+                "direction": k,
+                "explained_variance_ratio": directions.explained_variance_ratio_[int(k[2:]) - 1]
+                if k.startswith("pc")
+                else np.nan,
+                "cv_r2": directions.score_cv_r2_.get(k.split(":", 1)[-1], np.nan),
+                **{f"u_{i}": v for i, v in enumerate(u)},
+            }
+            for k, u in named.items()
+        ]
+    )
     index["tables"]["directions"] = str(write_table(out / "directions.csv", dir_table))
 
     references = volumes[torch.from_numpy(~patient)]  # eg draws from them; ig, grad, ablation take their mean
@@ -182,13 +217,21 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
         # summarised as a second-level map: members' maps smoothed, then one-sample t (or mean)
         shared = {f"deviation_{name}": directions.toward(salient[mask]) for name, mask in groups.items()}
         titles = {f"deviation_{name}": f"{name}: the group's salient deviation" for name in groups}
-        stems = group_attributions(model, volumes[pidx], {f"deviation_{name}": mask[pidx]
-                                                          for name, mask in groups.items()},
-                                   shared, references, method=method, n_steps=n_steps)
+        stems = group_attributions(
+            model,
+            volumes[pidx],
+            {f"deviation_{name}": mask[pidx] for name, mask in groups.items()},
+            shared,
+            references,
+            method=method,
+            n_steps=n_steps,
+        )
         along = {f"direction_{dname.replace(':', '-')}_patients": (dname, u) for dname, u in named.items()}
         titles.update({stem: f"patients: {dname}" for stem, (dname, _) in along.items()})
-        directional = ((stem, attribute(model, volumes[pidx], u, references, method=method, n_steps=n_steps))
-                       for stem, (_, u) in along.items())
+        directional = (
+            (stem, attribute(model, volumes[pidx], u, references, method=method, n_steps=n_steps))
+            for stem, (_, u) in along.items()
+        )
         # a map outside the brain mask would be smoothed into the background: keep to the brain
         # (or, without a mask, to the voxels where the controls' mean is not zero)
         inside = brain if brain is not None else baseline[0].numpy() != 0
@@ -199,19 +242,33 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
             if stat != group_stat:
                 say(f"[yellow]note[/]: {stem} has 1 member: its map is the member's map, not a t-map")
             index["group_maps"][stem] = {"members": len(group), "statistic": stat, "fwhm_mm": group_fwhm}
-            _write_map(group.mean(axis=0), f"{stem}_mean", to_img, labels, labels_atlas.regions, out, index, False,
-                       "")
+            _write_map(group.mean(axis=0), f"{stem}_mean", to_img, labels, labels_atlas.regions, out, index, False, "")
             summary = group_statistic(group, pre.grid_affine, statistic=stat, fwhm_mm=group_fwhm, mask=inside)
-            _write_map(summary, stem, to_img, labels, labels_atlas.regions, out, index, figures,
-                       f"{titles[stem]} ({method}, {stat}, {group_fwhm:g} mm)",
-                       value="t" if stat == "t" else "attribution")
+            _write_map(
+                summary,
+                stem,
+                to_img,
+                labels,
+                labels_atlas.regions,
+                out,
+                index,
+                figures,
+                f"{titles[stem]} ({method}, {stat}, {group_fwhm:g} mm)",
+                value="t" if stat == "t" else "attribution",
+            )
             del group, summary
         for sid in sorted(wanted & set(by_subject)):
             map_path, regions_path = _subject_paths(out, cohort, sid)
             path = save_nifti(_in_input_space(to_img(by_subject[sid]), cohort, sid), map_path)
             table = region_table(by_subject[sid], labels, labels_atlas.regions)
-            index["subjects"][sid] = {"map": str(path), "regions": str(write_text(
-                regions_path, table.to_csv(index=False, sep="\t" if regions_path.suffix == ".tsv" else ",")))}
+            index["subjects"][sid] = {
+                "map": str(path),
+                "regions": str(
+                    write_text(
+                        regions_path, table.to_csv(index=False, sep="\t" if regions_path.suffix == ".tsv" else ",")
+                    )
+                ),
+            }
     else:
         region_ids = [int(r) for r in labels_atlas.regions["id"] if (labels == r).any()]
         changes = region_rep_changes(model, volumes[pidx], baseline, labels, region_ids)
@@ -220,34 +277,46 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
         voxels = np.array([(labels == r).sum() for r in region_ids])
         for name, mask in groups.items():
             rows = mask[pidx]  # a group along its shared direction, as the voxel maps
-            table = ablation_table(changes[rows] @ directions.toward(salient[mask]), region_ids,
-                                   labels_atlas.regions, voxels)
-            index["regions"][f"ablation_{name}"] = str(write_table(out / "regions" / f"{safe_name('ablation_' + name)}.csv",
-                                                                   table))
+            table = ablation_table(
+                changes[rows] @ directions.toward(salient[mask]), region_ids, labels_atlas.regions, voxels
+            )
+            index["regions"][f"ablation_{name}"] = str(
+                write_table(out / "regions" / f"{safe_name('ablation_' + name)}.csv", table)
+            )
             painted = np.zeros(labels.shape, np.float32)
             for rid, value in zip(table["region_id"], table["mean_projection_drop"], strict=True):
                 painted[labels == rid] = value
-            index["maps"][f"ablation_{name}"] = str(save_nifti(to_img(painted),
-                                                               out / "maps" / f"{safe_name('ablation_' + name)}.nii.gz"))
+            index["maps"][f"ablation_{name}"] = str(
+                save_nifti(to_img(painted), out / "maps" / f"{safe_name('ablation_' + name)}.nii.gz")
+            )
         for k, sid in enumerate(ids[i] for i in pidx):
             if sid in wanted:
-                table = ablation_table(effects[k:k + 1], region_ids, labels_atlas.regions, voxels)
-                index["subjects"][sid] = {"regions": str(write_table(out / "subjects" / f"{slug(sid)}_regions.csv",
-                                                                     table))}
+                table = ablation_table(effects[k : k + 1], region_ids, labels_atlas.regions, voxels)
+                index["subjects"][sid] = {
+                    "regions": str(write_table(out / "subjects" / f"{slug(sid)}_regions.csv", table))
+                }
 
     # score directions are fitted on the very scores tested here: their projections would be circular,
     # so only the label-free variables enter the table (score directions keep their CV R^2 above)
-    variables = pd.DataFrame({"deviation": deviation["deviation"],
-                              **{f"proj_{k}": salient @ u for k, u in named.items() if k.startswith("pc")},
-                              **{f"salient_{i}": salient[:, i] for i in range(salient.shape[1])},
-                              **{f"common_{i}": common[:, i] for i in range(common.shape[1])}})
+    variables = pd.DataFrame(
+        {
+            "deviation": deviation["deviation"],
+            **{f"proj_{k}": salient @ u for k, u in named.items() if k.startswith("pc")},
+            **{f"salient_{i}": salient[:, i] for i in range(salient.shape[1])},
+            **{f"common_{i}": common[:, i] for i in range(common.shape[1])},
+        }
+    )
     confounds = cohort.table[[c for c in ("age", "sex", "site") if c in cohort.table.columns]].reset_index(drop=True)
     if len(scores.columns):
         # two families of hypotheses: the salient variables, and the common dimensions as a control
         families = {v: "common" if v.startswith("common_") else "salient" for v in variables.columns}
-        clinical = associate(scores[patient].reset_index(drop=True), variables[patient].reset_index(drop=True),
-                             confounds[patient].reset_index(drop=True), families=families,
-                             n_permutations=n_permutations).rename(columns={"family": "space"})
+        clinical = associate(
+            scores[patient].reset_index(drop=True),
+            variables[patient].reset_index(drop=True),
+            confounds[patient].reset_index(drop=True),
+            families=families,
+            n_permutations=n_permutations,
+        ).rename(columns={"family": "space"})
         index["tables"]["clinical"] = str(write_table(out / "clinical.csv", clinical))
         index["checks"]["common_dims_associated"] = _common_associations(clinical)
         leaking = {k: v for k, v in index["checks"]["common_dims_associated"].items() if v}
@@ -255,22 +324,31 @@ def explain(run, cohort, out: str | os.PathLike, *, atlas: str = "AAL", atlas_lu
             from rich.markup import escape
 
             weight = run.config.loss.lambda_independence
-            say("[yellow]warning[/]: common dimensions associate with patient-only scores (q < 0.05: "
+            say(
+                "[yellow]warning[/]: common dimensions associate with patient-only scores (q < 0.05: "
                 + escape(", ".join(f"{k}: {v} dims" for k, v in leaking.items()))
                 + f"); the common space carries disease information. This run's leakage penalty is "
-                  f"lambda_independence = {weight:g}; train with "
-                + ("a larger one" if weight > 0 else "the default (300)") + " to reduce it (docs/method.md).")
+                f"lambda_independence = {weight:g}; train with "
+                + ("a larger one" if weight > 0 else "the default (300)")
+                + " to reduce it (docs/method.md)."
+            )
         if figures:
             from sepclr_med.explain.figures import score_scatter
 
             for score in scores.columns:
-                path = score_scatter(deviation["deviation"].to_numpy()[patient],
-                                     pd.to_numeric(scores[score], errors="coerce").to_numpy()[patient],
-                                     out / "figures" / f"scatter_{slug(score)}_deviation.png", "salient deviation", score)
+                path = score_scatter(
+                    deviation["deviation"].to_numpy()[patient],
+                    pd.to_numeric(scores[score], errors="coerce").to_numpy()[patient],
+                    out / "figures" / f"scatter_{slug(score)}_deviation.png",
+                    "salient deviation",
+                    score,
+                )
                 index["figures"].append(str(path))
     write_text(out / "index.json", json.dumps(index, indent=1))
-    say(f"explain: {len(index['maps'])} maps, {len(index['regions'])} region tables, "
-        f"{len(index['subjects'])} subjects, {len(index['figures'])} figures -> {out / 'index.json'}")
+    say(
+        f"explain: {len(index['maps'])} maps, {len(index['regions'])} region tables, "
+        f"{len(index['subjects'])} subjects, {len(index['figures'])} figures -> {out / 'index.json'}"
+    )
     return index
 
 
@@ -308,8 +386,18 @@ def _in_input_space(img, cohort, subject_id: str):
     return resample_to_img(img, source, interpolation="continuous", force_resample=True, copy_header=True)
 
 
-def _write_map(data: np.ndarray, stem: str, to_img, labels, regions, out: Path, index: dict, figures: bool,
-               title: str, value: str = "attribution") -> None:
+def _write_map(
+    data: np.ndarray,
+    stem: str,
+    to_img,
+    labels,
+    regions,
+    out: Path,
+    index: dict,
+    figures: bool,
+    title: str,
+    value: str = "attribution",
+) -> None:
     img, name = to_img(data), safe_name(stem)  # the index keeps the readable stem, the file a safe one
     index["maps"][stem] = str(save_nifti(img, out / "maps" / f"{name}.nii.gz"))
     table = region_table(data, labels, regions, value=value)
@@ -318,5 +406,6 @@ def _write_map(data: np.ndarray, stem: str, to_img, labels, regions, out: Path, 
         from sepclr_med.explain.figures import brain_figures, region_bars
 
         index["figures"] += [str(p) for p in brain_figures(img, out / "figures", name, title)]
-        index["figures"].append(str(region_bars(table, out / "figures" / f"{name}_regions.png", title,
-                                                value=f"mean_{value}")))
+        index["figures"].append(
+            str(region_bars(table, out / "figures" / f"{name}_regions.png", title, value=f"mean_{value}"))
+        )

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 
 
-def region_table(attribution: np.ndarray, labels: np.ndarray, regions: pd.DataFrame,
-                 value: str = "attribution") -> pd.DataFrame:
+def region_table(
+    attribution: np.ndarray, labels: np.ndarray, regions: pd.DataFrame, value: str = "attribution"
+) -> pd.DataFrame:
     """Mean value of a map per region, ranked by magnitude.
 
     Parameters
@@ -43,8 +44,9 @@ def region_table(attribution: np.ndarray, labels: np.ndarray, regions: pd.DataFr
     return table[columns].sort_values("rank").reset_index(drop=True)
 
 
-def ablation_table(effects: np.ndarray, region_ids: list[int], regions: pd.DataFrame,
-                   voxels: np.ndarray) -> pd.DataFrame:
+def ablation_table(
+    effects: np.ndarray, region_ids: list[int], regions: pd.DataFrame, voxels: np.ndarray
+) -> pd.DataFrame:
     """Mean projection drop per region across subjects, ranked (largest drop first)."""
     table = regions.set_index("id").loc[region_ids].reset_index().rename(columns={"id": "region_id"})
     table["voxels"] = voxels

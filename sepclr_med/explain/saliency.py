@@ -45,8 +45,17 @@ def _directions(directions: np.ndarray | torch.Tensor, n: int) -> torch.Tensor:
     return u.expand(n, -1).contiguous() if u.ndim == 1 else u
 
 
-def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, *, method: str = "eg",
-              n_steps: int = 24, batch_size: int = 8, seed: int = 0) -> np.ndarray:
+def attribute(
+    model,
+    volumes: torch.Tensor,
+    directions,
+    baseline: torch.Tensor,
+    *,
+    method: str = "eg",
+    n_steps: int = 24,
+    batch_size: int = 8,
+    seed: int = 0,
+) -> np.ndarray:
     """Attributions of ``<u, s_rep(x)>`` to voxels for a batch of volumes.
 
     Parameters
@@ -82,35 +91,41 @@ def attribute(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, 
         return _attribute(Projection(model), volumes, directions, baseline, method, n_steps, batch_size, seed)
 
 
-def _attribute(projection, volumes, directions, baseline, method: str, n_steps: int, batch_size: int,
-               seed: int) -> np.ndarray:
+def _attribute(
+    projection, volumes, directions, baseline, method: str, n_steps: int, batch_size: int, seed: int
+) -> np.ndarray:
     from captum.attr import IntegratedGradients, Saliency
 
     u = _directions(directions, len(volumes))
     references = baseline.reshape(-1, *volumes.shape[1:]).float()
     if method == "eg":
         if len(references) < 2:
-            raise ValueError("expected gradients draw baselines from several reference volumes (the controls); "
-                             "with a single baseline image use method='ig'")
+            raise ValueError(
+                "expected gradients draw baselines from several reference volumes (the controls); "
+                "with a single baseline image use method='ig'"
+            )
         batch_size = max(1, min(batch_size, MAX_VOLUMES // n_steps))
         return _expected_gradients(projection, volumes, u, references, n_steps, batch_size, seed)
     base = references.mean(dim=0, keepdim=True)
     maps = []
     for start in range(0, len(volumes), batch_size):
-        x = volumes[start:start + batch_size].float()
-        ub = u[start:start + batch_size]
+        x = volumes[start : start + batch_size].float()
+        ub = u[start : start + batch_size]
         if method == "ig":
             a = IntegratedGradients(projection).attribute(
-                x, baselines=base.expand_as(x), additional_forward_args=(ub,), n_steps=n_steps,
-                internal_batch_size=min(MAX_VOLUMES, len(x) * n_steps))
+                x,
+                baselines=base.expand_as(x),
+                additional_forward_args=(ub,),
+                n_steps=n_steps,
+                internal_batch_size=min(MAX_VOLUMES, len(x) * n_steps),
+            )
         else:
             a = Saliency(projection).attribute(x.clone().requires_grad_(), additional_forward_args=(ub,), abs=False)
         maps.append(a.detach()[:, 0].numpy().astype(np.float32))
     return np.concatenate(maps)
 
 
-def _expected_gradients(projection, volumes, u, references, n_samples: int, batch_size: int,
-                        seed: int) -> np.ndarray:
+def _expected_gradients(projection, volumes, u, references, n_samples: int, batch_size: int, seed: int) -> np.ndarray:
     """Captum ``GradientShap`` (no input noise) in chunks of at most ``MAX_VOLUMES`` volumes, seeded.
 
     Captum draws the baselines and path points from NumPy's global generator (and calls torch's
@@ -125,13 +140,17 @@ def _expected_gradients(projection, volumes, u, references, n_samples: int, batc
     try:
         with torch.random.fork_rng(devices=[]):
             for start in range(0, len(volumes), batch_size):
-                x = volumes[start:start + batch_size].float()
-                ub = u[start:start + batch_size]
+                x = volumes[start : start + batch_size].float()
+                ub = u[start : start + batch_size]
                 total, left = torch.zeros_like(x), n_samples
                 while left:
                     k = min(left, max(1, MAX_VOLUMES // len(x)))
-                    total += k * explainer.attribute(x, baselines=references, n_samples=k, stdevs=0.0,
-                                                     additional_forward_args=(ub,)).detach()
+                    total += (
+                        k
+                        * explainer.attribute(
+                            x, baselines=references, n_samples=k, stdevs=0.0, additional_forward_args=(ub,)
+                        ).detach()
+                    )
                     left -= k
                 maps.append((total / n_samples)[:, 0].numpy().astype(np.float32))
     finally:
@@ -139,9 +158,16 @@ def _expected_gradients(projection, volumes, u, references, n_samples: int, batc
     return np.concatenate(maps)
 
 
-def group_attributions(model, volumes: torch.Tensor, groups: dict[str, np.ndarray],
-                       directions: dict[str, np.ndarray], baseline: torch.Tensor, *, method: str = "eg",
-                       n_steps: int = 24) -> Iterator[tuple[str, np.ndarray]]:
+def group_attributions(
+    model,
+    volumes: torch.Tensor,
+    groups: dict[str, np.ndarray],
+    directions: dict[str, np.ndarray],
+    baseline: torch.Tensor,
+    *,
+    method: str = "eg",
+    n_steps: int = 24,
+) -> Iterator[tuple[str, np.ndarray]]:
     """Each group's members' maps, all along the group's shared direction (yielded group by group).
 
     Summarising members' maps along their *own* deviation directions would not cancel their
@@ -186,8 +212,14 @@ def group_attributions(model, volumes: torch.Tensor, groups: dict[str, np.ndarra
 
 
 @torch.no_grad()
-def region_rep_changes(model, volumes: torch.Tensor, baseline: torch.Tensor, labels: np.ndarray,
-                       region_ids: list[int], batch_size: int = 32) -> np.ndarray:
+def region_rep_changes(
+    model,
+    volumes: torch.Tensor,
+    baseline: torch.Tensor,
+    labels: np.ndarray,
+    region_ids: list[int],
+    batch_size: int = 32,
+) -> np.ndarray:
     """Change of the salient rep when each region is replaced by the baseline image.
 
     Returns
@@ -202,14 +234,21 @@ def region_rep_changes(model, volumes: torch.Tensor, baseline: torch.Tensor, lab
     out = []
     with inference_copy_of(model.salient_encoder) as encoder:
         for start in range(0, len(volumes), batch_size):
-            x = volumes[start:start + batch_size].float()
+            x = volumes[start : start + batch_size].float()
             reference = encoder(x)
             out.append(torch.stack([reference - encoder(torch.where(mask, base, x)) for mask in masks], dim=1).numpy())
     return np.concatenate(out).astype(np.float32)
 
 
-def region_ablation(model, volumes: torch.Tensor, directions, baseline: torch.Tensor, labels: np.ndarray,
-                    region_ids: list[int], batch_size: int = 32) -> np.ndarray:
+def region_ablation(
+    model,
+    volumes: torch.Tensor,
+    directions,
+    baseline: torch.Tensor,
+    labels: np.ndarray,
+    region_ids: list[int],
+    batch_size: int = 32,
+) -> np.ndarray:
     """Drop of ``<u, s_rep(x)>`` when each region is replaced by the baseline image.
 
     Returns

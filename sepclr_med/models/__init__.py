@@ -3,5 +3,4 @@
 from sepclr_med.models.backbones import BACKBONES, SmallCNN3D, build_backbone
 from sepclr_med.models.sepclr import ModelConfig, ProjectionHead, SepCLRModel, SepCLROutput
 
-__all__ = ["BACKBONES", "ModelConfig", "ProjectionHead", "SepCLRModel", "SepCLROutput",
-           "SmallCNN3D", "build_backbone"]
+__all__ = ["BACKBONES", "ModelConfig", "ProjectionHead", "SepCLRModel", "SepCLROutput", "SmallCNN3D", "build_backbone"]

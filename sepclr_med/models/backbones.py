@@ -40,8 +40,9 @@ class SmallCNN3D(nn.Module):
         GroupNorm groups.
     """
 
-    def __init__(self, out_dim: int, in_channels: int = 1, channels: tuple[int, ...] = (16, 32, 64, 128),
-                 groups: int = 8) -> None:
+    def __init__(
+        self, out_dim: int, in_channels: int = 1, channels: tuple[int, ...] = (16, 32, 64, 128), groups: int = 8
+    ) -> None:
         super().__init__()
         blocks, cin = [], in_channels
         for cout in channels:
@@ -59,15 +60,19 @@ def _monai_resnet(depth: int, out_dim: int, in_channels: int) -> nn.Module:
     from monai.networks.nets import resnet10, resnet18
 
     factory = {10: resnet10, 18: resnet18}[depth]
-    return factory(spatial_dims=3, n_input_channels=in_channels, num_classes=out_dim,
-                   conv1_t_stride=2, norm=("group", {"num_groups": 8}))
+    return factory(
+        spatial_dims=3,
+        n_input_channels=in_channels,
+        num_classes=out_dim,
+        conv1_t_stride=2,
+        norm=("group", {"num_groups": 8}),
+    )
 
 
 def _monai_densenet(out_dim: int, in_channels: int) -> nn.Module:
     from monai.networks.nets import DenseNet121
 
-    return DenseNet121(spatial_dims=3, in_channels=in_channels, out_channels=out_dim,
-                       norm=("group", {"num_groups": 8}))
+    return DenseNet121(spatial_dims=3, in_channels=in_channels, out_channels=out_dim, norm=("group", {"num_groups": 8}))
 
 
 BACKBONES = ("small", "resnet10", "resnet18", "densenet121")

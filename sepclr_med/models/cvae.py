@@ -39,8 +39,11 @@ class Decoder3D(nn.Module):
         self.fc = nn.Linear(latent_dim, channels[0] * 27)
         layers = []
         for cin, cout in zip(channels, channels[1:], strict=False):
-            layers += [nn.ConvTranspose3d(cin, cout, 4, stride=2, padding=1),
-                       nn.GroupNorm(min(8, cout), cout), nn.LeakyReLU(0.1, inplace=True)]
+            layers += [
+                nn.ConvTranspose3d(cin, cout, 4, stride=2, padding=1),
+                nn.GroupNorm(min(8, cout), cout),
+                nn.LeakyReLU(0.1, inplace=True),
+            ]
         layers.append(nn.ConvTranspose3d(channels[-1], 1, 4, stride=2, padding=1))
         self.net = nn.Sequential(*layers)
         self.channels = channels[0]
@@ -63,8 +66,9 @@ class ContrastiveVAE(nn.Module):
         0 gives cVAE; > 0 gives MM-cVAE.
     """
 
-    def __init__(self, shape: tuple[int, int, int], shared_dim: int = 32, salient_dim: int = 32,
-                 mmd_weight: float = 0.0) -> None:
+    def __init__(
+        self, shape: tuple[int, int, int], shared_dim: int = 32, salient_dim: int = 32, mmd_weight: float = 0.0
+    ) -> None:
         super().__init__()
         self.shared_encoder = SmallCNN3D(2 * shared_dim)
         self.salient_encoder = SmallCNN3D(2 * salient_dim)
@@ -85,11 +89,15 @@ class ContrastiveVAE(nn.Module):
         recon = self.decoder(torch.cat([z, s * t], dim=1))
         rec = (recon - x).pow(2).flatten(1).sum(1).mean()
         kl_z = (-0.5 * (1 + logvar_z - mu_z.pow(2) - logvar_z.exp()).sum(1)).mean()
-        kl_s = ((-0.5 * (1 + logvar_s - mu_s.pow(2) - logvar_s.exp()).sum(1)) * t.squeeze(1)).sum() \
-            / t.sum().clamp(min=1)
+        kl_s = ((-0.5 * (1 + logvar_s - mu_s.pow(2) - logvar_s.exp()).sum(1)) * t.squeeze(1)).sum() / t.sum().clamp(
+            min=1
+        )
         total = rec + kl_z + kl_s
-        terms = {"reconstruction": rec.detach().item(), "kl_shared": kl_z.detach().item(),
-                 "kl_salient": kl_s.detach().item()}
+        terms = {
+            "reconstruction": rec.detach().item(),
+            "kl_shared": kl_z.detach().item(),
+            "kl_salient": kl_s.detach().item(),
+        }
         if self.mmd_weight > 0:
             bg, tg = ~is_target.bool(), is_target.bool()
             mmd = rbf_mmd(z[bg], z[tg]) + rbf_mmd(s[bg], torch.zeros_like(s[bg]))

@@ -73,8 +73,7 @@ class ProjectionHead(nn.Sequential):
     """Linear(d, hidden) -> BatchNorm1d -> ReLU -> Linear(hidden, d), as in the paper."""
 
     def __init__(self, dim: int, hidden: int = 128) -> None:
-        super().__init__(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-                         nn.Linear(hidden, dim))
+        super().__init__(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim))
 
 
 class SepCLROutput(NamedTuple):
@@ -114,8 +113,9 @@ class SepCLRModel(nn.Module):
             common = common + self.common_intensity(x).to(common.dtype)
         return common, self.salient_encoder(x)
 
-    def forward(self, x: torch.Tensor, gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                n_views: int = 1) -> SepCLROutput:
+    def forward(
+        self, x: torch.Tensor, gather: Callable[[torch.Tensor], torch.Tensor] | None = None, n_views: int = 1
+    ) -> SepCLROutput:
         """Reps of ``x`` and head outputs.
 
         Parameters

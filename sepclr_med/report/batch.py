@@ -17,9 +17,11 @@ from sepclr_med.locking import locks_output
 from sepclr_med.naming import slug
 from sepclr_med.run import sha256
 
-CAVEAT = ("These figures compare one scan with the research cohort the model was trained on. They are "
-          "not validated for diagnosis or treatment decisions and must be interpreted by a qualified "
-          "clinician together with all other information.")
+CAVEAT = (
+    "These figures compare one scan with the research cohort the model was trained on. They are "
+    "not validated for diagnosis or treatment decisions and must be interpreted by a qualified "
+    "clinician together with all other information."
+)
 
 
 REPORT_CHUNK = 16  # subjects whose volumes and maps are in memory at once
@@ -28,8 +30,10 @@ REPORT_CHUNK = 16  # subjects whose volumes and maps are in memory at once
 def _environment():
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    return Environment(loader=PackageLoader("sepclr_med.report", "templates"),
-                       autoescape=select_autoescape(["html", "j2"], default=True))
+    return Environment(
+        loader=PackageLoader("sepclr_med.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"], default=True),
+    )
 
 
 def _associations(explain_dir) -> dict[str, str]:
@@ -37,8 +41,11 @@ def _associations(explain_dir) -> dict[str, str]:
         return {}
     table = pd.read_csv(Path(explain_dir) / "clinical.csv")
     rows = table[table["variable"] == "deviation"]
-    return {r.score: f"standardised effect {r.adjusted_beta:.2f} (adjusted for confounds), q = {r.q_value:.3g}, "
-                     f"Pearson r = {r.pearson_r:.2f}, n = {r.n}" for r in rows.itertuples()}
+    return {
+        r.score: f"standardised effect {r.adjusted_beta:.2f} (adjusted for confounds), q = {r.q_value:.3g}, "
+        f"Pearson r = {r.pearson_r:.2f}, n = {r.n}"
+        for r in rows.itertuples()
+    }
 
 
 def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: float) -> dict:
@@ -52,7 +59,9 @@ def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: flo
     codes = "".join(nib.aff2axcodes(img.affine))
     inside = volume[mask] if mask is not None else volume[volume != 0]
     warnings = []
-    resampled = grid.shape != run_grid or not np.allclose(np.asarray(grid.affine), np.asarray(pre.grid_affine), atol=1e-3)
+    resampled = grid.shape != run_grid or not np.allclose(
+        np.asarray(grid.affine), np.asarray(pre.grid_affine), atol=1e-3
+    )
     if codes != "RAS":
         warnings.append(f"scan stored as {codes}; reoriented to RAS before analysis")
     ratio = float(inside.mean()) / reference_mean if reference_mean else float("nan")
@@ -63,20 +72,34 @@ def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: flo
 
     measures = alignment_measures(image_path)
     warnings += [f"not in MNI152 template space: {e}" for e in alignment_errors(measures)]
-    return {"orientation": codes, "grid": grid.describe(),
-            "template_space": f"correlation with the template {measures['template_r']:.2f}, residual rotation "
-                              f"{measures['rotation_deg']:.1f}°, shift {measures['shift_mm']:.1f} mm, "
-                              f"{100 * measures['outside_fraction']:.0f} % of the intensity outside the brain",
-            "resampling": "resampled onto the model's grid" if resampled else "none (already on the model's grid)",
-            "intensity": f"mean {inside.mean():.3f}, 1st-99th percentile {np.percentile(inside, 1):.3f}-"
-                         f"{np.percentile(inside, 99):.3f} (training controls' mean {reference_mean:.3f})",
-            "warnings": warnings}
+    return {
+        "orientation": codes,
+        "grid": grid.describe(),
+        "template_space": f"correlation with the template {measures['template_r']:.2f}, residual rotation "
+        f"{measures['rotation_deg']:.1f}°, shift {measures['shift_mm']:.1f} mm, "
+        f"{100 * measures['outside_fraction']:.0f} % of the intensity outside the brain",
+        "resampling": "resampled onto the model's grid" if resampled else "none (already on the model's grid)",
+        "intensity": f"mean {inside.mean():.3f}, 1st-99th percentile {np.percentile(inside, 1):.3f}-"
+        f"{np.percentile(inside, 99):.3f} (training controls' mean {reference_mean:.3f})",
+        "warnings": warnings,
+    }
 
 
 @locks_output("out")
-def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str, ...] = (), atlas: str = "AAL",
-                 n_steps: int = 16, pdf: bool = True, full_paths: bool = False, progress=None,
-                 read_options: dict | None = None) -> dict:
+def make_reports(
+    run,
+    cohort_path,
+    out,
+    *,
+    explain_dir=None,
+    include: tuple[str, ...] = (),
+    atlas: str = "AAL",
+    n_steps: int = 16,
+    pdf: bool = True,
+    full_paths: bool = False,
+    progress=None,
+    read_options: dict | None = None,
+) -> dict:
     """Render reports for every subject of a cohort file (typically new patients).
 
     Parameters
@@ -114,26 +137,33 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
 
     from sepclr_med import __version__
     from sepclr_med.data import cached_dataset
-    from sepclr_med.nifti import grid_image
     from sepclr_med.explain.pipeline import load_atlas
     from sepclr_med.explain.regions import region_table
     from sepclr_med.explain.saliency import attribute
     from sepclr_med.image_checks import alignment_measures, check_image
-    from sepclr_med.template_space import alignment_errors
+    from sepclr_med.nifti import grid_image
     from sepclr_med.report import figures
     from sepclr_med.report.reference import Reference
+    from sepclr_med.template_space import alignment_errors
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cohort = run.read_cohort(cohort_path, check_images=False, min_per_group=0, require_group=False,
-                             **{k: v for k, v in (read_options or {}).items() if k != "allow_unaligned"})
+    cohort = run.read_cohort(
+        cohort_path,
+        check_images=False,
+        min_per_group=0,
+        require_group=False,
+        **{k: v for k, v in (read_options or {}).items() if k != "allow_unaligned"},
+    )
     failures, ok = [], []
     allow_unaligned = run.config.allow_unaligned or bool((read_options or {}).get("allow_unaligned"))
     for i, (sid, path) in enumerate(zip(cohort.subject_ids, cohort.table["image"], strict=True)):
         errors, _ = check_image(path) if Path(path).is_file() else ([f"image file not found: {path}"], None)
         if not errors and not allow_unaligned:
-            errors = [f"not in MNI152 template space: {e} (--allow-unaligned reports it anyway)"
-                      for e in alignment_errors(alignment_measures(path))]
+            errors = [
+                f"not in MNI152 template space: {e} (--allow-unaligned reports it anyway)"
+                for e in alignment_errors(alignment_measures(path))
+            ]
         (failures.append({"subject_id": sid, "error": "; ".join(errors)}) if errors else ok.append(i))
     batch = cohort.subset(np.isin(np.arange(len(cohort)), ok))
 
@@ -144,14 +174,21 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
     baseline = torch.tensor(np.asarray(baseline_img.dataobj), dtype=torch.float32)[None]
     mask = pre.mask_array() if pre.mask != "nonzero" else None
     labels_atlas = load_atlas(atlas, baseline_img)
-    meta = {"version": __version__, "run_id": f"{Path(run.path).name}:{sha256(run.weights_path)[:10]}",
-            "reference_split": reference.reference_split_, "n_reference_controls": len(reference.control_deviation_),
-            "n_reference_patients": len(reference.patient_deviation_),
-            "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "caveat": CAVEAT, "atlas": labels_atlas.name,
-            "verdict_warning": run.verdict_warning()}
+    meta = {
+        "version": __version__,
+        "run_id": f"{Path(run.path).name}:{sha256(run.weights_path)[:10]}",
+        "reference_split": reference.reference_split_,
+        "n_reference_controls": len(reference.control_deviation_),
+        "n_reference_patients": len(reference.patient_deviation_),
+        "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "caveat": CAVEAT,
+        "atlas": labels_atlas.name,
+        "verdict_warning": run.verdict_warning(),
+    }
     env = _environment()
     associations = _associations(explain_dir)
     rows, timings = [], []
+
     def process(sub):
         """Volumes, placement and maps of a sub-cohort, batched."""
         data = cached_dataset(sub.records(), pre, cache="none")
@@ -186,41 +223,69 @@ def make_reports(run, cohort_path, out, *, explain_dir=None, include: tuple[str,
                 row = chunk.table.iloc[k]
                 p = placed.iloc[k]
                 overlays = figures.brain_overlays(grid_image(maps[k], pre.grid_affine))
-                s = {"subject_id": sid, "image": row["image"] if full_paths else Path(row["image"]).name, **p.to_dict(),
-                     "extra": {c: row[c] for c in include if c in chunk.table.columns},
-                     "scores": {c: row[c] for c in chunk.score_columns if pd.notna(row[c])},
-                     "deviation_png": figures.deviation_plot(reference.control_deviation_,
-                                                             reference.patient_deviation_, p["deviation"]),
-                     "position_png": figures.position_plot(reference.patient_points_, reference.patient_clusters_,
-                                                           (p["x"], p["y"])),
-                     "glass_png": overlays["glass"], "slices_png": overlays["slices"],
-                     "regions": region_table(maps[k], labels_atlas.data, labels_atlas.regions).head(8).to_dict("records"),
-                     "quality": _quality(row["image"], volumes[k, 0].numpy(), mask, pre, reference_mean)}
+                s = {
+                    "subject_id": sid,
+                    "image": row["image"] if full_paths else Path(row["image"]).name,
+                    **p.to_dict(),
+                    "extra": {c: row[c] for c in include if c in chunk.table.columns},
+                    "scores": {c: row[c] for c in chunk.score_columns if pd.notna(row[c])},
+                    "deviation_png": figures.deviation_plot(
+                        reference.control_deviation_, reference.patient_deviation_, p["deviation"]
+                    ),
+                    "position_png": figures.position_plot(
+                        reference.patient_points_, reference.patient_clusters_, (p["x"], p["y"])
+                    ),
+                    "glass_png": overlays["glass"],
+                    "slices_png": overlays["slices"],
+                    "regions": region_table(maps[k], labels_atlas.data, labels_atlas.regions)
+                    .head(8)
+                    .to_dict("records"),
+                    "quality": _quality(row["image"], volumes[k, 0].numpy(), mask, pre, reference_mean),
+                }
                 page = f"subject-{slug(sid)}.html"
-                write_text(out / page, env.get_template("subject.html.j2").render(s=s, associations=associations, **meta))
+                write_text(
+                    out / page, env.get_template("subject.html.j2").render(s=s, associations=associations, **meta)
+                )
                 if pdf:
                     from sepclr_med.report.pdf import subject_pdf
 
                     subject_pdf(s, meta, out / f"subject-{slug(sid)}.pdf")
-                rows.append({"subject_id": sid, "page": page, "deviation": float(p["deviation"]),
-                             "percentile_controls": float(p["percentile_controls"]),
-                             "percentile_patients": float(p["percentile_patients"]), "cluster": p["cluster"],
-                             "top_region": s["regions"][0]["name"] if s["regions"] else "",
-                             "warnings": len(s["quality"]["warnings"])})
+                rows.append(
+                    {
+                        "subject_id": sid,
+                        "page": page,
+                        "deviation": float(p["deviation"]),
+                        "percentile_controls": float(p["percentile_controls"]),
+                        "percentile_patients": float(p["percentile_patients"]),
+                        "cluster": p["cluster"],
+                        "top_region": s["regions"][0]["name"] if s["regions"] else "",
+                        "warnings": len(s["quality"]["warnings"]),
+                    }
+                )
                 timings.append(time.perf_counter() - tic)
             except Exception as exc:  # one subject must not stop the chunk
                 failures.append({"subject_id": sid, "error": f"{type(exc).__name__}: {exc}"})
             if progress is not None:
                 progress(first + k + 1, len(batch), sid)
     rows.sort(key=lambda r: -r["deviation"])
-    summary = pd.DataFrame(rows + [{"subject_id": f["subject_id"], "status": "failed: " + f["error"]} for f in failures])
+    summary = pd.DataFrame(
+        rows + [{"subject_id": f["subject_id"], "status": "failed: " + f["error"]} for f in failures]
+    )
     if "status" not in summary.columns:
         summary["status"] = "ok"
     summary["status"] = summary["status"].fillna("ok")
     write_table(out / "summary.csv", summary)
-    write_text(out / "index.html", env.get_template("index.html.j2").render(
-        rows=rows, failures=failures, cohort=Path(cohort_path).name if not full_paths else str(cohort_path), **meta))
-    return {"rows": rows, "failures": failures, "index": str(out / "index.html"), "warning": meta["verdict_warning"],
-            "cohort_warnings": [str(w) for w in cohort.warnings],
-            "seconds_per_page": float(np.mean(timings)) if timings else float("nan")}
-
+    write_text(
+        out / "index.html",
+        env.get_template("index.html.j2").render(
+            rows=rows, failures=failures, cohort=Path(cohort_path).name if not full_paths else str(cohort_path), **meta
+        ),
+    )
+    return {
+        "rows": rows,
+        "failures": failures,
+        "index": str(out / "index.html"),
+        "warning": meta["verdict_warning"],
+        "cohort_warnings": [str(w) for w in cohort.warnings],
+        "seconds_per_page": float(np.mean(timings)) if timings else float("nan"),
+    }

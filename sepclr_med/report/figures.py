@@ -53,10 +53,18 @@ def brain_overlays(img) -> dict[str, str]:
     plt = pyplot()
     threshold = display_threshold(np.asarray(img.dataobj))
     out = {}
-    for key, draw in (("glass", lambda f: plotting.plot_glass_brain(img, threshold=threshold, plot_abs=False,
-                                                                    colorbar=True, figure=f)),
-                      ("slices", lambda f: plotting.plot_stat_map(img, threshold=threshold, display_mode="ortho",
-                                                                  colorbar=True, draw_cross=False, figure=f))):
+    for key, draw in (
+        (
+            "glass",
+            lambda f: plotting.plot_glass_brain(img, threshold=threshold, plot_abs=False, colorbar=True, figure=f),
+        ),
+        (
+            "slices",
+            lambda f: plotting.plot_stat_map(
+                img, threshold=threshold, display_mode="ortho", colorbar=True, draw_cross=False, figure=f
+            ),
+        ),
+    ):
         fig = plt.figure(figsize=(7, 2.6))
         display = draw(fig)
         out[key] = png_data_uri(fig)

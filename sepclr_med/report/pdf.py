@@ -27,15 +27,23 @@ def subject_pdf(s: dict, meta: dict, path: Path) -> Path:
     text = fig.add_axes([0.06, 0.78, 0.88, 0.2])
     text.axis("off")
     warning = meta.get("verdict_warning")
-    lines = (["WARNING: this model may not have learnt a disease pattern; findings may be noise."] if warning else []) + [
-             f"Subject {s['subject_id']}", f"Scan: {s['image']}", f"Report date: {meta['generated']}",
-             f"Model: {meta['run_id']} (sepclr-med {meta['version']})",
-             f"Salient deviation {s['deviation']:.2f}: above {s['percentile_controls']:.0f}% of reference "
-             f"controls and {s['percentile_patients']:.0f}% of reference patients ({meta['reference_split']} "
-             f"subjects of the run); nearest group {s['cluster']}."]
+    lines = (
+        ["WARNING: this model may not have learnt a disease pattern; findings may be noise."] if warning else []
+    ) + [
+        f"Subject {s['subject_id']}",
+        f"Scan: {s['image']}",
+        f"Report date: {meta['generated']}",
+        f"Model: {meta['run_id']} (sepclr-med {meta['version']})",
+        f"Salient deviation {s['deviation']:.2f}: above {s['percentile_controls']:.0f}% of reference "
+        f"controls and {s['percentile_patients']:.0f}% of reference patients ({meta['reference_split']} "
+        f"subjects of the run); nearest group {s['cluster']}.",
+    ]
     text.text(0, 1, "\n".join(lines), va="top", fontsize=9, family="DejaVu Sans", wrap=True, parse_math=False)
-    for box, key in (([0.06, 0.6, 0.88, 0.18], "deviation_png"), ([0.06, 0.42, 0.88, 0.17], "glass_png"),
-                     ([0.06, 0.25, 0.88, 0.16], "slices_png")):
+    for box, key in (
+        ([0.06, 0.6, 0.88, 0.18], "deviation_png"),
+        ([0.06, 0.42, 0.88, 0.17], "glass_png"),
+        ([0.06, 0.25, 0.88, 0.16], "slices_png"),
+    ):
         ax = fig.add_axes(box)
         ax.imshow(_image(s[key]))
         ax.axis("off")
@@ -43,8 +51,9 @@ def subject_pdf(s: dict, meta: dict, path: Path) -> Path:
     regions.axis("off")
     rows = [f"{r['rank']:>2}. {r['name']} ({r['hemisphere']}): {r['mean_attribution']:.3g}" for r in s["regions"][:8]]
     caveat = "Research tool, not a diagnosis. " + meta["caveat"]
-    regions.text(0, 1, "Top regions\n" + "\n".join(rows) + "\n\n" + caveat, va="top", fontsize=8, wrap=True,
-                 parse_math=False)
+    regions.text(
+        0, 1, "Top regions\n" + "\n".join(rows) + "\n\n" + caveat, va="top", fontsize=8, wrap=True, parse_math=False
+    )
     with atomic_path(path) as tmp, PdfPages(tmp) as pdf:
         pdf.savefig(fig)
     plt.close(fig)

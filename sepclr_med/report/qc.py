@@ -41,8 +41,7 @@ def montage_png(image_path: str) -> str:
     from sepclr_med.report.figures import png_data_uri, pyplot
 
     mask = _template_mask()
-    img = resample_to_img(nib.load(image_path), mask, interpolation="continuous", force_resample=True,
-                          copy_header=True)
+    img = resample_to_img(nib.load(image_path), mask, interpolation="continuous", force_resample=True, copy_header=True)
     data, outline = np.asarray(img.dataobj, dtype=np.float32), np.asarray(mask.dataobj) > 0
     top = np.percentile(data[data > 0], 99) if (data > 0).any() else 1.0
     centre = [s // 2 for s in data.shape]
@@ -73,10 +72,14 @@ def write_qc(measures: pd.DataFrame, cohort, out: str | Path) -> dict[str, Path]
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     from sepclr_med import __version__
-    from sepclr_med.template_space import (MAX_CENTROID_OFFSET_MM, MAX_OUTSIDE_FRACTION, MAX_ROTATION_DEG,
-                                           MAX_SHIFT_MM, MIN_TEMPLATE_R)
-
     from sepclr_med.errors import SepclrError
+    from sepclr_med.template_space import (
+        MAX_CENTROID_OFFSET_MM,
+        MAX_OUTSIDE_FRACTION,
+        MAX_ROTATION_DEG,
+        MAX_SHIFT_MM,
+        MIN_TEMPLATE_R,
+    )
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -88,15 +91,33 @@ def write_qc(measures: pd.DataFrame, cohort, out: str | Path) -> dict[str, Path]
     ordered = worst_first(measures)
     tsv = write_table(out / "alignment.tsv", ordered, float_format="%.4g")
     images = dict(zip(cohort.subject_ids, cohort.table["image"], strict=True))
-    rows = [{"subject_id": r["subject_id"], "aligned": bool(r["aligned"]), "problem": r["problem"],
-             "figures": {m: r[m] for m in MEASURES if m in r}, "png": montage_png(images[r["subject_id"]])}
-            for _, r in ordered.iterrows()]
-    env = Environment(loader=PackageLoader("sepclr_med.report", "templates"),
-                      autoescape=select_autoescape(["html", "j2"], default=True))
-    thresholds = {"template_r": f"≥ {MIN_TEMPLATE_R:g}", "rotation_deg": f"≤ {MAX_ROTATION_DEG:g}°",
-                  "shift_mm": f"≤ {MAX_SHIFT_MM:g} mm", "outside_fraction": f"≤ {MAX_OUTSIDE_FRACTION:g}",
-                  "centroid_offset_mm": f"≤ {MAX_CENTROID_OFFSET_MM:g} mm"}
+    rows = [
+        {
+            "subject_id": r["subject_id"],
+            "aligned": bool(r["aligned"]),
+            "problem": r["problem"],
+            "figures": {m: r[m] for m in MEASURES if m in r},
+            "png": montage_png(images[r["subject_id"]]),
+        }
+        for _, r in ordered.iterrows()
+    ]
+    env = Environment(
+        loader=PackageLoader("sepclr_med.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"], default=True),
+    )
+    thresholds = {
+        "template_r": f"≥ {MIN_TEMPLATE_R:g}",
+        "rotation_deg": f"≤ {MAX_ROTATION_DEG:g}°",
+        "shift_mm": f"≤ {MAX_SHIFT_MM:g} mm",
+        "outside_fraction": f"≤ {MAX_OUTSIDE_FRACTION:g}",
+        "centroid_offset_mm": f"≤ {MAX_CENTROID_OFFSET_MM:g} mm",
+    }
     html = env.get_template("qc.html.j2").render(
-        rows=rows, thresholds=thresholds, source=str(cohort.source), n_failed=sum(not r["aligned"] for r in rows),
-        version=__version__, generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
+        rows=rows,
+        thresholds=thresholds,
+        source=str(cohort.source),
+        n_failed=sum(not r["aligned"] for r in rows),
+        version=__version__,
+        generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+    )
     return {"tsv": tsv, "html": write_text(out / "qc.html", html)}

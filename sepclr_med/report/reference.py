@@ -42,14 +42,18 @@ class Reference:
         if not patient.any() or patient.all():
             from sepclr_med.errors import SepclrError
 
-            raise SepclrError(f"the run's reference holds no {patient_label!r} subjects or no controls; "
-                              "check --patient-label")
+            raise SepclrError(
+                f"the run's reference holds no {patient_label!r} subjects or no controls; check --patient-label"
+            )
         # Training subjects were fitted by the encoders (controls pulled to the information-less
         # point): their distances are optimistic. The reference distributions use the run's
         # validation subjects when there are enough of them.
-        held_out = (latents["split"] == "val").to_numpy() if "split" in latents.columns else np.zeros(len(latents), bool)
-        self.reference_split_ = "validation" if min((held_out & ~patient).sum(), (held_out & patient).sum()) >= 5 \
-            else "training"
+        held_out = (
+            (latents["split"] == "val").to_numpy() if "split" in latents.columns else np.zeros(len(latents), bool)
+        )
+        self.reference_split_ = (
+            "validation" if min((held_out & ~patient).sum(), (held_out & patient).sum()) >= 5 else "training"
+        )
         fit_rows = ~held_out if self.reference_split_ == "validation" else np.ones(len(latents), bool)
         ref_rows = held_out if self.reference_split_ == "validation" else np.ones(len(latents), bool)
         self.directions_ = SalientDirections().fit(salient[fit_rows], patient[fit_rows])
@@ -71,10 +75,18 @@ class Reference:
         cluster = self.cluster_model_.predict(scaled)
         distance = np.linalg.norm(scaled - self.cluster_model_.cluster_centers_[cluster], axis=1)
         xy = self.projection_.transform(salient)
-        return pd.DataFrame({
-            "deviation": deviation,
-            "percentile_controls": [stats.percentileofscore(self.control_deviation_, d, kind="weak") for d in deviation],
-            "percentile_patients": [stats.percentileofscore(self.patient_deviation_, d, kind="weak") for d in deviation],
-            "cluster": [f"cluster {c + 1}" for c in cluster], "cluster_distance": distance,
-            "x": xy[:, 0], "y": xy[:, 1],
-        })
+        return pd.DataFrame(
+            {
+                "deviation": deviation,
+                "percentile_controls": [
+                    stats.percentileofscore(self.control_deviation_, d, kind="weak") for d in deviation
+                ],
+                "percentile_patients": [
+                    stats.percentileofscore(self.patient_deviation_, d, kind="weak") for d in deviation
+                ],
+                "cluster": [f"cluster {c + 1}" for c in cluster],
+                "cluster_distance": distance,
+                "x": xy[:, 0],
+                "y": xy[:, 1],
+            }
+        )

@@ -57,8 +57,8 @@ def load_template_space(resolution_mm: float = 4.0, margin_vox: int = 1) -> Temp
     -------
     TemplateSpace
     """
-    from nilearn.datasets import load_mni152_brain_mask, load_mni152_gm_template
     import nibabel as nib
+    from nilearn.datasets import load_mni152_brain_mask, load_mni152_gm_template
     from nilearn.image import resample_img
 
     gm_img = load_mni152_gm_template(resolution=2)
@@ -68,12 +68,24 @@ def load_template_space(resolution_mm: float = 4.0, margin_vox: int = 1) -> Temp
         affine = np.diag([resolution_mm] * 3 + [1.0])
         affine[:3, 3] = gm_img.affine[:3, 3]
         shape = tuple(int(np.ceil(s * 2.0 / resolution_mm)) for s in gm_img.shape)
-        gm_img = resample_img(gm_img, target_affine=affine, target_shape=shape,
-                              interpolation="continuous", force_resample=True, copy_header=True)
+        gm_img = resample_img(
+            gm_img,
+            target_affine=affine,
+            target_shape=shape,
+            interpolation="continuous",
+            force_resample=True,
+            copy_header=True,
+        )
         with warnings.catch_warnings():  # linear on purpose: thresholded at 0.5 below
             warnings.simplefilter("ignore", UserWarning)
-            mask_img = resample_img(mask_img, target_affine=affine, target_shape=shape,
-                                    interpolation="linear", force_resample=True, copy_header=True)
+            mask_img = resample_img(
+                mask_img,
+                target_affine=affine,
+                target_shape=shape,
+                interpolation="linear",
+                force_resample=True,
+                copy_header=True,
+            )
     gm = np.clip(np.asarray(gm_img.get_fdata(), dtype=np.float32), 0, 1)
     mask = np.asarray(mask_img.get_fdata()) > 0.5
     lo = np.maximum(np.argwhere(mask).min(axis=0) - margin_vox, 0)
@@ -90,16 +102,26 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, ...], sigma_vox: fl
     return field / (field.std() + 1e-12)
 
 
-def warp(volume: np.ndarray, rng: np.random.Generator, *, amplitude_vox: float,
-         sigma_vox: float, scale: float, center: np.ndarray, order: int = 1) -> np.ndarray:
+def warp(
+    volume: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    amplitude_vox: float,
+    sigma_vox: float,
+    scale: float,
+    center: np.ndarray,
+    order: int = 1,
+) -> np.ndarray:
     """Resample ``volume`` through a smooth random deformation and an isotropic scaling.
 
     The output voxel ``x`` takes the input at ``center + (x - center) / scale + d(x)``, where
     each component of ``d`` is a smooth Gaussian field of typical size ``amplitude_vox``.
     """
     grid = np.indices(volume.shape, dtype=np.float32)
-    coords = [center[i] + (grid[i] - center[i]) / scale
-              + amplitude_vox * smooth_field(rng, volume.shape, sigma_vox) for i in range(3)]
+    coords = [
+        center[i] + (grid[i] - center[i]) / scale + amplitude_vox * smooth_field(rng, volume.shape, sigma_vox)
+        for i in range(3)
+    ]
     return ndimage.map_coordinates(volume, coords, order=order, mode="constant", cval=0.0)
 
 

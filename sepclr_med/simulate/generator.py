@@ -41,8 +41,9 @@ class SimulatedCohort:
 
 def _balanced_labels(rng: np.random.Generator, n: int, labels: list, weights=None) -> list:
     """``n`` labels in exact proportions (cyclic), shuffled."""
-    out = [labels[i % len(labels)] for i in range(n)] if weights is None else \
-        list(rng.choice(labels, size=n, p=weights))
+    out = (
+        [labels[i % len(labels)] for i in range(n)] if weights is None else list(rng.choice(labels, size=n, p=weights))
+    )
     rng.shuffle(out)
     return out
 
@@ -58,8 +59,7 @@ def _demographics(recipe: Recipe, rng: np.random.Generator) -> pd.DataFrame:
     for g in ("control", "patient"):
         idx = np.flatnonzero(groups == g)
         n_m = int(round(recipe.sex.male_fraction * len(idx)))
-        sex[idx] = _balanced_labels(rng, len(idx), ["M"] * n_m + ["F"] * (len(idx) - n_m)) \
-            if len(idx) else []
+        sex[idx] = _balanced_labels(rng, len(idx), ["M"] * n_m + ["F"] * (len(idx) - n_m)) if len(idx) else []
     site_names = [s.name for s in recipe.sites]
     site = np.empty(n, dtype=object)
     site[groups == "control"] = _balanced_labels(rng, n_c, site_names)
@@ -69,11 +69,20 @@ def _demographics(recipe: Recipe, rng: np.random.Generator) -> pd.DataFrame:
     subtype = np.array([""] * n, dtype=object)
     subtype[groups == "patient"] = _balanced_labels(rng, n_p, [s.name for s in recipe.subtypes])
     severity = np.where(groups == "patient", rng.uniform(*recipe.severity, n), 0.0)
-    head = np.where(sex == "M", recipe.sex.male_head_scale, 1.0) \
-        * (1 + recipe.anatomy.head_scale_sd * rng.standard_normal(n))
-    table = pd.DataFrame({"group": groups, "age": np.round(age, 1), "sex": sex, "site": site,
-                          "subtype": subtype, "severity": np.round(severity, 4),
-                          "head_scale": np.round(head, 4)})
+    head = np.where(sex == "M", recipe.sex.male_head_scale, 1.0) * (
+        1 + recipe.anatomy.head_scale_sd * rng.standard_normal(n)
+    )
+    table = pd.DataFrame(
+        {
+            "group": groups,
+            "age": np.round(age, 1),
+            "sex": sex,
+            "site": site,
+            "subtype": subtype,
+            "severity": np.round(severity, 4),
+            "head_scale": np.round(head, 4),
+        }
+    )
     order = rng.permutation(n)  # neutral ids: group is not readable from the id
     table = table.iloc[order].reset_index(drop=True)
     table.insert(0, "subject_id", [f"sub-{i + 1:04d}" for i in range(n)])
@@ -85,8 +94,7 @@ def _scores(recipe: Recipe, table: pd.DataFrame, rng: np.random.Generator) -> pd
     patient = (table["group"] == "patient").to_numpy()
     for score in recipe.scores:
         weight = table["subtype"].map(lambda k, w=score.weights: w.get(k, 0.0)).to_numpy(float)
-        value = score.base + weight * table["severity"].to_numpy() \
-            + score.noise_sd * rng.standard_normal(len(table))
+        value = score.base + weight * table["severity"].to_numpy() + score.noise_sd * rng.standard_normal(len(table))
         value = np.clip(np.round(value), score.lo, score.hi)
         out[score.name] = np.where(patient, value, np.nan)
     return out
@@ -120,8 +128,14 @@ def focal_variation(space: TemplateSpace, nuisance, rng: np.random.Generator) ->
     return field
 
 
-def simulate_subject(space: TemplateSpace, row: pd.Series, recipe: Recipe, age_map: np.ndarray,
-                     subtype_maps: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+def simulate_subject(
+    space: TemplateSpace,
+    row: pd.Series,
+    recipe: Recipe,
+    age_map: np.ndarray,
+    subtype_maps: dict[str, np.ndarray],
+    rng: np.random.Generator,
+) -> np.ndarray:
     """One subject's GM image (float32) on the template grid."""
     decades = (row["age"] - recipe.age.reference) / 10.0
     gm = space.gm * (1 - recipe.age.global_loss_per_decade * decades)
@@ -134,9 +148,12 @@ def simulate_subject(space: TemplateSpace, row: pd.Series, recipe: Recipe, age_m
     gm = np.clip(gm, 0, 1).astype(np.float32)
     res = space.resolution_mm
     center = np.argwhere(space.mask).mean(axis=0)
-    warp_args = dict(amplitude_vox=recipe.anatomy.deformation_mm / res,
-                     sigma_vox=recipe.anatomy.deformation_smoothness_mm / res,
-                     scale=float(row["head_scale"]), center=center)
+    warp_args = dict(
+        amplitude_vox=recipe.anatomy.deformation_mm / res,
+        sigma_vox=recipe.anatomy.deformation_smoothness_mm / res,
+        scale=float(row["head_scale"]),
+        center=center,
+    )
     seed = rng.integers(2**32)
     gm = warp(gm, np.random.default_rng(seed), **warp_args)
     inside = warp(space.mask.astype(np.float32), np.random.default_rng(seed), **warp_args) > 0.5
@@ -146,8 +163,9 @@ def simulate_subject(space: TemplateSpace, row: pd.Series, recipe: Recipe, age_m
     return np.clip(image, 0, None).astype(np.float32)
 
 
-def simulate_cohort(recipe: Recipe, out: str | os.PathLike,
-                    progress: Callable[[int, int], None] | None = None) -> SimulatedCohort:
+def simulate_cohort(
+    recipe: Recipe, out: str | os.PathLike, progress: Callable[[int, int], None] | None = None
+) -> SimulatedCohort:
     """Write a semi-synthetic cohort generated from ``recipe`` to the folder ``out``.
 
     Parameters
@@ -188,8 +206,9 @@ def simulate_cohort(recipe: Recipe, out: str | os.PathLike,
 
     masks = {}
     for spec in recipe.subtypes:
-        masks[spec.name] = save_nifti(space.image(atlas.mask(spec.regions) & space.mask, np.uint8),
-                                      out / "masks" / f"subtype-{spec.name}.nii.gz")
+        masks[spec.name] = save_nifti(
+            space.image(atlas.mask(spec.regions) & space.mask, np.uint8), out / "masks" / f"subtype-{spec.name}.nii.gz"
+        )
     brain = save_nifti(space.image(space.mask, np.uint8), out / "brain_mask.nii.gz")
 
     regions = {s.name: ";".join(s.regions) for s in recipe.subtypes}

@@ -122,8 +122,10 @@ class Recipe:
             (all(0 < s.max_gm_loss < 1 for s in self.subtypes), "max_gm_loss must be in (0, 1)"),
             (self.nuisance.blobs_per_subject >= 0, "nuisance.blobs_per_subject must be >= 0"),
             (0 <= self.nuisance.max_gm_change < 1, "nuisance.max_gm_change must be in [0, 1)"),
-            (0 < self.nuisance.sigma_mm[0] <= self.nuisance.sigma_mm[1],
-             "nuisance.sigma_mm must be [lo, hi] with 0 < lo <= hi"),
+            (
+                0 < self.nuisance.sigma_mm[0] <= self.nuisance.sigma_mm[1],
+                "nuisance.sigma_mm must be [lo, hi] with 0 < lo <= hi",
+            ),
         ]
         names = {s.name for s in self.subtypes}
         for score in self.scores:
@@ -143,8 +145,24 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
-TOP_LEVEL_KEYS = {"name", "description", "n_controls", "n_patients", "resolution_mm", "seed", "imbalance", "holdout",
-                  "anatomy", "age", "sex", "nuisance", "sites", "severity", "subtypes", "scores"}
+TOP_LEVEL_KEYS = {
+    "name",
+    "description",
+    "n_controls",
+    "n_patients",
+    "resolution_mm",
+    "seed",
+    "imbalance",
+    "holdout",
+    "anatomy",
+    "age",
+    "sex",
+    "nuisance",
+    "sites",
+    "severity",
+    "subtypes",
+    "scores",
+}
 
 
 def _from_dict(data: dict, source: str) -> Recipe:
@@ -215,8 +233,10 @@ def load_recipe(name_or_path: str | os.PathLike = "schizophrenia") -> Recipe:
     else:
         resource = resources.files("sepclr_med.cohorts") / f"{name_or_path}.toml"
         if not resource.is_file():
-            raise SepclrError(f"unknown recipe {str(name_or_path)!r}; shipped recipes: "
-                              f"{', '.join(list_recipes())}, or give a .toml path")
+            raise SepclrError(
+                f"unknown recipe {str(name_or_path)!r}; shipped recipes: "
+                f"{', '.join(list_recipes())}, or give a .toml path"
+            )
         text, source = resource.read_text(encoding="utf-8"), f"recipe {name_or_path}"
     try:
         data = tomllib.loads(text)

@@ -11,11 +11,16 @@ import torch
 from sepclr_med.atomic import atomic_path
 
 
-def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, epoch: int, extra: dict | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    extra: dict | None = None,
+) -> Path:
     """Write model and optimizer state after ``epoch`` (1-based count of finished epochs)."""
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": int(epoch),
-             **(extra or {})}
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": int(epoch), **(extra or {})}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     return Path(path)
@@ -32,8 +37,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (OSError, EOFError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
-        raise SepclrError(f"{path}: not a readable weights file (truncated, corrupt, or not a plain state dict "
-                          f"of tensors; {type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        raise SepclrError(
+            f"{path}: not a readable weights file (truncated, corrupt, or not a plain state dict "
+            f"of tensors; {type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from None
     except Exception as exc:  # pickle.UnpicklingError and friends from a file that is not ours
         raise SepclrError(f"{path}: refused: not a plain state dict of tensors ({type(exc).__name__})") from None
     if not isinstance(state, dict):

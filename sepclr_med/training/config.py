@@ -59,11 +59,14 @@ class LossConfig:
 
     def weights_at(self, epoch: int) -> dict[str, float]:
         """Weights of the warmed-up terms during 0-based ``epoch`` (linear ramps, epoch-wise)."""
+
         def ramp(epochs: int) -> float:
             return 1.0 if epochs <= 0 else min(1.0, (epoch + 1) / epochs)
 
-        return {"beta_infoless": self.beta_infoless * ramp(self.infoless_warmup_epochs),
-                "lambda_independence": self.lambda_independence * ramp(self.independence_warmup_epochs)}
+        return {
+            "beta_infoless": self.beta_infoless * ramp(self.infoless_warmup_epochs),
+            "lambda_independence": self.lambda_independence * ramp(self.independence_warmup_epochs),
+        }
 
 
 @dataclass
@@ -90,13 +93,17 @@ class TrainConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
-    SECTIONS = {"optim": OptimConfig, "loss": LossConfig, "model": ModelConfig,
-                "preprocess": PreprocessConfig, "augment": AugmentConfig}
+    SECTIONS = {
+        "optim": OptimConfig,
+        "loss": LossConfig,
+        "model": ModelConfig,
+        "preprocess": PreprocessConfig,
+        "augment": AugmentConfig,
+    }
 
     def to_dict(self) -> dict:
         """Nested plain dictionary: ``{"train": {...}, "optim": {...}, ...}``."""
-        train = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                 if f.name not in self.SECTIONS}
+        train = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self.SECTIONS}
         out = {"train": {k: v for k, v in train.items() if v is not None}}
         for name in self.SECTIONS:
             part = getattr(self, name)
@@ -160,9 +167,16 @@ class TrainConfig:
     def paper(cls) -> TrainConfig:
         """The paper's exact objective with its MRI-like weights (1, 10, 10): no leakage penalty,
         no warm-up (optimiser, model and kept-weights rule as the defaults otherwise)."""
-        return cls().override(**{"loss.beta_salient": 1.0, "loss.beta_infoless": 10.0, "loss.lambda_jem": 10.0,
-                                 "loss.lambda_independence": 0.0, "loss.infoless_warmup_epochs": 0,
-                                 "loss.independence_warmup_epochs": 0})
+        return cls().override(
+            **{
+                "loss.beta_salient": 1.0,
+                "loss.beta_infoless": 10.0,
+                "loss.lambda_jem": 10.0,
+                "loss.lambda_independence": 0.0,
+                "loss.infoless_warmup_epochs": 0,
+                "loss.independence_warmup_epochs": 0,
+            }
+        )
 
     def override(self, **changes: Any) -> TrainConfig:
         """A copy with ``section.key`` or top-level keys changed; None values are ignored."""
@@ -177,20 +191,32 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Check values; raise :class:`SepclrError` naming the bad one."""
         checks = [
-            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-             f"device must be auto, cpu or cuda, not {self.device!r}"),
+            (
+                self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                f"device must be auto, cpu or cuda, not {self.device!r}",
+            ),
             (self.optim.epochs >= 1, "epochs must be >= 1"),
-            (min(self.loss.infoless_warmup_epochs, self.loss.independence_warmup_epochs) >= 0,
-             "warm-up epochs must be >= 0"),
+            (
+                min(self.loss.infoless_warmup_epochs, self.loss.independence_warmup_epochs) >= 0,
+                "warm-up epochs must be >= 0",
+            ),
             (self.optim.batch_size >= 4, "batch_size must be >= 4 (2 controls + 2 patients)"),
             (self.optim.lr > 0, "lr must be > 0"),
             (0.0 <= self.val_fraction < 0.5, "val_fraction must be in [0, 0.5)"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
             (self.cache in ("memory", "disk", "none"), "cache must be memory, disk or none"),
             (self.keep in ("best-val", "last"), "keep must be best-val or last"),
-            (min(self.loss.beta_salient, self.loss.beta_infoless, self.loss.lambda_jem,
-                 self.loss.lambda_independence, self.loss.lambda_adversary) >= 0,
-             "loss weights must be >= 0"),
+            (
+                min(
+                    self.loss.beta_salient,
+                    self.loss.beta_infoless,
+                    self.loss.lambda_jem,
+                    self.loss.lambda_independence,
+                    self.loss.lambda_adversary,
+                )
+                >= 0,
+                "loss weights must be >= 0",
+            ),
         ]
         for ok, message in checks:
             if not ok:

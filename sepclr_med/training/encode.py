@@ -14,8 +14,9 @@ from sepclr_med.models.inference import inference_copy_of
 
 
 @torch.no_grad()
-def encode_dataset(model, data, *, batch_size: int = 16,
-                   device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def encode_dataset(
+    model, data, *, batch_size: int = 16, device: str | torch.device = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
     """Common and salient reps of a dataset of preprocessed volumes (dicts with ``image``).
 
     ``model`` is anything with ``encode(x) -> (common, salient)`` (SepCLR, cVAE); it runs in
@@ -35,7 +36,8 @@ def encode_dataset(model, data, *, batch_size: int = 16,
 def latent_table(cohort: Cohort, common: np.ndarray, salient: np.ndarray) -> pd.DataFrame:
     """The latents table: ``subject_id``, ``group``, ``common_*``, ``salient_*``."""
     table = pd.DataFrame({"subject_id": cohort.subject_ids, "group": cohort.table["group"].tolist()})
-    latents = pd.DataFrame(np.hstack([common, salient]),
-                           columns=[f"common_{i}" for i in range(common.shape[1])]
-                           + [f"salient_{i}" for i in range(salient.shape[1])])
+    latents = pd.DataFrame(
+        np.hstack([common, salient]),
+        columns=[f"common_{i}" for i in range(common.shape[1])] + [f"salient_{i}" for i in range(salient.shape[1])],
+    )
     return pd.concat([table, latents], axis=1)

@@ -16,19 +16,24 @@ import torch
 
 from sepclr_med.atomic import atomic_path, write_table, write_text
 from sepclr_med.cohort import Cohort
-from sepclr_med.data import (ContrastiveViewsd, GroupStratifiedBatchSampler, TwoViewDataset,
-                             cached_dataset)
+from sepclr_med.data import ContrastiveViewsd, GroupStratifiedBatchSampler, TwoViewDataset, cached_dataset
 from sepclr_med.errors import SepclrError
 from sepclr_med.locking import output_lock
 from sepclr_med.losses import TERMS, SepCLRLoss
 from sepclr_med.models import SepCLRModel
-from sepclr_med.training.run_files import library_versions, model_card, read_metrics, sha256
 from sepclr_med.training.checkpoint import load_checkpoint, save_checkpoint
 from sepclr_med.training.config import TrainConfig
 from sepclr_med.training.distributed import DistContext, init_distributed, shutdown
 from sepclr_med.training.leakage import LeakageAdversary, independence_penalty
-from sepclr_med.training.monitor import (VAL_NORMS, kept_epoch, salient_separation, selection_p_value, verdict,
-                                         verdict_warning)
+from sepclr_med.training.monitor import (
+    VAL_NORMS,
+    kept_epoch,
+    salient_separation,
+    selection_p_value,
+    verdict,
+    verdict_warning,
+)
+from sepclr_med.training.run_files import library_versions, model_card, read_metrics, sha256
 
 
 class TrainingDiverged(SepclrError):
@@ -76,8 +81,10 @@ def _checked_alignment(cohort: Cohort, allow_unaligned: bool, console=None) -> p
     if failing and console is not None:
         from rich.markup import escape
 
-        console.print(f"[bold red]WARNING[/]: {len(failing)} scan(s) are not in MNI152 template space and are used "
-                      f"anyway (--allow-unaligned): {escape(', '.join(failing[:10]))}")
+        console.print(
+            f"[bold red]WARNING[/]: {len(failing)} scan(s) are not in MNI152 template space and are used "
+            f"anyway (--allow-unaligned): {escape(', '.join(failing[:10]))}"
+        )
     return measures
 
 
@@ -99,8 +106,10 @@ def _check_inputs_unchanged(cohort: Cohort, out: Path, console=None) -> None:
     path = out / INPUTS
     if not path.is_file():
         if console is not None:
-            console.print(f"[yellow]warning[/]: {out} predates {INPUTS}: whether the cohort changed since it "
-                          "started is not checked")
+            console.print(
+                f"[yellow]warning[/]: {out} predates {INPUTS}: whether the cohort changed since it "
+                "started is not checked"
+            )
         return
     stored = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False).set_index("subject_id")
     now = _inputs(cohort).set_index("subject_id")
@@ -110,12 +119,18 @@ def _check_inputs_unchanged(cohort: Cohort, out: Path, console=None) -> None:
             changes.append(f"column {column!r} {'added' if column in now.columns else 'removed'}")
             continue
         for sid in now.index[now[column] != stored.loc[now.index, column]]:
-            what = "image content" if column == "image_sha256" else f"{column} {stored.loc[sid, column]!r} -> {now.loc[sid, column]!r}"
+            what = (
+                "image content"
+                if column == "image_sha256"
+                else f"{column} {stored.loc[sid, column]!r} -> {now.loc[sid, column]!r}"
+            )
             changes.append(f"{sid}: {what}")
     if changes:
         listed = "; ".join(changes[:10]) + (f"; and {len(changes) - 10} more" if len(changes) > 10 else "")
-        raise SepclrError(f"--resume: the cohort differs from the one this run started on ({listed}); resume with "
-                          "the same data, or train a new run")
+        raise SepclrError(
+            f"--resume: the cohort differs from the one this run started on ({listed}); resume with "
+            "the same data, or train a new run"
+        )
 
 
 def _unaligned(out: Path) -> list[str]:
@@ -178,14 +193,19 @@ class Trainer:
                 raise SepclrError(f"--resume: no checkpoint in {out / 'checkpoints'}")
             stored = TrainConfig.load_run(out)
             given = self.epochs_given if self.epochs_given is not None else stored.optim.epochs
-            config = dataclasses.replace(stored, optim=dataclasses.replace(stored.optim, epochs=given),
-                                         device=config.device, num_workers=config.num_workers)
+            config = dataclasses.replace(
+                stored,
+                optim=dataclasses.replace(stored.optim, epochs=given),
+                device=config.device,
+                num_workers=config.num_workers,
+            )
             table = pd.read_csv(out / "split.csv", dtype=str, keep_default_na=False).set_index("subject_id")
             missing = set(cohort.subject_ids) - set(table.index)
             if missing:
                 raise SepclrError(f"--resume: subjects not in the run's split: {sorted(missing)[:5]}")
-            changed = [s for s, g in zip(cohort.subject_ids, cohort.table["group"], strict=True)
-                       if table.loc[s, "group"] != g]
+            changed = [
+                s for s, g in zip(cohort.subject_ids, cohort.table["group"], strict=True) if table.loc[s, "group"] != g
+            ]
             if changed:
                 raise SepclrError(f"--resume: group labels differ from the run's for {sorted(changed)[:5]}")
             split = table.loc[cohort.subject_ids, "split"].to_numpy()
@@ -193,16 +213,24 @@ class Trainer:
         else:
             if (out / "checkpoints" / "last.pt").exists() or (out / "model.pt").exists():
                 raise SepclrError(f"{out} already holds a run; use --resume or another --out")
-            config = dataclasses.replace(config, control_label=cohort.control_label,
-                                         patient_label=cohort.patient_label, group_column=cohort.group_column,
-                                         bids_selection=dict(cohort.bids_selection))
+            config = dataclasses.replace(
+                config,
+                control_label=cohort.control_label,
+                patient_label=cohort.patient_label,
+                group_column=cohort.group_column,
+                bids_selection=dict(cohort.bids_selection),
+            )
             self.alignment = _checked_alignment(cohort, config.allow_unaligned, self.console)
-            split = split_subjects(cohort, config.val_fraction, config.seed) if self.split is None \
+            split = (
+                split_subjects(cohort, config.val_fraction, config.seed)
+                if self.split is None
                 else _checked_split(self.split, cohort)
+            )
             train = cohort.subset(split == "train")
             if not config.preprocess.resolved:
-                pre = config.preprocess.resolve(train.table["image"].tolist(),
-                                                train.table["image"][~train.is_target].tolist())
+                pre = config.preprocess.resolve(
+                    train.table["image"].tolist(), train.table["image"][~train.is_target].tolist()
+                )
                 config = dataclasses.replace(config, preprocess=pre)
             if ctx.is_main:
                 self._write_static(cohort, out, config, split)
@@ -213,9 +241,16 @@ class Trainer:
     def _write_static(cohort: Cohort, out: Path, config: TrainConfig, split: np.ndarray) -> None:
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "config.toml", config.to_toml())
-        write_text(out / "split.csv", pd.DataFrame({
-            "subject_id": cohort.subject_ids, "group": cohort.table["group"], "split": split,
-        }).to_csv(index=False))
+        write_text(
+            out / "split.csv",
+            pd.DataFrame(
+                {
+                    "subject_id": cohort.subject_ids,
+                    "group": cohort.table["group"],
+                    "split": split,
+                }
+            ).to_csv(index=False),
+        )
         if cohort.bids_root is None:
             with atomic_path(out / "cohort.csv") as tmp:  # an unpredictable name, never a planted link
                 shutil.copyfile(cohort.source, tmp)
@@ -226,17 +261,25 @@ class Trainer:
         write_text(out / "versions.json", json.dumps(library_versions(), indent=2))
         write_table(out / INPUTS, _inputs(cohort), safe=False)
 
-    def _loader(self, cohort: Cohort, config: TrainConfig, ctx: DistContext, *, shuffle: bool,
-                seed: int, world: int, rank: int):
-        base = cached_dataset(cohort.records(), config.preprocess, cache=config.cache,
-                              cache_dir=config.cache_dir, num_workers=config.num_workers)
+    def _loader(
+        self, cohort: Cohort, config: TrainConfig, ctx: DistContext, *, shuffle: bool, seed: int, world: int, rank: int
+    ):
+        base = cached_dataset(
+            cohort.records(),
+            config.preprocess,
+            cache=config.cache,
+            cache_dir=config.cache_dir,
+            num_workers=config.num_workers,
+        )
         views = ContrastiveViewsd("image", config.augment.compose(config.preprocess.output_shape))
         data = TwoViewDataset(base, views, seed=seed)
         batch = min(config.optim.batch_size, len(cohort))
-        sampler = GroupStratifiedBatchSampler(cohort.is_target, batch, shuffle=shuffle, seed=seed,
-                                              num_replicas=world, rank=rank)
-        loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=config.num_workers,
-                                             pin_memory=ctx.device.type == "cuda")
+        sampler = GroupStratifiedBatchSampler(
+            cohort.is_target, batch, shuffle=shuffle, seed=seed, num_replicas=world, rank=rank
+        )
+        loader = torch.utils.data.DataLoader(
+            data, batch_sampler=sampler, num_workers=config.num_workers, pin_memory=ctx.device.type == "cuda"
+        )
         return data, sampler, loader
 
     # -- steps -------------------------------------------------------------------------------
@@ -257,8 +300,10 @@ class Trainer:
         yy = torch.cat([y, y])  # labels of both views
         if config.loss.lambda_adversary > 0 or config.loss.lambda_independence > 0:
             # leakage options act on the patients' reps of the (gathered) batch
-            rep_c, rep_s = (torch.cat([ctx.gather(r) if gather else r for r in rep.chunk(2)])[yy]
-                            for rep in (out.common_rep, out.salient_rep))
+            rep_c, rep_s = (
+                torch.cat([ctx.gather(r) if gather else r for r in rep.chunk(2)])[yy]
+                for rep in (out.common_rep, out.salient_rep)
+            )
             if config.loss.lambda_adversary > 0:
                 terms["adversary_r2"] = self.adversary(rep_c, rep_s)
                 # the adversary minimises the unexplained fraction; the reversal makes the encoder maximise it
@@ -267,8 +312,12 @@ class Trainer:
                 terms["independence"] = independence_penalty(rep_c, rep_s)
                 total = total + self.weights["lambda_independence"] * terms["independence"]
         norms = torch.cat([s1, s2]).detach().norm(dim=1)
-        stats = {"loss": total.detach(), **{k: v.detach() for k, v in terms.items()},
-                 "salient_norm_control": norms[~yy].mean(), "salient_norm_patient": norms[yy].mean()}
+        stats = {
+            "loss": total.detach(),
+            **{k: v.detach() for k, v in terms.items()},
+            "salient_norm_control": norms[~yy].mean(),
+            "salient_norm_patient": norms[yy].mean(),
+        }
         return total, stats, (norms.view(2, -1).mean(0), y)
 
     def _epoch_means(self, records: list[dict]) -> dict:
@@ -298,10 +347,14 @@ class Trainer:
         train_c = cohort.subset(split == "train")
         val_c = cohort.subset(split == "val")
         self._say_split(train_c, val_c)
-        train_data, sampler, loader = self._loader(train_c, config, ctx, shuffle=True, seed=config.seed,
-                                                   world=ctx.world_size, rank=ctx.rank)
-        val = self._loader(val_c, config, ctx, shuffle=False, seed=config.seed + 1, world=1, rank=0) \
-            if len(val_c) else None
+        train_data, sampler, loader = self._loader(
+            train_c, config, ctx, shuffle=True, seed=config.seed, world=ctx.world_size, rank=ctx.rank
+        )
+        val = (
+            self._loader(val_c, config, ctx, shuffle=False, seed=config.seed + 1, world=1, rank=0)
+            if len(val_c)
+            else None
+        )
 
         model = SepCLRModel(config.model).to(ctx.device)
         if config.channels_last:
@@ -323,9 +376,13 @@ class Trainer:
             start = int(state["epoch"])
             history = [m for m in read_metrics(out) if m["epoch"] <= start]
         val_norms = _read_val_norms(out, start) if resume else ValNorms([], [])
-        wrapped = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) \
-            if ctx.enabled else model
+        wrapped = (
+            torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+            )
+            if ctx.enabled
+            else model
+        )
         loss_fn = SepCLRLoss(config.loss.beta_salient, config.loss.beta_infoless, config.loss.lambda_jem)
 
         for epoch in range(start, config.optim.epochs):
@@ -343,7 +400,8 @@ class Trainer:
                         raise TrainingDiverged(
                             f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({detail}); training "
                             f"stopped, the last good checkpoint (epoch {epoch}) is kept in "
-                            f"{out / 'checkpoints'}. Lower --lr or the loss weights.")
+                            f"{out / 'checkpoints'}. Lower --lr or the loss weights."
+                        )
                     optimizer.zero_grad(set_to_none=True)
                     total.backward()
                     optimizer.step()
@@ -354,8 +412,13 @@ class Trainer:
             metrics = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in self._epoch_means(records).items()}}
             val_metrics, val_norm, val_y = self._validate(model, val, ctx, loss_fn)
             metrics.update(val_metrics)
-            metrics.update({"lr": optimizer.param_groups[0]["lr"], "epoch_seconds": seconds,
-                            "volumes_per_second": len(train_c) / seconds})
+            metrics.update(
+                {
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "epoch_seconds": seconds,
+                    "volumes_per_second": len(train_c) / seconds,
+                }
+            )
             history.append(metrics)
             if val_norm is not None and val_norms is not None:
                 val_norms.rows.append(val_norm)
@@ -368,9 +431,13 @@ class Trainer:
                 if config.keep == "best-val" and kept_epoch(history, config.optim.epochs) == epoch + 1:
                     with atomic_path(out / "checkpoints" / "best.pt") as tmp:
                         torch.save({"model": model.state_dict(), "epoch": epoch + 1}, tmp)
-                save_checkpoint(out / "checkpoints" / "last.pt", model=model, optimizer=optimizer,
-                                epoch=epoch + 1, extra={"adversary": self.adversary.state_dict()}
-                                if self.adversary is not None else None)
+                save_checkpoint(
+                    out / "checkpoints" / "last.pt",
+                    model=model,
+                    optimizer=optimizer,
+                    epoch=epoch + 1,
+                    extra={"adversary": self.adversary.state_dict()} if self.adversary is not None else None,
+                )
                 self._say(metrics)
             ctx.barrier()
 
@@ -378,18 +445,41 @@ class Trainer:
             kept = self._keep_weights(model, history, out, ctx)
             with atomic_path(out / "model.pt") as tmp:
                 torch.save(model.state_dict(), tmp)
-            write_reference(model, config, [(train_c, train_data.base, "train")]
-                            + ([(val_c, val[0].base, "val")] if val is not None else []), cohort, out)
+            write_reference(
+                model,
+                config,
+                [(train_c, train_data.base, "train")] + ([(val_c, val[0].base, "val")] if val is not None else []),
+                cohort,
+                out,
+            )
             n_val = {"control": int((~val_c.is_target).sum()), "patient": int(val_c.is_target.sum())}
-            p_value = selection_p_value(np.stack(val_norms.rows), val_norms.is_target, np.array(val_norms.epochs),
-                                        config.optim.epochs, seed=config.seed) \
-                if val is not None and val_norms is not None and len(val_norms.rows) == len(history) else None
+            p_value = (
+                selection_p_value(
+                    np.stack(val_norms.rows),
+                    val_norms.is_target,
+                    np.array(val_norms.epochs),
+                    config.optim.epochs,
+                    seed=config.seed,
+                )
+                if val is not None and val_norms is not None and len(val_norms.rows) == len(history)
+                else None
+            )
             judged = verdict(history, kept if val is not None else None, n_val, p_value)
             judged["kept"] = config.keep
             write_text(out / "verdict.json", json.dumps(judged, indent=2))
             counts = dict(zip(*np.unique(split, return_counts=True), strict=True))
-            write_text(out / "MODEL_CARD.md", model_card(config, cohort, {k: int(v) for k, v in counts.items()},
-                                                         history, library_versions(), judged, _unaligned(out)))
+            write_text(
+                out / "MODEL_CARD.md",
+                model_card(
+                    config,
+                    cohort,
+                    {k: int(v) for k, v in counts.items()},
+                    history,
+                    library_versions(),
+                    judged,
+                    _unaligned(out),
+                ),
+            )
             self._say_verdict(judged)
         # no barrier here: other ranks leave while rank 0 writes (a long barrier would hit NCCL's timeout)
         return out
@@ -422,9 +512,11 @@ class Trainer:
         state = load_checkpoint(out / "checkpoints" / "best.pt", ctx.device)
         if int(state["epoch"]) != kept:  # resumed with more epochs: the second half moved
             if self.console is not None:
-                self.console.print(f"[yellow]warning[/]: the kept-weights rule now picks epoch {kept}, whose "
-                                   f"weights were not stored (resumed with more epochs); model.pt keeps epoch "
-                                   f"{int(state['epoch'])}, the best stored one")
+                self.console.print(
+                    f"[yellow]warning[/]: the kept-weights rule now picks epoch {kept}, whose "
+                    f"weights were not stored (resumed with more epochs); model.pt keeps epoch "
+                    f"{int(state['epoch'])}, the best stored one"
+                )
             kept = int(state["epoch"])
         model.load_state_dict(state["model"])
         return kept
@@ -435,13 +527,21 @@ class Trainer:
         from rich.markup import escape
 
         def sizes(part: Cohort) -> str:
-            return (f"{int((~part.is_target).sum())} {escape(part.control_label)} + "
-                    f"{int(part.is_target.sum())} {escape(part.patient_label)}")
+            return (
+                f"{int((~part.is_target).sum())} {escape(part.control_label)} + "
+                f"{int(part.is_target.sum())} {escape(part.patient_label)}"
+            )
 
-        self.console.print(f"split: training {sizes(train_c)}; " + (
-            f"validation: {sizes(val_c)}" if len(val_c) else
-            "[bold yellow]no validation subjects[/] (a group has fewer than 8 subjects, or val_fraction is 0): "
-            "the verdict will be 'unchecked'"))
+        self.console.print(
+            f"split: training {sizes(train_c)}; "
+            + (
+                f"validation: {sizes(val_c)}"
+                if len(val_c)
+                else "[bold yellow]no validation subjects[/] (a group has fewer than 8 subjects, "
+                "or val_fraction is 0): "
+                "the verdict will be 'unchecked'"
+            )
+        )
 
     def _say_verdict(self, judged: dict) -> None:
         if self.console is None:
@@ -462,7 +562,8 @@ class Trainer:
         self.console.print(
             f"epoch {m['epoch']:>3}: loss={m['train_loss']:.3f} ({terms}){val} | salient norm "
             f"control {m['train_salient_norm_control']:.2f} patient {m['train_salient_norm_patient']:.2f}"
-            f" | {m['epoch_seconds']:.1f} s, {m['volumes_per_second']:.1f} vol/s")
+            f" | {m['epoch_seconds']:.1f} s, {m['volumes_per_second']:.1f} vol/s"
+        )
 
     def _progress(self, total: int, epoch: int, epochs: int, ctx: DistContext):
         @contextmanager
@@ -472,9 +573,14 @@ class Trainer:
                 return
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
-                          TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
-                          TimeElapsedColumn(), console=self.console, transient=True) as progress:
+            with Progress(
+                TextColumn("epoch {task.fields[epoch]}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} {task.fields[info]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            ) as progress:
                 task = progress.add_task("train", total=total, epoch=f"{epoch + 1}/{epochs}", info="")
 
                 def advance(stats, rate):
@@ -542,8 +648,16 @@ def write_reference(model: SepCLRModel, config: TrainConfig, parts: list, cohort
     save_nifti(grid_image(mean, config.preprocess.grid_affine), out / "reference_control_mean.nii.gz")
 
 
-def train(cohort: Cohort, out, config: TrainConfig | None = None, *, resume: bool = False,
-          console=None, epochs: int | None = None, split: np.ndarray | None = None) -> Path:
+def train(
+    cohort: Cohort,
+    out,
+    config: TrainConfig | None = None,
+    *,
+    resume: bool = False,
+    console=None,
+    epochs: int | None = None,
+    split: np.ndarray | None = None,
+) -> Path:
     """Train SepCLR on ``cohort`` into the run directory ``out`` (see :mod:`sepclr_med.run`).
 
     Parameters

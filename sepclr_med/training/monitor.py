@@ -37,9 +37,11 @@ SMOOTHING_EPOCHS = 3
 ALPHA = 0.05
 VAL_NORMS = "val_salient_norms.npz"  # in the run folder: norms (n_epochs, n_val), epoch, is_target
 N_PERMUTATIONS = 2000
-ADVICE = ("try per-cohort loss weights (`sepclr-med tune --cohort FILE`, then `train --config`), more "
-          "epochs, or check that the patients' images differ from the controls' (registration, "
-          "labels); do not read its maps, regions or reports as findings")
+ADVICE = (
+    "try per-cohort loss weights (`sepclr-med tune --cohort FILE`, then `train --config`), more "
+    "epochs, or check that the patients' images differ from the controls' (registration, "
+    "labels); do not read its maps, regions or reports as findings"
+)
 
 
 def auc_with_interval(patients: np.ndarray, controls: np.ndarray, z: float = 1.96) -> tuple[float, float, float]:
@@ -68,7 +70,7 @@ def salient_separation(norms: np.ndarray, is_target: np.ndarray) -> dict[str, fl
 def smoothed_auc(history: list[dict]) -> list[float]:
     """Validation AUC of each epoch averaged with the ``SMOOTHING_EPOCHS - 1`` epochs before it."""
     values = [m.get("val_salient_auc", math.nan) for m in history]
-    return [float(np.mean(values[max(0, i - SMOOTHING_EPOCHS + 1): i + 1])) for i in range(len(values))]
+    return [float(np.mean(values[max(0, i - SMOOTHING_EPOCHS + 1) : i + 1])) for i in range(len(values))]
 
 
 def _trailing_mean(values: np.ndarray) -> np.ndarray:
@@ -85,13 +87,20 @@ def kept_epoch(history: list[dict], epochs: int) -> int | None:
     """1-based epoch whose weights become ``model.pt`` (None without validation AUCs)."""
     smooth = smoothed_auc(history)
     first = epochs // 2  # candidates: the second half of training
-    candidates = [(s, m["epoch"]) for s, m in zip(smooth, history, strict=True)
-                  if m["epoch"] > first and not math.isnan(s)]
+    candidates = [
+        (s, m["epoch"]) for s, m in zip(smooth, history, strict=True) if m["epoch"] > first and not math.isnan(s)
+    ]
     return max(candidates)[1] if candidates else None
 
 
-def selection_p_value(norms: np.ndarray, is_target: np.ndarray, epoch_numbers: np.ndarray, epochs: int,
-                      n_permutations: int = N_PERMUTATIONS, seed: int = 0) -> float:
+def selection_p_value(
+    norms: np.ndarray,
+    is_target: np.ndarray,
+    epoch_numbers: np.ndarray,
+    epochs: int,
+    n_permutations: int = N_PERMUTATIONS,
+    seed: int = 0,
+) -> float:
     """Permutation p-value of the kept epoch's smoothed validation AUC, allowing for its selection.
 
     Parameters
@@ -132,9 +141,14 @@ def verdict(history: list[dict], epoch: int | None, n_val: dict[str, int], p_val
     epoch's interval and says that the selection is not allowed for.
     """
     if epoch is None:
-        return {"status": "unchecked", "epoch": history[-1]["epoch"] if history else None, "n_val": n_val,
-                "message": "no validation subjects (cohort too small for a split): whether the salient "
-                           "space separates patients from controls was NOT checked", "advice": ADVICE}
+        return {
+            "status": "unchecked",
+            "epoch": history[-1]["epoch"] if history else None,
+            "n_val": n_val,
+            "message": "no validation subjects (cohort too small for a split): whether the salient "
+            "space separates patients from controls was NOT checked",
+            "advice": ADVICE,
+        }
     m = next(m for m in history if m["epoch"] == epoch)  # the epoch actually kept
     auc, lo, hi, ratio = (m[f"val_salient_{k}"] for k in ("auc", "auc_lo", "auc_hi", "norm_ratio"))
     if p_value is None:
@@ -143,15 +157,29 @@ def verdict(history: list[dict], epoch: int | None, n_val: dict[str, int], p_val
     else:
         ok = p_value < ALPHA and ratio > MIN_NORM_RATIO
         test = f"p = {p_value:.3f} allowing for the choice of the kept epoch"
-    figures = (f"validation AUC {auc:.2f} (95% CI {lo:.2f}-{hi:.2f}, {n_val['patient']} patients, "
-               f"{n_val['control']} controls; {test}), patients/controls salient norm {ratio:.2f}, "
-               f"epoch {epoch}")
-    message = (f"the salient space separates held-out patients from controls: {figures}" if ok else
-               f"the salient space does NOT separate held-out patients from controls: {figures}")
-    return {"status": "separated" if ok else "not separated", "epoch": epoch, "val_auc": auc,
-            "val_auc_lo": lo, "val_auc_hi": hi, "val_norm_ratio": ratio, "p_value": p_value,
-            "smoothed_val_auc": smoothed_auc(history)[[h["epoch"] for h in history].index(epoch)],
-            "n_val": n_val, "message": message, "advice": "" if ok else ADVICE}
+    figures = (
+        f"validation AUC {auc:.2f} (95% CI {lo:.2f}-{hi:.2f}, {n_val['patient']} patients, "
+        f"{n_val['control']} controls; {test}), patients/controls salient norm {ratio:.2f}, "
+        f"epoch {epoch}"
+    )
+    message = (
+        f"the salient space separates held-out patients from controls: {figures}"
+        if ok
+        else f"the salient space does NOT separate held-out patients from controls: {figures}"
+    )
+    return {
+        "status": "separated" if ok else "not separated",
+        "epoch": epoch,
+        "val_auc": auc,
+        "val_auc_lo": lo,
+        "val_auc_hi": hi,
+        "val_norm_ratio": ratio,
+        "p_value": p_value,
+        "smoothed_val_auc": smoothed_auc(history)[[h["epoch"] for h in history].index(epoch)],
+        "n_val": n_val,
+        "message": message,
+        "advice": "" if ok else ADVICE,
+    }
 
 
 def verdict_warning(v: dict) -> str | None:

@@ -11,8 +11,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-LIBRARIES = ("sepclr-med", "torch", "monai", "nibabel", "nilearn", "numpy", "scipy", "pandas",
-             "scikit-learn")
+LIBRARIES = ("sepclr-med", "torch", "monai", "nibabel", "nilearn", "numpy", "scipy", "pandas", "scikit-learn")
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -47,45 +46,80 @@ def read_verdict(run_dir: str | os.PathLike) -> dict:
     """``verdict.json``, or an ``unchecked`` verdict saying why there is none."""
     path = Path(run_dir) / "verdict.json"
     if not path.is_file():
-        return {"status": "unchecked", "message": "this run has no verdict.json (trained by an older "
-                "version or unfinished): whether its salient space separates patients from controls "
-                "was NOT checked", "advice": "retrain with this version"}
+        return {
+            "status": "unchecked",
+            "message": "this run has no verdict.json (trained by an older "
+            "version or unfinished): whether its salient space separates patients from controls "
+            "was NOT checked",
+            "advice": "retrain with this version",
+        }
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def model_card(config, cohort, split_counts: dict, metrics: list[dict], versions: dict,
-               verdict: dict | None = None, unaligned: list[str] | None = None) -> str:
+def model_card(
+    config,
+    cohort,
+    split_counts: dict,
+    metrics: list[dict],
+    versions: dict,
+    verdict: dict | None = None,
+    unaligned: list[str] | None = None,
+) -> str:
     """A short Markdown model card; the training verdict first, then scans that were not in
     template space (``unaligned``: subject ids, accepted with ``allow_unaligned``)."""
     last = metrics[-1] if metrics else {}
     verdict = verdict or {"status": "unchecked", "message": "no verdict", "advice": ""}
-    status = ("**Verdict: salient space separated.** " if verdict["status"] == "separated"
-              else f"**WARNING — verdict: {verdict['status']}.** ")
+    status = (
+        "**Verdict: salient space separated.** "
+        if verdict["status"] == "separated"
+        else f"**WARNING — verdict: {verdict['status']}.** "
+    )
     advice = f" What to try: {verdict['advice']}." if verdict.get("advice") else ""
     lines = [
         "# sepclr-med model card",
         "",
         status + verdict["message"][0].upper() + verdict["message"][1:] + "." + advice,
-        *([f"**Cohort warnings** ({len(cohort.warnings)}): "
-           + "; ".join(str(w) for w in cohort.warnings[:10]) + (" ..." if len(cohort.warnings) > 10 else ""), ""]
-          if cohort.warnings else []),
-        *([f"**WARNING — {len(unaligned)} scan(s) not in MNI152 template space**, trained on anyway "
-           f"(`allow_unaligned`): {', '.join(unaligned[:10])}{' ...' if len(unaligned) > 10 else ''}; "
-           "their figures are in `alignment.tsv`.", ""] if unaligned else []),
+        *(
+            [
+                f"**Cohort warnings** ({len(cohort.warnings)}): "
+                + "; ".join(str(w) for w in cohort.warnings[:10])
+                + (" ..." if len(cohort.warnings) > 10 else ""),
+                "",
+            ]
+            if cohort.warnings
+            else []
+        ),
+        *(
+            [
+                f"**WARNING — {len(unaligned)} scan(s) not in MNI152 template space**, trained on anyway "
+                f"(`allow_unaligned`): {', '.join(unaligned[:10])}{' ...' if len(unaligned) > 10 else ''}; "
+                "their figures are in `alignment.tsv`.",
+                "",
+            ]
+            if unaligned
+            else []
+        ),
         f"**Kept weights**: epoch {verdict.get('epoch')} of {config.optim.epochs} (`keep = {config.keep}`: "
-        + ("highest 3-epoch mean validation salient AUC in the second half of training"
-           if config.keep == "best-val" else "the last epoch") + "); `checkpoints/last.pt` resumes.",
+        + (
+            "highest 3-epoch mean validation salient AUC in the second half of training"
+            if config.keep == "best-val"
+            else "the last epoch"
+        )
+        + "); `checkpoints/last.pt` resumes.",
         "",
         "**Model**: SepCLR (Louiset et al., ICLR 2024), two independent 3D encoders "
         f"(`{config.model.backbone}`), common reps of size {config.model.common_dim}, salient reps of "
         f"size {config.model.salient_dim}, projection heads Linear-BatchNorm-ReLU-Linear.",
         f"**Objective**: L_C + {config.loss.beta_salient:g} L_S + {config.loss.beta_infoless:g} L_reg "
         f"+ {config.loss.lambda_jem:g} L_JEM"
-        + (f" + {config.loss.lambda_independence:g} L_dep (one-sided dCor² leakage penalty, sepclr-med)"
-           if config.loss.lambda_independence > 0 else "")
+        + (
+            f" + {config.loss.lambda_independence:g} L_dep (one-sided dCor² leakage penalty, sepclr-med)"
+            if config.loss.lambda_independence > 0
+            else ""
+        )
         + (f" + {config.loss.lambda_adversary:g} L_adv" if config.loss.lambda_adversary > 0 else "")
-        + (" (the paper's objective)" if config.loss.lambda_independence == config.loss.lambda_adversary == 0
-           else "") + ".",
+        + (" (the paper's objective)" if config.loss.lambda_independence == config.loss.lambda_adversary == 0 else "")
+        + ".",
         f"**Training data**: `{cohort.source.name}`, {len(cohort)} subjects "
         f"({int((~cohort.is_target).sum())} {cohort.control_label} = background, "
         f"{int(cohort.is_target.sum())} {cohort.patient_label} = target); split {split_counts}.",
@@ -94,8 +128,10 @@ def model_card(config, cohort, split_counts: dict, metrics: list[dict], versions
         f"(scale {config.preprocess.scale}).",
         f"**Optimisation**: Adam lr {config.optim.lr:g}, {config.optim.epochs} epochs, batch "
         f"{config.optim.batch_size}, seed {config.seed}.",
-        "**Last epoch**: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items()
-                                        if isinstance(v, float) and k.startswith(("train_", "val_"))),
+        "**Last epoch**: "
+        + ", ".join(
+            f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float) and k.startswith(("train_", "val_"))
+        ),
         "",
         "**Use**: `sepclr-med embed --run RUN --cohort FILE --out latents.csv` gives common and salient "
         "reps for any cohort on the same kind of images; the run's own preprocessing is applied.",

@@ -51,9 +51,16 @@ def _label(setting: dict) -> str:
     return ", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in setting.items())
 
 
-def tune(cohort: Cohort, out: str | os.PathLike, base: TrainConfig | None = None, *,
-         grid: tuple[dict, ...] = GRID, n_folds: int = 2, keep_runs: bool = False,
-         progress: Callable[[int, int, str], None] | None = None) -> tuple[pd.DataFrame, TrainConfig]:
+def tune(
+    cohort: Cohort,
+    out: str | os.PathLike,
+    base: TrainConfig | None = None,
+    *,
+    grid: tuple[dict, ...] = GRID,
+    n_folds: int = 2,
+    keep_runs: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> tuple[pd.DataFrame, TrainConfig]:
     """Try ``grid`` on ``n_folds`` validation folds of ``cohort``.
 
     Parameters
@@ -95,22 +102,34 @@ def tune(cohort: Cohort, out: str | os.PathLike, base: TrainConfig | None = None
                 shutil.rmtree(run_dir)
             train(cohort, run_dir, config, split=split)
             verdict = read_verdict(run_dir)
-            rows.append({"setting": i, "weights": _label(setting), "fold": k,
-                         "score": verdict.get("smoothed_val_auc", np.nan), "val_auc": verdict.get("val_auc", np.nan),
-                         "norm_ratio": verdict.get("val_norm_ratio", np.nan), "epoch": verdict.get("epoch"),
-                         "verdict": verdict["status"], **setting})
+            rows.append(
+                {
+                    "setting": i,
+                    "weights": _label(setting),
+                    "fold": k,
+                    "score": verdict.get("smoothed_val_auc", np.nan),
+                    "val_auc": verdict.get("val_auc", np.nan),
+                    "norm_ratio": verdict.get("val_norm_ratio", np.nan),
+                    "epoch": verdict.get("epoch"),
+                    "verdict": verdict["status"],
+                    **setting,
+                }
+            )
             write_table(out / "tune.csv", pd.DataFrame(rows), float_format="%.4f")
             if not keep_runs:
                 shutil.rmtree(run_dir)
             if progress is not None:
                 progress(len(rows), total, _label(setting))
     table = pd.DataFrame(rows)
-    ranking = table.groupby("setting")[["score", "norm_ratio"]].mean().sort_values(
-        ["score", "norm_ratio"], ascending=False)
+    ranking = (
+        table.groupby("setting")[["score", "norm_ratio"]].mean().sort_values(["score", "norm_ratio"], ascending=False)
+    )
     best = int(ranking.index[0])
     chosen = base.override(**grid[best])
-    header = (f"# sepclr-med tune: best of {len(grid)} settings on {n_folds} folds of {cohort.source.name}\n"
-              f"# ({_label(grid[best])}: mean fold score {ranking.iloc[0]['score']:.3f}); see tune.csv\n")
+    header = (
+        f"# sepclr-med tune: best of {len(grid)} settings on {n_folds} folds of {cohort.source.name}\n"
+        f"# ({_label(grid[best])}: mean fold score {ranking.iloc[0]['score']:.3f}); see tune.csv\n"
+    )
     write_text(out / "tuned.toml", header + chosen.to_toml())
     if not keep_runs:
         shutil.rmtree(out / "runs", ignore_errors=True)
@@ -119,7 +138,14 @@ def tune(cohort: Cohort, out: str | os.PathLike, base: TrainConfig | None = None
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
     """One row per setting: mean and minimum fold score, mean norm ratio, verdicts; best first."""
-    summary = table.groupby(["setting", "weights"]).agg(
-        score=("score", "mean"), worst_fold=("score", "min"), norm_ratio=("norm_ratio", "mean"),
-        separated=("verdict", lambda v: f"{(v == 'separated').sum()}/{len(v)}")).reset_index()
+    summary = (
+        table.groupby(["setting", "weights"])
+        .agg(
+            score=("score", "mean"),
+            worst_fold=("score", "min"),
+            norm_ratio=("norm_ratio", "mean"),
+            separated=("verdict", lambda v: f"{(v == 'separated').sum()}/{len(v)}"),
+        )
+        .reset_index()
+    )
     return summary.sort_values(["score", "norm_ratio"], ascending=False).reset_index(drop=True)
