@@ -19,7 +19,7 @@ import typer
 def _parse_confounds(value: str | None) -> dict[str, str] | None:
     if not value:
         return None
-    out = {}
+    out: dict[str, str] = {}
     for item in value.split(","):
         name, sep, column = item.partition("=")
         if not sep or not name.strip() or not column.strip():

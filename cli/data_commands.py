@@ -73,8 +73,9 @@ def validate(
     console.print(f"  confounds: {', '.join(result.confound_columns) or 'none'}")
     console.print(f"  clinical scores: {', '.join(escape(c) for c in result.score_columns) or 'none'}")
     console.print(f"  reference grid: {reference_grid(result.table['image'].tolist()).describe()}")
-    aligned = int(result.alignment["aligned"].sum())
-    console.print(f"  template space: {aligned} of {len(result)} scans in MNI152 space")
+    if result.alignment is not None:
+        aligned = int(result.alignment["aligned"].sum())
+        console.print(f"  template space: {aligned} of {len(result)} scans in MNI152 space")
     for problem in result.warnings:
         console.print(f"  [yellow]{escape(str(problem))}[/]")
 

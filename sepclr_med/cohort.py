@@ -243,7 +243,7 @@ def _canonical_confounds(
 
 
 def _sex_column(raw: pd.Series, file: str, problems: list[Problem], rows: pd.Series) -> pd.Series:
-    values = []
+    values: list[str | None] = []
     for cell, row in zip(raw, rows, strict=True):
         if _is_missing(cell):
             values.append(None)
@@ -671,7 +671,9 @@ def read_table(path: Path, sep: str) -> tuple[pd.DataFrame, list[Problem]]:
     if not lines:
         raise CohortError([Problem(file, "the table is empty")])
     header, rows = lines[0], lines[1:]
-    problems, seen, keep = [], {}, []
+    problems: list[Problem] = []
+    seen: dict[str, tuple[int, str]] = {}
+    keep: list[int] = []
     for i, name in enumerate(header):
         key = name.strip().lower()
         if not key and all(len(r) <= i or not r[i].strip() for r in rows):

@@ -35,7 +35,8 @@ class Grid:
     def of(cls, img) -> Grid:
         """The grid of a nibabel image."""
         affine = np.round(np.asarray(img.affine, dtype=float), 3) + 0.0  # drop -0.0
-        return cls(tuple(int(s) for s in img.shape[:3]), tuple(map(tuple, affine)))
+        x, y, z = (int(s) for s in img.shape[:3])
+        return cls((x, y, z), tuple(map(tuple, affine)))
 
     @property
     def voxel_size(self) -> tuple[float, ...]:
@@ -77,14 +78,14 @@ def _check_image(path: str, mtime_ns: int | None, size: int | None) -> tuple[tup
 
 
 def _read_and_check(path: str | Path) -> tuple[list[str], Grid | None]:
-    import nibabel as nib
+    from sepclr_med.nifti import load_image
 
     if not str(path).lower().endswith(NIFTI_SUFFIXES):  # nibabel also reads Analyze, MGH, MINC: not here
         return [
             "not a NIfTI file (.nii or .nii.gz); convert it first (e.g. dcm2niix for DICOM, mri_convert for .mgz)"
         ], None
     try:
-        img = nib.load(str(path))
+        img = load_image(path)
     except Exception as exc:  # nibabel raises many kinds for corrupt files
         return [f"cannot read image, file is corrupt or not NIfTI ({type(exc).__name__}: {exc})"], None
     errors, grid = _header_errors(img)

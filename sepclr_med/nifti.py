@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from nibabel.spatialimages import SpatialImage
 
 
 def grid_image(data: np.ndarray, affine, dtype=np.float32, code: int = 2):
@@ -18,3 +23,11 @@ def grid_image(data: np.ndarray, affine, dtype=np.float32, code: int = 2):
     img.set_qform(affine, code=code)
     img.set_sform(affine, code=code)
     return img
+
+
+def load_image(path) -> SpatialImage:
+    """``nibabel.load`` of an image file, typed as the spatial image (affine, shape, ``dataobj``)
+    every NIfTI file gives: nibabel annotates ``load`` with its base class, which has none of them."""
+    import nibabel as nib
+
+    return cast("SpatialImage", nib.load(str(path)))

@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sepclr_med.errors import SepclrError
 from sepclr_med.training.run_files import library_versions, model_card, read_metrics, read_verdict, sha256
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Run", "library_versions", "model_card", "sha256"]
 
@@ -84,7 +88,7 @@ class Run:
         kwargs["allow_unaligned"] = kwargs.get("allow_unaligned", False) or self.config.allow_unaligned
         return read_cohort(path, **kwargs)
 
-    def load_model(self, device: str = "cpu"):
+    def load_model(self, device: str | torch.device = "cpu"):
         """The trained :class:`~sepclr_med.models.SepCLRModel`, in eval mode."""
         from sepclr_med.models import SepCLRModel
 

@@ -229,9 +229,9 @@ def _rigid_fit(coarse: np.ndarray, ref: _Reference) -> tuple[float, str, np.ndar
             sd = float(values.std())
             if not sd > 1e-9 * float(np.abs(values).max(initial=0.0)):
                 break  # the brain left the field of view: nothing to fit
-            gradient = np.stack(gradient) / sd
+            grad = np.stack(gradient) / sd
             # d(image)/d(small rotation w) = gradient . (w x moved) = w . (moved x gradient)
-            jacobian = np.column_stack([np.cross(moved.T, gradient.T), gradient.T, np.ones(values.size)])
+            jacobian = np.column_stack([np.cross(moved.T, grad.T), grad.T, np.ones(values.size)])
             residual = (values - values.mean()) / sd - target
             normal = jacobian.T @ jacobian
             normal += 1e-3 * np.diag(np.diag(normal))  # Levenberg-Marquardt damping

@@ -57,6 +57,7 @@ class ContrastivePCA:
             score = silhouette_score(proj, labels) if len(set(labels)) > 1 else -1
             if best is None or score > best[0]:
                 best = (score, alpha, comps)
+        assert best is not None  # the grid of alphas is never empty
         _, self.alpha_, self.salient_components_ = best
         centred = x - x.mean(axis=0)
         self.common_mean_ = x.mean(axis=0)

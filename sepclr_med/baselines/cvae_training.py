@@ -29,7 +29,7 @@ def train_cvae(
     sampler = GroupStratifiedBatchSampler(cohort.is_target, batch_size, seed=seed)
     loader = torch.utils.data.DataLoader(data, batch_sampler=sampler)
     model = ContrastiveVAE(preprocess.output_shape, *latent_dims, mmd_weight=mmd_weight).to(device)
-    model = model.to(memory_format=torch.channels_last_3d)
+    model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # torch's stub omits it
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     for epoch in range(epochs):
         sampler.set_epoch(epoch)

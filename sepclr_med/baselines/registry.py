@@ -149,9 +149,9 @@ def fit_and_embed(
     if method.kind == "cpca":
         from sepclr_med.baselines.cpca import ContrastivePCA
 
-        model = ContrastivePCA().fit(_voxels(train_cohort, preprocess), train_cohort.is_target)
+        cpca = ContrastivePCA().fit(_voxels(train_cohort, preprocess), train_cohort.is_target)
         seconds = time.perf_counter() - tic
-        return latent_table(test_cohort, *model.transform(_voxels(test_cohort, preprocess))), seconds
+        return latent_table(test_cohort, *cpca.transform(_voxels(test_cohort, preprocess))), seconds
     from sepclr_med.baselines.cvae_training import train_cvae
 
     log = console.print if console is not None else None

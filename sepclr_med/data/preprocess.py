@@ -106,7 +106,11 @@ class PreprocessConfig:
     @property
     def output_shape(self) -> tuple[int, int, int]:
         """Shape of preprocessed volumes (without the channel)."""
-        return tuple(self.spatial_size or self.grid_shape)
+        shape = self.spatial_size or self.grid_shape
+        if shape is None:
+            raise SepclrError("preprocessing settings are not resolved: call config.resolve(paths) first")
+        x, y, z = shape
+        return (x, y, z)
 
     def resolve(
         self, image_paths: list[str], control_paths: list[str] | None = None, n_scale_images: int = 16
@@ -130,7 +134,8 @@ class PreprocessConfig:
             affine, shape = canonical_grid(np.asarray(ref.affine), ref.shape)
             if new.voxel_size is not None:
                 affine, shape = resize_grid(affine, shape, new.voxel_size)
-            new.grid_affine, new.grid_shape = np.round(affine, 6).tolist(), tuple(shape)
+            x, y, z = shape
+            new.grid_affine, new.grid_shape = np.round(affine, 6).tolist(), (int(x), int(y), int(z))
         if new.intensity == "cohort" and new.scale is None:
             paths = control_paths or image_paths
             picks = [paths[i] for i in np.linspace(0, len(paths) - 1, min(n_scale_images, len(paths))).astype(int)]
@@ -177,7 +182,8 @@ class ResampleToGrid(Transform):
     def __init__(self, affine: np.ndarray, shape: tuple[int, ...], mode: str = "bilinear") -> None:
         self.affine = torch.as_tensor(np.asarray(affine, dtype=np.float64))
         self.shape = tuple(shape)
-        self.resample = SpatialResample(mode=mode, padding_mode="zeros", dtype=torch.float32)
+        # MONAI takes a torch dtype here at run time; its annotation names NumPy's only
+        self.resample = SpatialResample(mode=mode, padding_mode="zeros", dtype=torch.float32)  # type: ignore[arg-type]
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         return self.resample(img, dst_affine=self.affine, spatial_size=self.shape)
@@ -264,12 +270,12 @@ def preprocessing(config: PreprocessConfig, keys: str = "image") -> list:
         ``LoadImaged -> Orientationd(RAS) -> ResampleToGridd -> BrainMaskNormalized
         [-> ResizeWithPadOrCropd] -> EnsureTyped`` (plain float32 tensors, channel first).
     """
-    if config.grid_affine is None:
+    if config.grid_affine is None or config.grid_shape is None:
         raise SepclrError("preprocessing settings are not resolved: call config.resolve(paths) first")
     transforms = [
         LoadImaged(keys, image_only=True, ensure_channel_first=True, reader="NibabelReader"),
         Orientationd(keys, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-        ResampleToGridd(keys, config.grid_affine, config.grid_shape),
+        ResampleToGridd(keys, np.asarray(config.grid_affine), config.grid_shape),
         BrainMaskNormalized(
             keys, config.mask_array(), config.intensity, config.scale if config.scale is not None else 1.0
         ),

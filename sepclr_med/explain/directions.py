@@ -58,8 +58,9 @@ class SalientDirections:
         self.control_precision_ = np.linalg.pinv(LedoitWolf().fit(controls).covariance_)
         self.control_distances_ = self._mahalanobis(controls)
         self.score_directions_, self.score_cv_r2_ = {}, {}
-        for name in [] if scores is None else scores.columns:
-            y = pd.to_numeric(scores[name], errors="coerce").to_numpy()
+        score_table = pd.DataFrame() if scores is None else scores
+        for name in score_table.columns:
+            y = pd.to_numeric(score_table[name], errors="coerce").to_numpy()
             keep = is_target & np.isfinite(y)
             if keep.sum() < max(10, self.n_splits):
                 continue

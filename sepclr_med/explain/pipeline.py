@@ -49,7 +49,7 @@ def _groups_of_patients(salient: np.ndarray, patient: np.ndarray, subjects: list
 
     from sepclr_med.evaluation.dependence import patient_cluster_silhouette
 
-    k = patient_cluster_silhouette(salient[patient])["n_clusters"] or 2
+    k = int(patient_cluster_silhouette(salient[patient])["n_clusters"] or 2)
     labels = KMeans(k, n_init=10, random_state=0).fit_predict(StandardScaler().fit_transform(salient[patient]))
     out = {}
     for c in range(k):
@@ -375,10 +375,10 @@ def _subject_paths(out: Path, cohort, subject_id: str) -> tuple[Path, Path]:
 
 def _in_input_space(img, cohort, subject_id: str):
     """The map on the subject's own image grid when it differs from the run's grid."""
-    import nibabel as nib
+    from sepclr_med.nifti import load_image
 
     path = cohort.table.loc[cohort.table["subject_id"] == subject_id, "image"].iloc[0]
-    source = nib.load(path)
+    source = load_image(path)
     if source.shape[:3] == img.shape and np.allclose(source.affine, img.affine, atol=1e-3):
         return img
     from nilearn.image import resample_to_img

@@ -8,6 +8,9 @@ salient latents and the point 0.
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,7 +27,7 @@ def rbf_mmd(x: torch.Tensor, y: torch.Tensor, scales: tuple[float, ...] = (0.25,
     pooled = torch.cat([x, y])
     d2 = torch.cdist(pooled, pooled).pow(2)
     median = d2.detach()[d2.detach() > 0].median() if bool((d2 > 0).any()) else torch.tensor(1.0)
-    kernel = sum(torch.exp(-d2 / (2 * s * median.clamp(min=1e-6))) for s in scales)
+    kernel = functools.reduce(operator.add, (torch.exp(-d2 / (2 * s * median.clamp(min=1e-6))) for s in scales))
     n = len(x)
     return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import torch
 
+M = TypeVar("M")
+
 
 @contextmanager
-def inference_copy_of(model: torch.nn.Module, device: str | torch.device | None = None) -> Iterator[torch.nn.Module]:
+def inference_copy_of(model: M, device: str | torch.device | None = None) -> Iterator[M]:
     """``model`` in eval mode, without parameter gradients, on ``device``, for the block.
 
     On exit the model's training mode, each parameter's ``requires_grad`` and its device are

@@ -52,8 +52,9 @@ def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: flo
     import nibabel as nib
 
     from sepclr_med.image_checks import Grid
+    from sepclr_med.nifti import load_image
 
-    img = nib.load(image_path)
+    img = load_image(image_path)
     grid = Grid.of(img)
     run_grid = tuple(pre.grid_shape)
     codes = "".join(nib.aff2axcodes(img.affine))

@@ -24,7 +24,7 @@ def subject_pdf(s: dict, meta: dict, path: Path) -> Path:
     from matplotlib.backends.backend_pdf import PdfPages
 
     fig = plt.figure(figsize=(8.27, 11.69))  # A4 portrait
-    text = fig.add_axes([0.06, 0.78, 0.88, 0.2])
+    text = fig.add_axes((0.06, 0.78, 0.88, 0.2))
     text.axis("off")
     warning = meta.get("verdict_warning")
     lines = (
@@ -40,14 +40,14 @@ def subject_pdf(s: dict, meta: dict, path: Path) -> Path:
     ]
     text.text(0, 1, "\n".join(lines), va="top", fontsize=9, family="DejaVu Sans", wrap=True, parse_math=False)
     for box, key in (
-        ([0.06, 0.6, 0.88, 0.18], "deviation_png"),
-        ([0.06, 0.42, 0.88, 0.17], "glass_png"),
-        ([0.06, 0.25, 0.88, 0.16], "slices_png"),
+        ((0.06, 0.6, 0.88, 0.18), "deviation_png"),
+        ((0.06, 0.42, 0.88, 0.17), "glass_png"),
+        ((0.06, 0.25, 0.88, 0.16), "slices_png"),
     ):
         ax = fig.add_axes(box)
         ax.imshow(_image(s[key]))
         ax.axis("off")
-    regions = fig.add_axes([0.06, 0.06, 0.88, 0.17])
+    regions = fig.add_axes((0.06, 0.06, 0.88, 0.17))
     regions.axis("off")
     rows = [f"{r['rank']:>2}. {r['name']} ({r['hemisphere']}): {r['mean_attribution']:.3g}" for r in s["regions"][:8]]
     caveat = "Research tool, not a diagnosis. " + meta["caveat"]

@@ -305,6 +305,7 @@ class Trainer:
                 for rep in (out.common_rep, out.salient_rep)
             )
             if config.loss.lambda_adversary > 0:
+                assert self.adversary is not None  # built by _fit whenever lambda_adversary > 0
                 terms["adversary_r2"] = self.adversary(rep_c, rep_s)
                 # the adversary minimises the unexplained fraction; the reversal makes the encoder maximise it
                 total = total + config.loss.lambda_adversary * (1.0 - terms["adversary_r2"])
@@ -358,7 +359,7 @@ class Trainer:
 
         model = SepCLRModel(config.model).to(ctx.device)
         if config.channels_last:
-            model = model.to(memory_format=torch.channels_last_3d)
+            model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # torch's stub omits it
         params = list(model.parameters())
         self.adversary = None
         if config.loss.lambda_adversary > 0:
@@ -461,7 +462,10 @@ class Trainer:
                     config.optim.epochs,
                     seed=config.seed,
                 )
-                if val is not None and val_norms is not None and len(val_norms.rows) == len(history)
+                if val is not None
+                and val_norms is not None
+                and val_norms.is_target is not None
+                and len(val_norms.rows) == len(history)
                 else None
             )
             judged = verdict(history, kept if val is not None else None, n_val, p_value)
@@ -485,19 +489,21 @@ class Trainer:
         return out
 
     @torch.no_grad()
-    def _validate(self, model, val, ctx: DistContext, loss_fn: SepCLRLoss) -> dict:
+    def _validate(
+        self, model, val, ctx: DistContext, loss_fn: SepCLRLoss
+    ) -> tuple[dict, np.ndarray | None, np.ndarray | None]:
         """Validation loss terms and the salient space's separation (:mod:`.monitor`)."""
         if val is None:
             return {}, None, None
         data, sampler, loader = val
-        records, norms, labels = [], [], []
+        records, norm_parts, label_parts = [], [], []
         with batch_statistics_frozen(model):
             for batch in loader:
                 _, stats, (norm, y) = self._step(model, batch, ctx, loss_fn, gather=False)
                 records.append(stats)
-                norms.append(norm.cpu())
-                labels.append(y.cpu())
-        norms, labels = torch.cat(norms).float().numpy(), torch.cat(labels).numpy()
+                norm_parts.append(norm.cpu())
+                label_parts.append(y.cpu())
+        norms, labels = torch.cat(norm_parts).float().numpy(), torch.cat(label_parts).numpy()
         separation = salient_separation(norms, labels)
         return {f"val_{k}": v for k, v in {**self._epoch_means(records), **separation}.items()}, norms, labels
 
@@ -602,6 +608,7 @@ class ValNorms:
 
 
 def _write_val_norms(out: Path, record: ValNorms) -> None:
+    assert record.is_target is not None  # set with the first epoch's norms, before any write
     with atomic_path(out / VAL_NORMS) as tmp, open(tmp, "wb") as f:
         np.savez(f, norms=np.stack(record.rows), epoch=np.array(record.epochs), is_target=record.is_target)
 
