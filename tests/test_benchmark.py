@@ -32,7 +32,7 @@ def test_cpca_finds_the_target_only_direction(rng):
     direction[:5] = 1
     x[is_target] += np.outer(rng.choice([-1.0, 1.0], n), direction)  # two target subgroups
     model = ContrastivePCA(n_salient=1, n_common=1).fit(x, is_target)
-    assert model is not None and model.alpha_ in model.alphas
+    assert model.alpha_ in model.alphas and model.salient_components_.shape == (1, p)
     component = model.salient_components_[0]
     assert abs(component @ direction) / np.linalg.norm(direction) > 0.9
     _, salient = model.transform(x)

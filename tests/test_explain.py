@@ -215,8 +215,8 @@ def test_directions_and_deviation(rng):
     salient = 0.1 * rng.standard_normal((2 * n, 4))
     salient[patient, 0] += 2 * severity
     scores = pd.DataFrame({"panss": np.r_[np.full(n, np.nan), 10 + 30 * severity + rng.standard_normal(n)]})
-    est = SalientDirections(n_components=2).fit(salient, patient, scores)
-    assert est is not None and est.components_.shape == (2, 4)
+    est = SalientDirections(n_components=2)
+    assert est.fit(salient, patient, scores) is est and est.components_.shape == (2, 4)
     assert abs(est.components_[0][0]) > 0.95 and est.explained_variance_ratio_[0] > 0.8
     assert abs(est.score_directions_["panss"][0]) > 0.95 and est.score_cv_r2_["panss"] > 0.8
     deviation = est.deviation(salient)

@@ -154,21 +154,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _penalty(out, labels, gather=None):
-    """The default leakage penalty on the patients' reps of both views, as the training step does."""
-    from sepclr_med.training.leakage import independence_penalty
+def _trainer_step(model, batch, ctx, gather: bool):
+    """The training step itself (``Trainer._step``) under the default objective."""
+    from sepclr_med.losses import SepCLRLoss
+    from sepclr_med.training import TrainConfig
+    from sepclr_med.training.loop import Trainer
 
-    both = torch.cat([labels, labels])
-    rep_c, rep_s = (
-        torch.cat([gather(r) if gather else r for r in rep.chunk(2)])[both] for rep in (out.common_rep, out.salient_rep)
-    )
-    return 300.0 * independence_penalty(rep_c, rep_s)
+    config = TrainConfig().override(device="cpu", channels_last=False)
+    trainer = Trainer(config)
+    trainer.config, trainer.adversary = config, None  # what _fit sets before the first step
+    trainer.weights = {"lambda_independence": config.loss.lambda_independence}  # past the warm-up
+    loss_fn = SepCLRLoss(config.loss.beta_salient, config.loss.beta_infoless, config.loss.lambda_jem)
+    total, _, _ = trainer._step(model, batch, ctx, loss_fn, gather=gather)
+    return total
 
 
 def _ddp_worker(rank: int, world: int, port: int, x, y, split_at, result):
     import torch.distributed as dist
 
-    from sepclr_med.losses import SepCLRLoss
     from sepclr_med.models import ModelConfig, SepCLRModel
     from sepclr_med.training.distributed import DistContext
 
@@ -177,15 +180,9 @@ def _ddp_worker(rank: int, world: int, port: int, x, y, split_at, result):
     model = torch.nn.parallel.DistributedDataParallel(
         SepCLRModel(ModelConfig(common_dim=4, salient_dim=4, head_hidden=8))
     )
-    ctx = DistContext(rank, world)
     local = slice(0, split_at) if rank == 0 else slice(split_at, len(y))
-    views = torch.cat([x[0][local], x[1][local]])
-    out = model(views, gather=ctx.gather, n_views=2)
-    c1, c2 = out.common_head.chunk(2)
-    s1, s2 = out.salient_head.chunk(2)
-    labels = ctx.gather_nograd(y[local])
-    total, _ = SepCLRLoss()(c1, c2, s1, s2, labels)
-    total = total + _penalty(out, labels, ctx.gather)
+    batch = {"view1": x[0][local], "view2": x[1][local], "is_target": y[local]}
+    total = _trainer_step(model, batch, DistContext(rank, world), gather=True)
     total.backward()
     grad = model.module.common_encoder.fc.weight.grad.clone()
     result[rank] = (float(total), grad)
@@ -194,23 +191,21 @@ def _ddp_worker(rank: int, world: int, port: int, x, y, split_at, result):
 
 @pytest.mark.parametrize("split_at", [4, 3])  # equal batches per rank, and 3 + 5 (stratified sizes differ)
 def test_ddp_two_ranks_equal_one_process_with_double_batch(split_at):
-    """SepCLR loss + leakage penalty on gathered reps: same loss and gradients as one process."""
+    """The training step (SepCLR loss + leakage penalty on gathered reps) under DDP: same loss and
+    gradients as one process on the whole batch."""
     import torch.multiprocessing as mp
 
-    from sepclr_med.losses import SepCLRLoss
     from sepclr_med.models import ModelConfig, SepCLRModel
+    from sepclr_med.training.distributed import DistContext
 
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 8, 1, 9, 10, 11, generator=g)  # two views of 8 subjects (rank 0: 0-3, rank 1: 4-7)
     y = torch.tensor([0, 1, 0, 1, 1, 0, 1, 0], dtype=torch.bool)
     torch.manual_seed(0)
     single = SepCLRModel(ModelConfig(common_dim=4, salient_dim=4, head_hidden=8))
-    out = single(torch.cat([x[0], x[1]]), n_views=2)
-    c1, c2 = out.common_head.chunk(2)
-    s1, s2 = out.salient_head.chunk(2)
-    total, _ = SepCLRLoss()(c1, c2, s1, s2, y)
-    total = total + _penalty(out, y)
+    total = _trainer_step(single, {"view1": x[0], "view2": x[1], "is_target": y}, DistContext(), gather=False)
     total.backward()
+    assert single.common_encoder.fc.weight.grad.abs().sum() > 0
 
     manager = mp.Manager()
     result = manager.dict()
