@@ -80,7 +80,7 @@ def test_other_grids_and_orientations_are_resampled_to_the_reference(tmp_path):
 
 def test_voxel_size_and_crop(cohort):
     config = resolved(cohort, voxel_size=8.0, spatial_size=(4, 4, 4))
-    assert config.grid_shape == (4, 4, 5)
+    assert config.grid_shape == (4, 4, 4)  # 4 x 4 x 5 at 8 mm, cropped: the grid is the crop
     item = Compose(preprocessing(config))(cohort.records()[0])
     assert item["image"].shape == (1, 4, 4, 4)
 
@@ -181,3 +181,28 @@ def test_sampler_rejects_impossible_settings():
         GroupStratifiedBatchSampler([0, 0, 1, 1], 3)
     with pytest.raises(SepclrError, match="too few"):
         GroupStratifiedBatchSampler([0, 0, 0, 1, 1, 1], 4, num_replicas=2)
+
+
+@pytest.mark.parametrize("size", [(5, 6, 7), (9, 6, 11)])  # a crop, and a crop on one axis with pads on two
+def test_a_spatial_size_crop_keeps_voxels_where_they_were(tmp_path, size):
+    from monai.transforms import Compose, ResizeWithPadOrCrop
+
+    from conftest import make_image
+    from sepclr_med.data.preprocess import PreprocessConfig, preprocessing
+
+    path = make_image(tmp_path / "a.nii.gz", rng=np.random.default_rng(4))  # 7 x 8 x 9 at 4 mm
+    full = PreprocessConfig(intensity="none", mask="nonzero").resolve([str(path)])
+    cropped = PreprocessConfig(intensity="none", mask="nonzero", spatial_size=size).resolve([str(path)])
+    assert cropped.grid_shape == size and cropped.output_shape == size
+    whole = Compose(preprocessing(full))({"image": str(path)})["image"]
+    expected = ResizeWithPadOrCrop(size)(whole)  # the crop of the full grid, as MONAI makes it
+    got = Compose(preprocessing(cropped))({"image": str(path)})["image"]
+    np.testing.assert_allclose(got.numpy(), np.asarray(expected), atol=1e-5)
+    # the crop's affine puts each voxel where it was on the full grid
+    full_affine, crop_affine = np.asarray(full.grid_affine), np.asarray(cropped.grid_affine)
+    inside = np.argwhere(got[0].numpy() != 0)[0]
+    world = crop_affine @ np.r_[inside, 1]
+    source = np.round(np.linalg.inv(full_affine) @ world).astype(int)[:3]
+    assert got[0][tuple(inside)] == pytest.approx(float(whole[0][tuple(source)]))
+    stored = PreprocessConfig.from_dict({**full.to_dict(), "spatial_size": list(size)})  # a run of before
+    assert stored.grid_shape == size and np.allclose(stored.grid_affine, crop_affine)

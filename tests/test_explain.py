@@ -355,3 +355,27 @@ def test_explain_refusing_a_request_writes_nothing(explained):
     with pytest.raises(SepclrError, match="names controls"):
         explain(Run(root / "run"), cohort, root / "refused", subjects=[control])
     assert list((root / "refused").iterdir()) == []  # the lock is released, no empty sub-folders
+
+
+def test_explain_and_report_work_on_a_cropped_grid(tiny_cohort, tmp_path):
+    """``[preprocess] spatial_size`` used to crop the volumes but keep the full grid's affine:
+    explain and report then failed on broadcasting. The crop is now the grid."""
+    import nibabel as nib
+
+    from conftest import tiny_config
+    from sepclr_med.explain.pipeline import explain
+    from sepclr_med.reading import read_cohort
+    from sepclr_med.report.batch import make_reports
+    from sepclr_med.run import Run
+    from sepclr_med.training.loop import train
+
+    cohort = read_cohort(tiny_cohort.cohort_csv)
+    run = Run(
+        train(cohort, tmp_path / "run", tiny_config(**{"optim.epochs": 1, "preprocess.spatial_size": (16, 18, 16)}))
+    )
+    assert run.config.preprocess.grid_shape == (16, 18, 16)
+    index = explain(run, cohort, tmp_path / "explain", method="grad", n_steps=2, figures=False)
+    group = nib.load(index["maps"]["deviation_patients"])
+    assert group.shape == (16, 18, 16) and np.allclose(group.affine, run.config.preprocess.grid_affine)
+    result = make_reports(run, tiny_cohort.cohort_csv, tmp_path / "reports", n_steps=2, pdf=False)
+    assert not result["failures"] and len(result["rows"]) == len(cohort.table)

@@ -28,3 +28,17 @@ def resize_grid(affine: np.ndarray, shape: tuple[int, ...], voxel_size: float) -
     new[:3, :3] = rot
     new[:3, 3] = centre - rot @ ((np.asarray(new_shape) - 1) / 2)
     return new, new_shape
+
+
+def crop_grid(affine, shape: tuple[int, ...], size: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The grid of a centre crop (or zero pad) of ``shape`` to ``size``, with its own affine.
+
+    The start voxel follows MONAI's ``ResizeWithPadOrCrop`` (pad ``(size - n) // 2`` before, or
+    crop from ``n // 2 - size // 2``), so an image resampled onto this grid has the voxels that
+    resampling onto the full grid and then cropping would give, at the world positions they have.
+    """
+    affine = np.asarray(affine, dtype=float)
+    start = np.array([n // 2 - s // 2 if s <= n else -((s - n) // 2) for n, s in zip(shape, size, strict=True)])
+    new = affine.copy()
+    new[:3, 3] = affine[:3, :3] @ start + affine[:3, 3]
+    return new, tuple(int(s) for s in size)

@@ -31,12 +31,11 @@ from monai.transforms import (
     LoadImaged,
     MapTransform,
     Orientationd,
-    ResizeWithPadOrCropd,
     SpatialResample,
     Transform,
 )
 
-from sepclr_med.data.grid import canonical_grid, resize_grid
+from sepclr_med.data.grid import canonical_grid, crop_grid, resize_grid
 from sepclr_med.errors import SepclrError
 
 INTENSITY_MODES = ("cohort", "fixed", "zscore", "none")
@@ -51,7 +50,9 @@ class PreprocessConfig:
     voxel_size : float or None
         Isotropic voxel size (mm) of the target grid; None keeps the reference grid's.
     spatial_size : tuple of int or None
-        Final shape after centre crop/pad; None keeps the grid's shape.
+        Shape of a centre crop (or pad) of the grid; None keeps the grid's shape. The grid itself
+        becomes the crop: ``grid_affine`` is the crop's, so every image made on it (maps,
+        reports) lies where the voxels were.
     intensity : {"cohort", "fixed", "zscore", "none"}
         Normalisation inside the brain mask (module docstring).
     scale : float or None
@@ -75,6 +76,16 @@ class PreprocessConfig:
     def __post_init__(self) -> None:
         if self.intensity not in INTENSITY_MODES:
             raise SepclrError(f"intensity must be one of {INTENSITY_MODES}, not {self.intensity!r}")
+        self._crop_grid()
+
+    def _crop_grid(self) -> None:
+        """Make the grid the ``spatial_size`` crop (also for runs stored with the full grid)."""
+        if self.spatial_size is None or self.grid_affine is None or self.grid_shape is None:
+            return
+        if tuple(self.grid_shape) != tuple(self.spatial_size):
+            affine, shape = crop_grid(self.grid_affine, self.grid_shape, self.spatial_size)
+            x, y, z = shape
+            self.grid_affine, self.grid_shape = np.round(affine, 6).tolist(), (x, y, z)
 
     @property
     def resolved(self) -> bool:
@@ -106,7 +117,7 @@ class PreprocessConfig:
     @property
     def output_shape(self) -> tuple[int, int, int]:
         """Shape of preprocessed volumes (without the channel)."""
-        shape = self.spatial_size or self.grid_shape
+        shape = self.grid_shape
         if shape is None:
             raise SepclrError("preprocessing settings are not resolved: call config.resolve(paths) first")
         x, y, z = shape
@@ -136,6 +147,7 @@ class PreprocessConfig:
                 affine, shape = resize_grid(affine, shape, new.voxel_size)
             x, y, z = shape
             new.grid_affine, new.grid_shape = np.round(affine, 6).tolist(), (int(x), int(y), int(z))
+            new._crop_grid()
         if new.intensity == "cohort" and new.scale is None:
             paths = control_paths or image_paths
             picks = [paths[i] for i in np.linspace(0, len(paths) - 1, min(n_scale_images, len(paths))).astype(int)]
@@ -268,7 +280,8 @@ def preprocessing(config: PreprocessConfig, keys: str = "image") -> list:
     -------
     list
         ``LoadImaged -> Orientationd(RAS) -> ResampleToGridd -> BrainMaskNormalized
-        [-> ResizeWithPadOrCropd] -> EnsureTyped`` (plain float32 tensors, channel first).
+        -> EnsureTyped`` (plain float32 tensors, channel first; a ``spatial_size`` crop is part of the
+        grid itself).
     """
     if config.grid_affine is None or config.grid_shape is None:
         raise SepclrError("preprocessing settings are not resolved: call config.resolve(paths) first")
@@ -280,7 +293,5 @@ def preprocessing(config: PreprocessConfig, keys: str = "image") -> list:
             keys, config.mask_array(), config.intensity, config.scale if config.scale is not None else 1.0
         ),
     ]
-    if config.spatial_size is not None:
-        transforms.append(ResizeWithPadOrCropd(keys, config.spatial_size))
     transforms.append(EnsureTyped(keys, data_type="tensor", dtype=torch.float32, track_meta=False))
     return transforms
