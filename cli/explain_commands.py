@@ -39,6 +39,7 @@ def explain(
     truth: Path = typer.Option(None, help="Ground-truth CSV with subtypes (default: beside the cohort)."),
     permutations: int = typer.Option(0, min=0, help="Max-T permutations for clinical p-values (0 = off)."),
     no_figures: bool = typer.Option(False, "--no-figures", help="Skip PNG figures."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda: where the encoders and the maps run."),
     *,
     read_options: dict,
 ) -> None:
@@ -70,6 +71,7 @@ def explain(
         n_permutations=permutations,
         figures=not no_figures,
         console=console,
+        device=device,
     )
 
 

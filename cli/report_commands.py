@@ -21,6 +21,7 @@ def report(
     steps: int = typer.Option(16, min=2, help="Integrated-gradient steps."),
     no_pdf: bool = typer.Option(False, "--no-pdf", help="Skip the PDF pages."),
     full_paths: bool = typer.Option(False, "--full-paths", help="Show full scan paths (default: file names)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda: where the encoders and the maps run."),
     *,
     read_options: dict,
 ) -> None:
@@ -45,6 +46,7 @@ def report(
             pdf=not no_pdf,
             full_paths=full_paths,
             read_options=read_options,
+            device=device,
             progress=lambda done, total, sid: bar.update(
                 task, completed=done, total=total, description=f"rendering {escape(sid)}"
             ),

@@ -40,6 +40,12 @@ class Projection(torch.nn.Module):
         return (self.encoder(x) * directions).sum(dim=1)
 
 
+def _device_of(module) -> torch.device:
+    """Where a module's parameters are (CPU for one without parameters)."""
+    first = next(module.parameters(), None) if isinstance(module, torch.nn.Module) else None
+    return first.device if first is not None else torch.device("cpu")
+
+
 def _directions(directions: np.ndarray | torch.Tensor, n: int) -> torch.Tensor:
     u = torch.as_tensor(np.asarray(directions), dtype=torch.float32)
     return u.expand(n, -1).contiguous() if u.ndim == 1 else u
@@ -96,8 +102,9 @@ def _attribute(
 ) -> np.ndarray:
     from captum.attr import IntegratedGradients, Saliency
 
-    u = _directions(directions, len(volumes))
-    references = baseline.reshape(-1, *volumes.shape[1:]).float()
+    device = _device_of(projection)  # volumes stay where they are; each batch goes to the model
+    u = _directions(directions, len(volumes)).to(device)
+    references = baseline.reshape(-1, *volumes.shape[1:]).float().to(device)
     if method == "eg":
         if len(references) < 2:
             raise ValueError(
@@ -109,7 +116,7 @@ def _attribute(
     base = references.mean(dim=0, keepdim=True)
     maps = []
     for start in range(0, len(volumes), batch_size):
-        x = volumes[start : start + batch_size].float()
+        x = volumes[start : start + batch_size].float().to(device)
         ub = u[start : start + batch_size]
         if method == "ig":
             a = IntegratedGradients(projection).attribute(
@@ -121,7 +128,7 @@ def _attribute(
             )
         else:
             a = Saliency(projection).attribute(x.clone().requires_grad_(), additional_forward_args=(ub,), abs=False)
-        maps.append(a.detach()[:, 0].numpy().astype(np.float32))
+        maps.append(a.detach()[:, 0].cpu().numpy().astype(np.float32))
     return np.concatenate(maps)
 
 
@@ -140,7 +147,7 @@ def _expected_gradients(projection, volumes, u, references, n_samples: int, batc
     try:
         with torch.random.fork_rng(devices=[]):
             for start in range(0, len(volumes), batch_size):
-                x = volumes[start : start + batch_size].float()
+                x = volumes[start : start + batch_size].float().to(references.device)
                 ub = u[start : start + batch_size]
                 total, left = torch.zeros_like(x), n_samples
                 while left:
@@ -152,7 +159,7 @@ def _expected_gradients(projection, volumes, u, references, n_samples: int, batc
                         ).detach()
                     )
                     left -= k
-                maps.append((total / n_samples)[:, 0].numpy().astype(np.float32))
+                maps.append((total / n_samples)[:, 0].cpu().numpy().astype(np.float32))
     finally:
         np.random.set_state(state)
     return np.concatenate(maps)
@@ -229,14 +236,16 @@ def region_rep_changes(
         drop along any direction ``u`` is its projection on ``u`` (the projection is linear in ``u``),
         so one pass serves every direction.
     """
-    base = baseline.reshape(volumes.shape[1:]).float()
-    masks = [torch.as_tensor(labels == rid) for rid in region_ids]
+    device = _device_of(model.salient_encoder)
+    base = baseline.reshape(volumes.shape[1:]).float().to(device)
+    masks = [torch.as_tensor(labels == rid, device=device) for rid in region_ids]
     out = []
     with inference_copy_of(model.salient_encoder) as encoder:
         for start in range(0, len(volumes), batch_size):
-            x = volumes[start : start + batch_size].float()
+            x = volumes[start : start + batch_size].float().to(device)
             reference = encoder(x)
-            out.append(torch.stack([reference - encoder(torch.where(mask, base, x)) for mask in masks], dim=1).numpy())
+            drops = torch.stack([reference - encoder(torch.where(mask, base, x)) for mask in masks], dim=1)
+            out.append(drops.cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 
 

@@ -100,6 +100,7 @@ def make_reports(
     full_paths: bool = False,
     progress=None,
     read_options: dict | None = None,
+    device: str = "cpu",
 ) -> dict:
     """Render reports for every subject of a cohort file (typically new patients).
 
@@ -128,6 +129,8 @@ def make_reports(
     read_options : dict, optional
         How to read the cohort (:meth:`~sepclr_med.run.Run.read_cohort`: group column, labels,
         BIDS selection); the run's group column and labels by default. A group column is optional.
+    device : str
+        ``cpu``, ``cuda`` or ``auto``: where the encoders run and the maps are computed.
 
     Returns
     -------
@@ -169,7 +172,10 @@ def make_reports(
     batch = cohort.subset(np.isin(np.arange(len(cohort)), ok))
 
     pre = run.config.preprocess
-    model = run.load_model("cpu")
+    from sepclr_med.training.distributed import resolve_device
+
+    dev = resolve_device(device)
+    model = run.load_model(dev)
     reference = Reference(run.reference_latents(), run.config.patient_label)
     baseline_img = run.reference_control_mean()
     baseline = torch.tensor(np.asarray(baseline_img.dataobj), dtype=torch.float32)[None]
@@ -195,7 +201,7 @@ def make_reports(
         data = cached_dataset(sub.records(), pre, cache="none")
         volumes = torch.stack([data[i]["image"] for i in range(len(data))])
         with torch.no_grad():
-            salient = model.salient_encoder(volumes).numpy()
+            salient = model.salient_encoder(volumes.to(dev)).cpu().numpy()
         own = reference.directions_.deviation_directions(salient)
         maps = attribute(model, volumes, own, baseline, method="ig", n_steps=n_steps)
         return volumes, reference.place(salient), maps * mask if mask is not None else maps
