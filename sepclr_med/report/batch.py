@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -137,21 +139,41 @@ def make_reports(
     dict
         ``rows`` (reported subjects), ``failures`` (subject_id, error), ``seconds_per_page``.
     """
-    import torch
-
-    from sepclr_med import __version__
-    from sepclr_med.data import cached_dataset
-    from sepclr_med.explain.pipeline import load_atlas
-    from sepclr_med.explain.regions import region_table
-    from sepclr_med.explain.saliency import attribute
-    from sepclr_med.image_checks import alignment_measures, check_image
-    from sepclr_med.nifti import grid_image
-    from sepclr_med.report import figures
-    from sepclr_med.report.reference import Reference
-    from sepclr_med.template_space import alignment_errors
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    cohort, batch, failures = _reportable(run, cohort_path, read_options)
+    reporter = _Reporter.start(run, out, atlas, device, explain_dir, include, full_paths, pdf, n_steps)
+    rows, timings = [], []
+    positions = np.arange(len(batch))
+    for first in range(0, len(batch), REPORT_CHUNK):  # bounded memory: a chunk of subjects at a time
+        chunk = batch.subset((positions >= first) & (positions < first + REPORT_CHUNK))
+        chunk, (volumes, placed, maps) = reporter.process_chunk(chunk, failures)
+        for k, sid in enumerate(chunk.subject_ids):
+            tic = time.perf_counter()
+            try:
+                rows.append(reporter.page(chunk, k, volumes[k, 0].numpy(), placed.iloc[k], maps[k]))
+                timings.append(time.perf_counter() - tic)
+            except Exception as exc:  # one subject must not stop the chunk
+                failures.append({"subject_id": sid, "error": f"{type(exc).__name__}: {exc}"})
+            if progress is not None:
+                progress(first + k + 1, len(batch), sid)
+    rows.sort(key=lambda r: -r["deviation"])
+    reporter.write_index(rows, failures, cohort_path)
+    return {
+        "rows": rows,
+        "failures": failures,
+        "index": str(out / "index.html"),
+        "warning": reporter.meta["verdict_warning"],
+        "cohort_warnings": [str(w) for w in cohort.warnings],
+        "seconds_per_page": float(np.mean(timings)) if timings else float("nan"),
+    }
+
+
+def _reportable(run, cohort_path, read_options: dict | None):
+    """The cohort, the subjects whose scans can be reported, and why each other one cannot."""
+    from sepclr_med.image_checks import alignment_measures, check_image
+    from sepclr_med.template_space import alignment_errors
+
     cohort = run.read_cohort(
         cohort_path,
         check_images=False,
@@ -169,54 +191,108 @@ def make_reports(
                 for e in alignment_errors(alignment_measures(path))
             ]
         (failures.append({"subject_id": sid, "error": "; ".join(errors)}) if errors else ok.append(i))
-    batch = cohort.subset(np.isin(np.arange(len(cohort)), ok))
+    return cohort, cohort.subset(np.isin(np.arange(len(cohort)), ok)), failures
 
-    pre = run.config.preprocess
-    from sepclr_med.training.distributed import resolve_device
 
-    dev = resolve_device(device)
-    model = run.load_model(dev)
-    reference = Reference(run.reference_latents(), run.config.patient_label)
-    baseline_img = run.reference_control_mean()
-    baseline = torch.tensor(np.asarray(baseline_img.dataobj), dtype=torch.float32)[None]
-    mask = pre.mask_array() if pre.mask != "nonzero" else None
-    labels_atlas = load_atlas(atlas, baseline_img)
-    meta = {
-        "version": __version__,
-        "run_id": f"{Path(run.path).name}:{sha256(run.weights_path)[:10]}",
-        "reference_split": reference.reference_split_,
-        "n_reference_controls": len(reference.control_deviation_),
-        "n_reference_patients": len(reference.patient_deviation_),
-        "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "caveat": CAVEAT,
-        "atlas": labels_atlas.name,
-        "verdict_warning": run.verdict_warning(),
-    }
-    env = _environment()
-    associations = _associations(explain_dir)
-    rows, timings = [], []
+@dataclass
+class _Reporter:
+    """What every page of one batch shares: the model, the training reference, the atlas, the
+    page metadata and templates, and the rendering options."""
 
-    def process(sub):
+    out: Path
+    pre: Any
+    device: Any
+    model: Any
+    reference: Any
+    baseline: Any
+    mask: np.ndarray | None
+    labels_atlas: Any
+    meta: dict
+    env: Any
+    associations: Any
+    include: tuple[str, ...]
+    full_paths: bool
+    pdf: bool
+    n_steps: int
+    reference_mean: float
+
+    @classmethod
+    def start(
+        cls, run, out: Path, atlas: str, device: str, explain_dir, include, full_paths: bool, pdf: bool, n_steps: int
+    ) -> _Reporter:
+        import torch
+
+        from sepclr_med import __version__
+        from sepclr_med.explain.pipeline import load_atlas
+        from sepclr_med.report.reference import Reference
+        from sepclr_med.training.distributed import resolve_device
+
+        pre = run.config.preprocess
+        dev = resolve_device(device)
+        reference = Reference(run.reference_latents(), run.config.patient_label)
+        baseline_img = run.reference_control_mean()
+        baseline = torch.tensor(np.asarray(baseline_img.dataobj), dtype=torch.float32)[None]
+        mask = pre.mask_array() if pre.mask != "nonzero" else None
+        labels_atlas = load_atlas(atlas, baseline_img)
+        meta = {
+            "version": __version__,
+            "run_id": f"{Path(run.path).name}:{sha256(run.weights_path)[:10]}",
+            "reference_split": reference.reference_split_,
+            "n_reference_controls": len(reference.control_deviation_),
+            "n_reference_patients": len(reference.patient_deviation_),
+            "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            "caveat": CAVEAT,
+            "atlas": labels_atlas.name,
+            "verdict_warning": run.verdict_warning(),
+        }
+        reference_mean = (
+            float(baseline[0][torch.as_tensor(mask)].mean()) if mask is not None else float(baseline.mean())
+        )
+        return cls(
+            out,
+            pre,
+            dev,
+            run.load_model(dev),
+            reference,
+            baseline,
+            mask,
+            labels_atlas,
+            meta,
+            _environment(),
+            _associations(explain_dir),
+            include,
+            full_paths,
+            pdf,
+            n_steps,
+            reference_mean,
+        )
+
+    def process(self, sub):
         """Volumes, placement and maps of a sub-cohort, batched."""
-        data = cached_dataset(sub.records(), pre, cache="none")
+        import torch
+
+        from sepclr_med.data import cached_dataset
+        from sepclr_med.explain.saliency import attribute
+
+        data = cached_dataset(sub.records(), self.pre, cache="none")
         volumes = torch.stack([data[i]["image"] for i in range(len(data))])
         with torch.no_grad():
-            salient = model.salient_encoder(volumes.to(dev)).cpu().numpy()
-        own = reference.directions_.deviation_directions(salient)
-        maps = attribute(model, volumes, own, baseline, method="ig", n_steps=n_steps)
-        return volumes, reference.place(salient), maps * mask if mask is not None else maps
+            salient = self.model.salient_encoder(volumes.to(self.device)).cpu().numpy()
+        own = self.reference.directions_.deviation_directions(salient)
+        maps = attribute(self.model, volumes, own, self.baseline, method="ig", n_steps=self.n_steps)
+        return volumes, self.reference.place(salient), maps * self.mask if self.mask is not None else maps
 
-    reference_mean = float(baseline[0][torch.as_tensor(mask)].mean()) if mask is not None else float(baseline.mean())
-    positions = np.arange(len(batch))
-    for first in range(0, len(batch), REPORT_CHUNK):  # bounded memory: a chunk of subjects at a time
-        chunk = batch.subset((positions >= first) & (positions < first + REPORT_CHUNK))
+    def process_chunk(self, chunk, failures: list[dict]):
+        """:meth:`process` of a chunk; when it fails, subject by subject, the failing ones listed."""
+        import torch
+
         try:
-            volumes, placed, maps = process(chunk)
+            return chunk, self.process(chunk)
         except Exception:  # find the subject that breaks the chunk; report the others
             parts, keep = [], []
             for k, sid in enumerate(chunk.subject_ids):
                 try:
-                    parts.append(process(chunk.subset(np.arange(len(chunk)) == k)))
+                    parts.append(self.process(chunk.subset(np.arange(len(chunk)) == k)))
                     keep.append(k)
                 except Exception as exc:
                     failures.append({"subject_id": sid, "error": f"{type(exc).__name__}: {exc}"})
@@ -224,75 +300,62 @@ def make_reports(
             volumes = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0)
             placed = pd.concat([p[1] for p in parts], ignore_index=True) if parts else pd.DataFrame()
             maps = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0)
-        for k, sid in enumerate(chunk.subject_ids):
-            tic = time.perf_counter()
-            try:
-                row = chunk.table.iloc[k]
-                p = placed.iloc[k]
-                overlays = figures.brain_overlays(grid_image(maps[k], pre.grid_affine))
-                s = {
-                    "subject_id": sid,
-                    "image": row["image"] if full_paths else Path(row["image"]).name,
-                    **p.to_dict(),
-                    "extra": {c: row[c] for c in include if c in chunk.table.columns},
-                    "scores": {c: row[c] for c in chunk.score_columns if pd.notna(row[c])},
-                    "deviation_png": figures.deviation_plot(
-                        reference.control_deviation_, reference.patient_deviation_, p["deviation"]
-                    ),
-                    "position_png": figures.position_plot(
-                        reference.patient_points_, reference.patient_clusters_, (p["x"], p["y"])
-                    ),
-                    "glass_png": overlays["glass"],
-                    "slices_png": overlays["slices"],
-                    "regions": region_table(maps[k], labels_atlas.data, labels_atlas.regions)
-                    .head(8)
-                    .to_dict("records"),
-                    "quality": _quality(row["image"], volumes[k, 0].numpy(), mask, pre, reference_mean),
-                }
-                page = f"subject-{slug(sid)}.html"
-                write_text(
-                    out / page, env.get_template("subject.html.j2").render(s=s, associations=associations, **meta)
-                )
-                if pdf:
-                    from sepclr_med.report.pdf import subject_pdf
+            return chunk, (volumes, placed, maps)
 
-                    subject_pdf(s, meta, out / f"subject-{slug(sid)}.pdf")
-                rows.append(
-                    {
-                        "subject_id": sid,
-                        "page": page,
-                        "deviation": float(p["deviation"]),
-                        "percentile_controls": float(p["percentile_controls"]),
-                        "percentile_patients": float(p["percentile_patients"]),
-                        "cluster": p["cluster"],
-                        "top_region": s["regions"][0]["name"] if s["regions"] else "",
-                        "warnings": len(s["quality"]["warnings"]),
-                    }
-                )
-                timings.append(time.perf_counter() - tic)
-            except Exception as exc:  # one subject must not stop the chunk
-                failures.append({"subject_id": sid, "error": f"{type(exc).__name__}: {exc}"})
-            if progress is not None:
-                progress(first + k + 1, len(batch), sid)
-    rows.sort(key=lambda r: -r["deviation"])
-    summary = pd.DataFrame(
-        rows + [{"subject_id": f["subject_id"], "status": "failed: " + f["error"]} for f in failures]
-    )
-    if "status" not in summary.columns:
-        summary["status"] = "ok"
-    summary["status"] = summary["status"].fillna("ok")
-    write_table(out / "summary.csv", summary)
-    write_text(
-        out / "index.html",
-        env.get_template("index.html.j2").render(
-            rows=rows, failures=failures, cohort=Path(cohort_path).name if not full_paths else str(cohort_path), **meta
-        ),
-    )
-    return {
-        "rows": rows,
-        "failures": failures,
-        "index": str(out / "index.html"),
-        "warning": meta["verdict_warning"],
-        "cohort_warnings": [str(w) for w in cohort.warnings],
-        "seconds_per_page": float(np.mean(timings)) if timings else float("nan"),
-    }
+    def page(self, chunk, k: int, volume: np.ndarray, p: pd.Series, attribution: np.ndarray) -> dict:
+        """Write subject ``k`` of ``chunk``'s HTML (and PDF) page; return its index row."""
+        from sepclr_med.explain.regions import region_table
+        from sepclr_med.nifti import grid_image
+        from sepclr_med.report import figures
+
+        row, sid, reference = chunk.table.iloc[k], chunk.subject_ids[k], self.reference
+        overlays = figures.brain_overlays(grid_image(attribution, self.pre.grid_affine))
+        s = {
+            "subject_id": sid,
+            "image": row["image"] if self.full_paths else Path(row["image"]).name,
+            **p.to_dict(),
+            "extra": {c: row[c] for c in self.include if c in chunk.table.columns},
+            "scores": {c: row[c] for c in chunk.score_columns if pd.notna(row[c])},
+            "deviation_png": figures.deviation_plot(
+                reference.control_deviation_, reference.patient_deviation_, p["deviation"]
+            ),
+            "position_png": figures.position_plot(
+                reference.patient_points_, reference.patient_clusters_, (p["x"], p["y"])
+            ),
+            "glass_png": overlays["glass"],
+            "slices_png": overlays["slices"],
+            "regions": region_table(attribution, self.labels_atlas.data, self.labels_atlas.regions)
+            .head(8)
+            .to_dict("records"),
+            "quality": _quality(row["image"], volume, self.mask, self.pre, self.reference_mean),
+        }
+        page = f"subject-{slug(sid)}.html"
+        html = self.env.get_template("subject.html.j2").render(s=s, associations=self.associations, **self.meta)
+        write_text(self.out / page, html)
+        if self.pdf:
+            from sepclr_med.report.pdf import subject_pdf
+
+            subject_pdf(s, self.meta, self.out / f"subject-{slug(sid)}.pdf")
+        return {
+            "subject_id": sid,
+            "page": page,
+            "deviation": float(p["deviation"]),
+            "percentile_controls": float(p["percentile_controls"]),
+            "percentile_patients": float(p["percentile_patients"]),
+            "cluster": p["cluster"],
+            "top_region": s["regions"][0]["name"] if s["regions"] else "",
+            "warnings": len(s["quality"]["warnings"]),
+        }
+
+    def write_index(self, rows: list[dict], failures: list[dict], cohort_path) -> None:
+        """``summary.csv`` (every subject, failures included) and the sortable ``index.html``."""
+        summary = pd.DataFrame(
+            rows + [{"subject_id": f["subject_id"], "status": "failed: " + f["error"]} for f in failures]
+        )
+        if "status" not in summary.columns:
+            summary["status"] = "ok"
+        summary["status"] = summary["status"].fillna("ok")
+        write_table(self.out / "summary.csv", summary)
+        cohort = Path(cohort_path).name if not self.full_paths else str(cohort_path)
+        html = self.env.get_template("index.html.j2").render(rows=rows, failures=failures, cohort=cohort, **self.meta)
+        write_text(self.out / "index.html", html)
