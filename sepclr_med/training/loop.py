@@ -357,26 +357,8 @@ class Trainer:
             else None
         )
 
-        model = SepCLRModel(config.model).to(ctx.device)
-        if config.channels_last:
-            model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # torch's stub omits it
-        params = list(model.parameters())
-        self.adversary = None
-        if config.loss.lambda_adversary > 0:
-            torch.manual_seed(config.seed + 1)
-            self.adversary = LeakageAdversary(config.model.common_dim, config.model.salient_dim).to(ctx.device)
-            params += list(self.adversary.parameters())
-        optimizer = torch.optim.Adam(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-        start, history = 0, []
-        if resume:
-            state = load_checkpoint(out / "checkpoints" / "last.pt", ctx.device)
-            model.load_state_dict(state["model"])
-            if self.adversary is not None and "adversary" in state:
-                self.adversary.load_state_dict(state["adversary"])
-            optimizer.load_state_dict(state["optimizer"])
-            start = int(state["epoch"])
-            history = [m for m in read_metrics(out) if m["epoch"] <= start]
-        val_norms = _read_val_norms(out, start) if resume else ValNorms([], [])
+        model, optimizer = self._build_model(config, ctx)
+        start, history, val_norms = self._restore(out, model, optimizer, resume, ctx)
         wrapped = (
             torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
@@ -392,24 +374,7 @@ class Trainer:
             sampler.set_epoch(epoch)
             train_data.set_epoch(epoch)
             model.train()
-            tic, records, seen = time.perf_counter(), [], 0
-            with self._progress(len(sampler), epoch, config.optim.epochs, ctx) as advance:
-                for step, batch in enumerate(loader):
-                    total, stats, _ = self._step(wrapped, batch, ctx, loss_fn, gather=ctx.enabled)
-                    if not torch.isfinite(total):
-                        detail = ", ".join(f"{k}={float(v):.4g}" for k, v in stats.items())
-                        raise TrainingDiverged(
-                            f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({detail}); training "
-                            f"stopped, the last good checkpoint (epoch {epoch}) is kept in "
-                            f"{out / 'checkpoints'}. Lower --lr or the loss weights."
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    total.backward()
-                    optimizer.step()
-                    records.append(stats)
-                    seen += len(batch["is_target"]) * ctx.world_size
-                    advance(stats, seen / (time.perf_counter() - tic))
-            seconds = time.perf_counter() - tic
+            records, seconds = self._train_epoch(wrapped, loader, len(sampler), optimizer, loss_fn, ctx, epoch, out)
             metrics = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in self._epoch_means(records).items()}}
             val_metrics, val_norm, val_y = self._validate(model, val, ctx, loss_fn)
             metrics.update(val_metrics)
@@ -426,67 +391,125 @@ class Trainer:
                 val_norms.epochs.append(epoch + 1)
                 val_norms.is_target = val_y
             if ctx.is_main:
-                write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
-                if val_norms is not None and val_norms.rows:
-                    _write_val_norms(out, val_norms)
-                if config.keep == "best-val" and kept_epoch(history, config.optim.epochs) == epoch + 1:
-                    with atomic_path(out / "checkpoints" / "best.pt") as tmp:
-                        torch.save({"model": model.state_dict(), "epoch": epoch + 1}, tmp)
-                save_checkpoint(
-                    out / "checkpoints" / "last.pt",
-                    model=model,
-                    optimizer=optimizer,
-                    epoch=epoch + 1,
-                    extra={"adversary": self.adversary.state_dict()} if self.adversary is not None else None,
-                )
+                self._save_epoch(out, model, optimizer, history, val_norms, epoch)
                 self._say(metrics)
             ctx.barrier()
 
         if ctx.is_main:
-            kept = self._keep_weights(model, history, out, ctx)
-            with atomic_path(out / "model.pt") as tmp:
-                torch.save(model.state_dict(), tmp)
-            write_reference(
-                model,
-                config,
-                [(train_c, train_data.base, "train")] + ([(val_c, val[0].base, "val")] if val is not None else []),
-                cohort,
-                out,
-            )
-            n_val = {"control": int((~val_c.is_target).sum()), "patient": int(val_c.is_target.sum())}
-            p_value = (
-                selection_p_value(
-                    np.stack(val_norms.rows),
-                    val_norms.is_target,
-                    np.array(val_norms.epochs),
-                    config.optim.epochs,
-                    seed=config.seed,
-                )
-                if val is not None
-                and val_norms is not None
-                and val_norms.is_target is not None
-                and len(val_norms.rows) == len(history)
-                else None
-            )
-            judged = verdict(history, kept if val is not None else None, n_val, p_value)
-            judged["kept"] = config.keep
-            write_text(out / "verdict.json", json.dumps(judged, indent=2))
-            counts = dict(zip(*np.unique(split, return_counts=True), strict=True))
-            write_text(
-                out / "MODEL_CARD.md",
-                model_card(
-                    config,
-                    cohort,
-                    {k: int(v) for k, v in counts.items()},
-                    history,
-                    library_versions(),
-                    judged,
-                    _unaligned(out),
-                ),
-            )
-            self._say_verdict(judged)
+            parts = [(train_c, train_data.base, "train")] + ([(val_c, val[0].base, "val")] if val is not None else [])
+            self._finish(cohort, out, model, history, val_norms, split, parts, ctx)
         # no barrier here: other ranks leave while rank 0 writes (a long barrier would hit NCCL's timeout)
         return out
+
+    def _build_model(self, config: TrainConfig, ctx: DistContext):
+        """The encoders (and the adversary when asked for) on the device, and their optimizer."""
+        model = SepCLRModel(config.model).to(ctx.device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # torch's stub omits it
+        params = list(model.parameters())
+        self.adversary = None
+        if config.loss.lambda_adversary > 0:
+            torch.manual_seed(config.seed + 1)
+            self.adversary = LeakageAdversary(config.model.common_dim, config.model.salient_dim).to(ctx.device)
+            params += list(self.adversary.parameters())
+        return model, torch.optim.Adam(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+
+    def _restore(self, out: Path, model, optimizer, resume: bool, ctx: DistContext):
+        """Where training starts: epoch, metrics history and validation norms (from ``last.pt`` on resume)."""
+        if not resume:
+            return 0, [], ValNorms([], [])
+        state = load_checkpoint(out / "checkpoints" / "last.pt", ctx.device)
+        model.load_state_dict(state["model"])
+        if self.adversary is not None and "adversary" in state:
+            self.adversary.load_state_dict(state["adversary"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["epoch"])
+        return start, [m for m in read_metrics(out) if m["epoch"] <= start], _read_val_norms(out, start)
+
+    def _train_epoch(
+        self, wrapped, loader, n_steps: int, optimizer, loss_fn, ctx: DistContext, epoch: int, out: Path
+    ) -> tuple[list[dict], float]:
+        """One pass over the training batches; a non-finite loss stops training with a message."""
+        config = self.config
+        tic, records, seen = time.perf_counter(), [], 0
+        with self._progress(n_steps, epoch, config.optim.epochs, ctx) as advance:
+            for step, batch in enumerate(loader):
+                total, stats, _ = self._step(wrapped, batch, ctx, loss_fn, gather=ctx.enabled)
+                if not torch.isfinite(total):
+                    detail = ", ".join(f"{k}={float(v):.4g}" for k, v in stats.items())
+                    raise TrainingDiverged(
+                        f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({detail}); training "
+                        f"stopped, the last good checkpoint (epoch {epoch}) is kept in "
+                        f"{out / 'checkpoints'}. Lower --lr or the loss weights."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+                records.append(stats)
+                seen += len(batch["is_target"]) * ctx.world_size
+                advance(stats, seen / (time.perf_counter() - tic))
+        return records, time.perf_counter() - tic
+
+    def _save_epoch(self, out: Path, model, optimizer, history: list[dict], val_norms, epoch: int) -> None:
+        """After an epoch: metrics, validation norms, the best weights so far, the resume checkpoint."""
+        config = self.config
+        write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+        if val_norms is not None and val_norms.rows:
+            _write_val_norms(out, val_norms)
+        if config.keep == "best-val" and kept_epoch(history, config.optim.epochs) == epoch + 1:
+            with atomic_path(out / "checkpoints" / "best.pt") as tmp:
+                torch.save({"model": model.state_dict(), "epoch": epoch + 1}, tmp)
+        save_checkpoint(
+            out / "checkpoints" / "last.pt",
+            model=model,
+            optimizer=optimizer,
+            epoch=epoch + 1,
+            extra={"adversary": self.adversary.state_dict()} if self.adversary is not None else None,
+        )
+
+    def _finish(
+        self,
+        cohort: Cohort,
+        out: Path,
+        model,
+        history: list[dict],
+        val_norms,
+        split: np.ndarray,
+        parts: list,
+        ctx: DistContext,
+    ) -> None:
+        """The kept weights as ``model.pt``, the reference statistics, the verdict and the model card."""
+        config = self.config
+        has_val = len(parts) > 1
+        kept = self._keep_weights(model, history, out, ctx)
+        with atomic_path(out / "model.pt") as tmp:
+            torch.save(model.state_dict(), tmp)
+        write_reference(model, config, parts, cohort, out)
+        val_c = cohort.subset(split == "val")
+        n_val = {"control": int((~val_c.is_target).sum()), "patient": int(val_c.is_target.sum())}
+        p_value = (
+            selection_p_value(
+                np.stack(val_norms.rows),
+                val_norms.is_target,
+                np.array(val_norms.epochs),
+                config.optim.epochs,
+                seed=config.seed,
+            )
+            if has_val
+            and val_norms is not None
+            and val_norms.is_target is not None
+            and len(val_norms.rows) == len(history)
+            else None
+        )
+        judged = verdict(history, kept if has_val else None, n_val, p_value)
+        judged["kept"] = config.keep
+        write_text(out / "verdict.json", json.dumps(judged, indent=2))
+        counts = dict(zip(*np.unique(split, return_counts=True), strict=True))
+        card = model_card(
+            config, cohort, {k: int(v) for k, v in counts.items()}, history, library_versions(), judged, _unaligned(out)
+        )
+        write_text(out / "MODEL_CARD.md", card)
+        self._say_verdict(judged)
 
     @torch.no_grad()
     def _validate(
