@@ -53,7 +53,10 @@ def train(
     *,
     read_options: dict,
 ) -> None:
-    """Train SepCLR (controls = background, patients = target) into a run directory."""
+    """Train SepCLR (controls = background, patients = target) into a run directory.
+
+    (Long only by its signature: Typer declares every option there.)
+    """
     options = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -74,44 +77,9 @@ def train(
         "paper": True if paper else None,
     }
     if resume:
-        fixed = [k for k, v in options.items() if v is not None and k not in ("epochs", "device", "num_workers")]
-        if fixed:
-            from sepclr_med.errors import SepclrError
-
-            raise SepclrError(
-                "--resume continues a run with the configuration stored in its config.toml; "
-                "only --epochs, --device and --num-workers can change, not: "
-                + ", ".join("--" + k.replace("_", "-") for k in fixed)
-            )
+        _refuse_changes_on_resume(options)
     if nproc > 1:
-        argv = ["--cohort", str(cohort), "--out", str(out), *cohort_argv(read_options)] + (
-            ["--resume"] if resume else []
-        )
-        for key, value in options.items():
-            if value is True:
-                argv += [f"--{key.replace('_', '-')}"]
-            elif value is not None:
-                argv += [f"--{key.replace('_', '-')}", str(value)]
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={nproc}",
-            "-m",
-            "sepclr_med.cli.main",
-            "train",
-            *argv,
-        ]
-        raise typer.Exit(
-            subprocess.call(
-                command,
-                env={
-                    **os.environ,
-                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc))),
-                },
-            )
-        )
+        _relaunch_under_torchrun(cohort, out, read_options, resume, options, nproc)
 
     from rich.console import Console
 
@@ -152,6 +120,44 @@ def train(
     run = run_training(data, out, resolved, resume=resume, console=console, epochs=epochs)
     if console is not None:
         console.print(f"[green]Trained[/]: run directory {run}")
+
+
+def _refuse_changes_on_resume(options: dict) -> None:
+    """``--resume`` keeps the run's configuration: only epochs, device and workers may change."""
+    fixed = [k for k, v in options.items() if v is not None and k not in ("epochs", "device", "num_workers")]
+    if fixed:
+        from sepclr_med.errors import SepclrError
+
+        raise SepclrError(
+            "--resume continues a run with the configuration stored in its config.toml; "
+            "only --epochs, --device and --num-workers can change, not: "
+            + ", ".join("--" + k.replace("_", "-") for k in fixed)
+        )
+
+
+def _relaunch_under_torchrun(
+    cohort: Path, out: Path, read_options: dict, resume: bool, options: dict, nproc: int
+) -> None:
+    """Run this same command under ``torch.distributed.run`` with ``nproc`` processes; exit with its code."""
+    argv = ["--cohort", str(cohort), "--out", str(out), *cohort_argv(read_options)] + (["--resume"] if resume else [])
+    for key, value in options.items():
+        if value is True:
+            argv += [f"--{key.replace('_', '-')}"]
+        elif value is not None:
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "sepclr_med.cli.main",
+        "train",
+        *argv,
+    ]
+    threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    raise typer.Exit(subprocess.call(command, env={**os.environ, "OMP_NUM_THREADS": threads}))
 
 
 @user_errors

@@ -13,6 +13,8 @@ from pathlib import Path
 def run_demo(out: str | os.PathLike, *, quick: bool = False, epochs: int | None = None, console=None) -> dict:
     """Run the demo into ``out`` and return its measured figures.
 
+    (Long because it is the demo's seven stages in order, a few lines each, as a user reads them.)
+
     Parameters
     ----------
     out : path-like

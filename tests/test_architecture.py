@@ -66,3 +66,31 @@ def test_no_import_cycle_between_rooms():
 @pytest.mark.parametrize("cycle", [{"a": {"b"}, "b": {"a"}}])
 def test_the_cycle_finder_finds_one(cycle):
     assert _cycle(cycle) is not None and _cycle({"a": {"b"}, "b": set()}) is None
+
+
+MAX_LINES = 80  # of code, the docstring not counted
+
+
+def _long_functions() -> list[str]:
+    found = []
+    for module, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            doc = ast.get_docstring(node) or ""
+            lines = node.end_lineno - node.lineno + 1
+            first = node.body[0]
+            if doc and isinstance(first, ast.Expr):
+                lines -= first.end_lineno - first.lineno + 1
+            if lines > MAX_LINES and "(Long " not in doc:
+                found.append(f"{module}.{node.name}: {lines} lines")
+    return found
+
+
+def test_no_long_function_without_a_stated_reason():
+    cli = Path(__file__).resolve().parents[1] / "cli"
+    assert _long_functions() == []
+    for path in cli.glob("*.py"):  # the command line too
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno + 1 > MAX_LINES + 30:
+                assert "(Long " in (ast.get_docstring(node) or ""), f"{path.name}:{node.name}"

@@ -66,7 +66,9 @@ def model_card(
     unaligned: list[str] | None = None,
 ) -> str:
     """A short Markdown model card; the training verdict first, then scans that were not in
-    template space (``unaligned``: subject ids, accepted with ``allow_unaligned``)."""
+    template space (``unaligned``: subject ids, accepted with ``allow_unaligned``).
+    (Long because it is the card's text, section by section.)
+    """
     last = metrics[-1] if metrics else {}
     verdict = verdict or {"status": "unchecked", "message": "no verdict", "advice": ""}
     status = (
