@@ -24,14 +24,21 @@ class ContrastivePCA:
         Number of ordinary PCA components.
     alphas : tuple of float
         Contrast strengths tried; ``alpha_`` is the chosen one.
+    random_state : int
+        Seed of the k-means that scores each alpha.
     """
 
     def __init__(
-        self, n_salient: int = 10, n_common: int = 10, alphas: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
+        self,
+        n_salient: int = 10,
+        n_common: int = 10,
+        alphas: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0),
+        random_state: int = 0,
     ) -> None:
         self.n_salient = n_salient
         self.n_common = n_common
         self.alphas = alphas
+        self.random_state = random_state
 
     def fit(self, features: np.ndarray, is_target: np.ndarray) -> ContrastivePCA:
         """Learn ``salient_components_``, ``common_components_``, ``mean_``, ``alpha_``."""
@@ -53,7 +60,7 @@ class ContrastivePCA:
             top = vectors[:, np.argsort(values)[::-1][: self.n_salient]]
             comps = top.T @ basis
             proj = (x[is_target] - self.mean_) @ comps.T
-            labels = KMeans(n_clusters=2, n_init=10, random_state=0).fit_predict(proj)
+            labels = KMeans(n_clusters=2, n_init=10, random_state=self.random_state).fit_predict(proj)
             score = silhouette_score(proj, labels) if len(set(labels)) > 1 else -1
             if best is None or score > best[0]:
                 best = (score, alpha, comps)

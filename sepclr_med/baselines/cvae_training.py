@@ -22,7 +22,8 @@ def train_cvae(
     device: str = "cpu",
     log=None,
 ) -> ContrastiveVAE:
-    """Train a cVAE (``mmd_weight=0``) or MM-cVAE on ``cohort`` and return it in eval mode."""
+    """Train a cVAE (``mmd_weight=0``) or MM-cVAE on ``cohort`` (on ``device``, as the SepCLR
+    runs it is compared with) and return it in eval mode."""
     torch.manual_seed(seed)
     np.random.seed(seed)
     data = cached_dataset(cohort.records(), preprocess, cache="memory")

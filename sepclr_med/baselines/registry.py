@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from sepclr_med.errors import SepclrError
+from sepclr_med.training.distributed import resolve_device
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def fit_and_embed(
     if method.kind == "cpca":
         from sepclr_med.baselines.cpca import ContrastivePCA
 
-        cpca = ContrastivePCA().fit(_voxels(train_cohort, preprocess), train_cohort.is_target)
+        cpca = ContrastivePCA(random_state=seed).fit(_voxels(train_cohort, preprocess), train_cohort.is_target)
         seconds = time.perf_counter() - tic
         return latent_table(test_cohort, *cpca.transform(_voxels(test_cohort, preprocess))), seconds
     from sepclr_med.baselines.cvae_training import train_cvae
@@ -161,7 +162,8 @@ def fit_and_embed(
         mmd_weight=method.overrides.get("mmd_weight", 0.0),
         epochs=base.optim.epochs,
         seed=seed,
+        device=str(resolve_device(base.device)),
         log=log,
     )
     seconds = time.perf_counter() - tic
-    return encode_cohort(model, preprocess, test_cohort), seconds
+    return encode_cohort(model, preprocess, test_cohort, device=resolve_device(base.device)), seconds

@@ -35,9 +35,10 @@ class SalientDirections:
         Controls' own Mahalanobis distances (reference distribution of the percentile).
     """
 
-    def __init__(self, n_components: int = 3, n_splits: int = 5) -> None:
+    def __init__(self, n_components: int = 3, n_splits: int = 5, random_state: int = 0) -> None:
         self.n_components = n_components
         self.n_splits = n_splits
+        self.random_state = random_state
 
     def fit(self, salient: np.ndarray, is_target: np.ndarray, scores: pd.DataFrame | None = None) -> SalientDirections:
         """Learn directions from salient reps (``(n, d)``), group labels and optional scores."""
@@ -65,7 +66,7 @@ class SalientDirections:
             if keep.sum() < max(10, self.n_splits):
                 continue
             model = RidgeCV(alphas=np.logspace(-3, 3, 13))
-            cv = KFold(self.n_splits, shuffle=True, random_state=0)
+            cv = KFold(self.n_splits, shuffle=True, random_state=self.random_state)
             predicted = cross_val_predict(model, salient[keep], y[keep], cv=cv)
             coef = model.fit(salient[keep], y[keep]).coef_
             self.score_directions_[name] = coef / (np.linalg.norm(coef) + 1e-12)

@@ -42,7 +42,7 @@ def load_atlas(atlas: str | os.PathLike, grid_img, lookup: str | os.PathLike | N
     return base.resample_to(grid_img)
 
 
-def _groups_of_patients(salient: np.ndarray, patient: np.ndarray, subjects: list[str], truth) -> dict:
+def _groups_of_patients(salient: np.ndarray, patient: np.ndarray, subjects: list[str], truth, seed: int = 0) -> dict:
     """Patient subgroups: ground-truth subtypes when known, else k-means clusters in salient space."""
     if truth is not None and "subtype" in truth.columns:
         subtype = truth.set_index("subject_id").reindex(subjects)["subtype"].fillna("").to_numpy()
@@ -53,7 +53,7 @@ def _groups_of_patients(salient: np.ndarray, patient: np.ndarray, subjects: list
     from sepclr_med.evaluation.dependence import patient_cluster_silhouette
 
     k = int(patient_cluster_silhouette(salient[patient])["n_clusters"] or 2)
-    labels = KMeans(k, n_init=10, random_state=0).fit_predict(StandardScaler().fit_transform(salient[patient]))
+    labels = KMeans(k, n_init=10, random_state=seed).fit_predict(StandardScaler().fit_transform(salient[patient]))
     out = {}
     for c in range(k):
         mask = np.zeros_like(patient)
@@ -243,7 +243,7 @@ class _Job:
         salient = latents.filter(like="salient_").to_numpy()
         patient = cohort.is_target
         scores = cohort.table[list(cohort.score_columns)].reset_index(drop=True)
-        directions = SalientDirections().fit(salient, patient, scores)
+        directions = SalientDirections(random_state=run.config.seed).fit(salient, patient, scores)
         deviation = _direction_tables(directions, salient, cohort, out, index)
         references = volumes[torch.from_numpy(~patient)]  # eg draws from them; ig, grad, ablation take their mean
         baseline = references.mean(dim=0)
@@ -270,7 +270,10 @@ class _Job:
             baseline=baseline,
             own=directions.deviation_directions(salient),
             pidx=np.flatnonzero(patient),
-            groups={"patients": patient, **_groups_of_patients(salient, patient, cohort.subject_ids, truth)},
+            groups={
+                "patients": patient,
+                **_groups_of_patients(salient, patient, cohort.subject_ids, truth, run.config.seed),
+            },
         )
 
 

@@ -30,7 +30,7 @@ class Reference:
     projection_ : PCA (2 components) of the patients' salient reps
     """
 
-    def __init__(self, latents: pd.DataFrame, patient_label: str = "patient") -> None:
+    def __init__(self, latents: pd.DataFrame, patient_label: str = "patient", random_state: int = 0) -> None:
         from sklearn.cluster import KMeans
         from sklearn.decomposition import PCA
         from sklearn.preprocessing import StandardScaler
@@ -62,7 +62,9 @@ class Reference:
         self.patient_deviation_ = deviation[ref_rows & patient]
         self.scaler_ = StandardScaler().fit(salient[patient])
         k = patient_cluster_silhouette(salient[patient])["n_clusters"] or 2
-        self.cluster_model_ = KMeans(k, n_init=10, random_state=0).fit(self.scaler_.transform(salient[patient]))
+        self.cluster_model_ = KMeans(k, n_init=10, random_state=random_state).fit(
+            self.scaler_.transform(salient[patient])
+        )
         self.projection_ = PCA(n_components=2).fit(salient[patient])
         self.patient_points_ = self.projection_.transform(salient[patient])
         self.patient_clusters_ = self.cluster_model_.labels_
