@@ -26,8 +26,8 @@ def benchmark(
     from rich.console import Console
 
     from sepclr_med.errors import SepclrError
-    from sepclr_med.evaluation.benchmark import run_benchmark
     from sepclr_med.simulate import load_recipe
+    from sepclr_med.workflows.benchmark import run_benchmark
 
     console = Console(highlight=False)
     try:

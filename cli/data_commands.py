@@ -95,9 +95,9 @@ def pipeline(
     """Run the data pipeline (preprocess, cache, two views, stratified batches) and time it."""
     from rich.console import Console
 
-    from sepclr_med.data.passes import timed_passes
     from sepclr_med.data.preprocess import PreprocessConfig
     from sepclr_med.reading import read_cohort
+    from sepclr_med.workflows.timing import timed_passes
 
     data = read_cohort(cohort, **read_options)
     say_warnings(data)
@@ -126,7 +126,7 @@ def demo(
     """End-to-end demo on embedded default data: simulate, validate, train, evaluate, explain, report."""
     from rich.console import Console
 
-    from sepclr_med.demo import run_demo
+    from sepclr_med.workflows.demo import run_demo
 
     run_demo(out, quick=quick, epochs=epochs, console=Console(highlight=False))
 

@@ -40,8 +40,8 @@ def test_cpca_finds_the_target_only_direction(rng):
 
 
 def test_tiny_benchmark_writes_every_method(tiny_cohort, tmp_path):
-    from sepclr_med.evaluation.benchmark import run_benchmark
     from sepclr_med.simulate import load_recipe
+    from sepclr_med.workflows.benchmark import run_benchmark
 
     recipe = load_recipe().replace(n_controls=8, n_patients=8, resolution_mm=8.0, seed=11)
     methods = ["sepclr", "simclr", "untrained", "cpca", "mm-cvae"]

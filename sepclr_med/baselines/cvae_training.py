@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sepclr_med.baselines.cvae import ContrastiveVAE
 from sepclr_med.data import GroupStratifiedBatchSampler, cached_dataset
-from sepclr_med.models.cvae import ContrastiveVAE
 
 
 def train_cvae(

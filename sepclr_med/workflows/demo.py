@@ -34,7 +34,6 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, epochs: int | None 
     """
     import pandas as pd
 
-    from sepclr_med.data.passes import timed_passes
     from sepclr_med.embed import embed
     from sepclr_med.evaluation import evaluate_latents
     from sepclr_med.evaluation.table import cohort_factors, print_evaluation, write_evaluation
@@ -45,6 +44,7 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, epochs: int | None 
     from sepclr_med.simulate import load_recipe, simulate_cohort
     from sepclr_med.training import TrainConfig
     from sepclr_med.training.loop import train
+    from sepclr_med.workflows.timing import timed_passes
 
     say = console.print if console is not None else (lambda *a, **k: None)
     out = Path(out)
