@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 
-def produce(code: Path, out: Path) -> None:
+def produce(code: Path, out: Path, seed: int) -> None:
     sys.path.insert(0, str(code.resolve()))  # the checkout under test, before any installed copy
     import nibabel as nib
     import numpy as np
@@ -41,7 +41,7 @@ def produce(code: Path, out: Path) -> None:
     recipe = load_recipe("schizophrenia").replace(n_controls=12, n_patients=12, resolution_mm=8.0, seed=5)
     sim = simulate_cohort(recipe, out / "cohort")
     cohort = read_cohort(sim.cohort_csv)
-    config = TrainConfig().override(**{"device": "cpu", "optim.epochs": 4, "optim.batch_size": 8, "seed": 2})
+    config = TrainConfig().override(**{"device": "cpu", "optim.epochs": 4, "optim.batch_size": 8, "seed": seed})
     run = Run(train(cohort, out / "run", config))
     state = torch.load(out / "run" / "model.pt", weights_only=True)
     np.savez(out / "weights.npz", **{k: v.numpy() for k, v in state.items()})
@@ -70,8 +70,9 @@ if __name__ == "__main__":
     parser.add_argument("--code", type=Path)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--compare", type=Path, nargs=2)
+    parser.add_argument("--seed", type=int, default=0, help="the run's seed (analyses use it too)")
     args = parser.parse_args()
     if args.compare:
         compare(*args.compare)
     else:
-        produce(args.code, args.out)
+        produce(args.code, args.out, args.seed)

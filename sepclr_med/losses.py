@@ -10,6 +10,22 @@ rows are replaced by 0, ``T``/``B`` the target/background rows. With tau = 0.5 e
     L_reg = 1/2 [mean_B ||s1||^2 + mean_B ||s2||^2]
     L_JEM = 1/2 [J(c1, s~1) + J(c2, s~2)]
     L     = L_C + beta_salient L_S + beta_infoless L_reg + lambda_jem L_JEM
+
+On top of the paper's terms, one option against leakage of patient-only information into the
+common space (:class:`SepCLRObjective` assembles the whole objective a training step minimises):
+
+Options against leakage of patient-only information into the common space.
+
+``independence_penalty``: squared distance correlation between the patients' common reps and
+their salient reps, with the salient reps held fixed (detached). The salient rep is the model's own
+estimate of the patient-only variation; pushing only the common encoder away from it removes that
+variation from the common space without giving the salient encoder an easy way out (emptying
+itself), which is what a two-sided penalty did at large weights.
+
+``LeakageAdversary``: a linear regressor tries to predict the patients' salient reps from their
+(L2-normalised) common reps; a gradient-reversal layer makes the common encoder work against it.
+If the salient rep carries the subtype and the common rep lets a linear map recover the salient
+rep, the common rep leaks the subtype: the adversary removes exactly that linear predictability.
 """
 
 from __future__ import annotations
@@ -18,6 +34,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 TERMS = ("common", "salient", "infoless", "jem")
 
@@ -136,3 +153,110 @@ def distance_correlation_sq(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-9)
 
     a, b = centred(x), centred(y)
     return (a * b).mean() / torch.sqrt((a * a).mean() * (b * b).mean() + eps)
+
+
+def independence_penalty(common: torch.Tensor, salient: torch.Tensor) -> torch.Tensor:
+    """dCor² between ``common`` and ``salient`` rows (patients' reps); gradient to ``common`` only."""
+    return distance_correlation_sq(common, salient.detach())
+
+
+class _Reverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.scale * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Identity forward; multiplies the gradient by ``-scale`` backward."""
+    return _Reverse.apply(x, scale)
+
+
+class LeakageAdversary(nn.Module):
+    """Linear predictor of salient reps from common reps, trained through gradient reversal.
+
+    Parameters
+    ----------
+    common_dim, salient_dim : int
+        Rep sizes.
+    """
+
+    def __init__(self, common_dim: int, salient_dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(common_dim, salient_dim)
+
+    def forward(self, common: torch.Tensor, salient: torch.Tensor) -> torch.Tensor:
+        """Explained fraction of the (detached, standardised) salient reps: minimised by the
+        adversary's own parameters, maximised (through the reversal) by the common encoder."""
+        target = salient.detach().float()
+        target = (target - target.mean(0)) / (target.std(0) + 1e-6)
+        predicted = self.linear(reverse_gradient(F.normalize(common.float(), dim=1)))
+        return 1.0 - F.mse_loss(predicted, target) / target.var(0, unbiased=False).mean().clamp(min=1e-6)
+
+
+def patient_reps(out, is_target: torch.Tensor, gather=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Common and salient reps of the patients of both views (gathered across processes by
+    ``gather`` under DDP), the rows the leakage options act on."""
+    both = torch.cat([is_target, is_target])
+    common, salient = (
+        torch.cat([gather(r) if gather else r for r in rep.chunk(2)])[both] for rep in (out.common_rep, out.salient_rep)
+    )
+    return common, salient
+
+
+class SepCLRObjective:
+    """The whole objective a training step minimises: SepCLR's terms (:class:`SepCLRLoss`), then
+    the leakage adversary and the leakage penalty, each with its weight.
+
+    Parameters
+    ----------
+    loss : SepCLRLoss
+        The paper's terms and weights.
+    lambda_independence, lambda_adversary : float
+        Weights of the leakage penalty and of the adversary (0: off).
+    adversary : LeakageAdversary, optional
+        Required when ``lambda_adversary > 0``.
+    """
+
+    def __init__(
+        self,
+        loss: SepCLRLoss,
+        lambda_independence: float = 0.0,
+        lambda_adversary: float = 0.0,
+        adversary: LeakageAdversary | None = None,
+    ) -> None:
+        if lambda_adversary > 0 and adversary is None:
+            raise ValueError("lambda_adversary > 0 needs an adversary")
+        self.loss = loss
+        self.lambda_independence = lambda_independence
+        self.lambda_adversary = lambda_adversary
+        self.adversary = adversary
+
+    def __call__(
+        self, out, is_target: torch.Tensor, independence_weight: float | None = None, gather=None
+    ) -> tuple[torch.Tensor, dict]:
+        """Total loss and its terms for a model output of two views.
+
+        ``independence_weight`` is the penalty's weight at this epoch (its warm-up schedule;
+        default ``lambda_independence``); ``gather`` collects reps across processes under DDP.
+        """
+        c1, c2 = out.common_head.chunk(2)
+        s1, s2 = out.salient_head.chunk(2)
+        total, terms = self.loss(c1, c2, s1, s2, is_target)
+        terms = dict(terms)
+        if self.lambda_adversary > 0 or self.lambda_independence > 0:
+            rep_c, rep_s = patient_reps(out, is_target, gather)
+            if self.lambda_adversary > 0:
+                assert self.adversary is not None
+                terms["adversary_r2"] = self.adversary(rep_c, rep_s)
+                # the adversary minimises the unexplained fraction; the reversal makes the encoder maximise it
+                total = total + self.lambda_adversary * (1.0 - terms["adversary_r2"])
+            if self.lambda_independence > 0:
+                weight = self.lambda_independence if independence_weight is None else independence_weight
+                terms["independence"] = independence_penalty(rep_c, rep_s)
+                total = total + weight * terms["independence"]
+        return total, terms

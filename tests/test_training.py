@@ -380,7 +380,7 @@ def test_runs_from_before_the_leakage_penalty_are_read_without_it(tmp_path):
 
 
 def test_gradient_reversal_adversary():
-    from sepclr_med.training.leakage import LeakageAdversary, reverse_gradient
+    from sepclr_med.losses import LeakageAdversary, reverse_gradient
 
     x = torch.randn(5, 3, requires_grad=True)
     reverse_gradient(x, 2.0).sum().backward()
@@ -402,7 +402,7 @@ def test_gradient_reversal_adversary():
 
 
 def test_independence_penalty_moves_only_the_common_reps():
-    from sepclr_med.training.leakage import independence_penalty
+    from sepclr_med.losses import independence_penalty
 
     g = torch.Generator().manual_seed(1)
     salient = torch.randn(24, 3, generator=g, requires_grad=True)

@@ -19,12 +19,11 @@ from sepclr_med.cohort import Cohort
 from sepclr_med.data import ContrastiveViewsd, GroupStratifiedBatchSampler, TwoViewDataset, cached_dataset
 from sepclr_med.errors import SepclrError
 from sepclr_med.locking import output_lock
-from sepclr_med.losses import TERMS, SepCLRLoss
+from sepclr_med.losses import TERMS, LeakageAdversary, SepCLRLoss, SepCLRObjective
 from sepclr_med.models import SepCLRModel
 from sepclr_med.training.checkpoint import load_checkpoint, save_checkpoint
 from sepclr_med.training.config import TrainConfig
 from sepclr_med.training.distributed import DistContext, init_distributed, shutdown
-from sepclr_med.training.leakage import LeakageAdversary, independence_penalty
 from sepclr_med.training.monitor import (
     VAL_NORMS,
     kept_epoch,
@@ -293,25 +292,12 @@ class Trainer:
         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
             out = model(x, gather=ctx.gather if gather else None, n_views=2)
         y = ctx.gather_nograd(y) if gather else y
-        c1, c2 = out.common_head.chunk(2)
-        s1, s2 = out.salient_head.chunk(2)
-        total, terms = loss_fn(c1, c2, s1, s2, y)
-        terms = dict(terms)
+        objective = SepCLRObjective(
+            loss_fn, config.loss.lambda_independence, config.loss.lambda_adversary, self.adversary
+        )
+        total, terms = objective(out, y, self.weights["lambda_independence"], ctx.gather if gather else None)
         yy = torch.cat([y, y])  # labels of both views
-        if config.loss.lambda_adversary > 0 or config.loss.lambda_independence > 0:
-            # leakage options act on the patients' reps of the (gathered) batch
-            rep_c, rep_s = (
-                torch.cat([ctx.gather(r) if gather else r for r in rep.chunk(2)])[yy]
-                for rep in (out.common_rep, out.salient_rep)
-            )
-            if config.loss.lambda_adversary > 0:
-                assert self.adversary is not None  # built by _fit whenever lambda_adversary > 0
-                terms["adversary_r2"] = self.adversary(rep_c, rep_s)
-                # the adversary minimises the unexplained fraction; the reversal makes the encoder maximise it
-                total = total + config.loss.lambda_adversary * (1.0 - terms["adversary_r2"])
-            if config.loss.lambda_independence > 0:
-                terms["independence"] = independence_penalty(rep_c, rep_s)
-                total = total + self.weights["lambda_independence"] * terms["independence"]
+        s1, s2 = out.salient_head.chunk(2)
         norms = torch.cat([s1, s2]).detach().norm(dim=1)
         stats = {
             "loss": total.detach(),
