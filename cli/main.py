@@ -3,6 +3,10 @@ library (torch, monai, nilearn) only when they run, so ``sepclr-med --help`` is 
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # the command line draws only into files; a library user's backend is theirs
+
 import typer
 
 from sepclr_med.cli import (

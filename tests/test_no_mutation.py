@@ -65,3 +65,21 @@ def test_a_run_without_final_weights_is_refused(tiny_cohort, tmp_path):
     (run / "model.pt").unlink()  # what a run killed during training leaves (checkpoints/last.pt stays)
     with pytest.raises(SepclrError, match="did not finish.*--resume"):
         Run(run).load_model()
+
+
+def test_figures_never_switch_the_sessions_matplotlib_backend(tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from sepclr_med.explain.figures import region_bars, score_scatter
+
+    before = matplotlib.get_backend()
+    plt.switch_backend("svg")  # what a notebook's own backend stands for here
+    try:
+        region_bars(pd.DataFrame({"name": ["a", "b"], "mean_attribution": [0.2, -0.1]}), tmp_path / "bars.png", "t")
+        score_scatter(np.arange(5.0), np.arange(5.0) ** 2, tmp_path / "scatter.png", "x", "y")
+        assert matplotlib.get_backend() == "svg"
+        assert (tmp_path / "bars.png").read_bytes()[:4] == b"\x89PNG"  # files are still PNG
+    finally:
+        plt.switch_backend(before)

@@ -15,10 +15,9 @@ from sepclr_med.atomic import atomic_path
 
 
 def pyplot():
-    """matplotlib's pyplot on the non-interactive Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    """matplotlib's pyplot on the backend the session already has: the library never switches
+    it (a notebook keeps its inline backend; the command line chooses Agg, ``cli/main.py``).
+    Every figure made here is closed after it is written."""
     import matplotlib.pyplot as plt
 
     return plt

@@ -17,10 +17,7 @@ def _image(uri: str):
 
 def subject_pdf(s: dict, meta: dict, path: Path) -> Path:
     """Write the subject's page (identification, deviation, overlays, regions, caveat) as PDF."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the session's backend: never switched here (see explain.figures.pyplot)
     from matplotlib.backends.backend_pdf import PdfPages
 
     fig = plt.figure(figsize=(8.27, 11.69))  # A4 portrait
