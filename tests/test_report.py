@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -138,3 +139,23 @@ def test_reports_hold_a_bounded_chunk_of_subjects_in_memory(batch, monkeypatch):
     monkeypatch.setattr(sepclr_med.data, "cached_dataset", recording)
     result = batch_module.make_reports(Run(run), path, root / "chunks", n_steps=2, pdf=False)
     assert len(result["rows"]) == 3 and sizes == [2, 1]
+
+
+def test_the_reference_follows_the_estimator_contract():
+    from sklearn.base import clone
+
+    from sepclr_med.report.reference import Reference
+
+    rng = np.random.default_rng(0)
+    n = 20
+    latents = pd.DataFrame(rng.normal(size=(2 * n, 3)), columns=[f"salient_{i}" for i in range(3)])
+    latents.loc[n:, "salient_0"] += 3.0  # the patients deviate along one axis
+    latents.insert(0, "group", ["control"] * n + ["patient"] * n)
+    latents.insert(1, "split", ["train", "val"] * n)
+    reference = Reference(random_state=3)
+    assert vars(reference) == {"patient_label": "patient", "random_state": 3}  # parameters only
+    assert reference.fit(latents) is reference and reference.reference_split_ == "validation"
+    placed = reference.place(latents.filter(like="salient_").to_numpy()[[0, n]])
+    assert placed["deviation"][1] > placed["deviation"][0]  # a patient lies farther than a control
+    assert placed["percentile_controls"][1] > 90
+    assert vars(clone(reference)) == vars(Reference(random_state=3))

@@ -11,9 +11,10 @@ spectral selection intends.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 
-class ContrastivePCA:
+class ContrastivePCA(BaseEstimator):
     """cPCA estimator (scikit-learn contract).
 
     Parameters

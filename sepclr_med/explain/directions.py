@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sklearn.base import BaseEstimator
 
 
-class SalientDirections:
+class SalientDirections(BaseEstimator):
     """Directions in the salient space and each subject's deviation from controls.
 
     Follows scikit-learn's estimator contract: ``fit`` learns the attributes ending in ``_``.

@@ -229,7 +229,7 @@ class _Reporter:
 
         pre = run.config.preprocess
         dev = resolve_device(device)
-        reference = Reference(run.reference_latents(), run.config.patient_label, random_state=run.config.seed)
+        reference = Reference(run.config.patient_label, random_state=run.config.seed).fit(run.reference_latents())
         baseline_img = run.reference_control_mean()
         baseline = torch.tensor(np.asarray(baseline_img.dataobj), dtype=torch.float32)[None]
         mask = pre.mask_array() if pre.mask != "nonzero" else None

@@ -5,19 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sklearn.base import BaseEstimator
 
 from sepclr_med.explain.directions import SalientDirections
 
 
-class Reference:
+class Reference(BaseEstimator):
     """Deviation distributions, patient clusters and a 2D map of the training patients.
 
     Parameters
     ----------
-    latents : pandas.DataFrame
-        ``reference_latents.csv`` of a run (``group``, ``salient_*``).
     patient_label : str
         Label of the target group.
+    random_state : int
+        Seed of the patient clusters and of the directions' cross-validation (a run's seed).
 
     Attributes
     ----------
@@ -30,7 +31,12 @@ class Reference:
     projection_ : PCA (2 components) of the patients' salient reps
     """
 
-    def __init__(self, latents: pd.DataFrame, patient_label: str = "patient", random_state: int = 0) -> None:
+    def __init__(self, patient_label: str = "patient", random_state: int = 0) -> None:
+        self.patient_label = patient_label
+        self.random_state = random_state
+
+    def fit(self, latents: pd.DataFrame) -> Reference:
+        """Learn the reference from ``reference_latents.csv`` of a run (``group``, ``split``, ``salient_*``)."""
         from sklearn.cluster import KMeans
         from sklearn.decomposition import PCA
         from sklearn.preprocessing import StandardScaler
@@ -38,6 +44,7 @@ class Reference:
         from sepclr_med.evaluation.dependence import patient_cluster_silhouette
 
         salient = latents.filter(like="salient_").to_numpy(float)
+        patient_label = self.patient_label
         patient = (latents["group"] == patient_label).to_numpy()
         if not patient.any() or patient.all():
             from sepclr_med.errors import SepclrError
@@ -56,18 +63,19 @@ class Reference:
         )
         fit_rows = ~held_out if self.reference_split_ == "validation" else np.ones(len(latents), bool)
         ref_rows = held_out if self.reference_split_ == "validation" else np.ones(len(latents), bool)
-        self.directions_ = SalientDirections().fit(salient[fit_rows], patient[fit_rows])
+        self.directions_ = SalientDirections(random_state=self.random_state).fit(salient[fit_rows], patient[fit_rows])
         deviation = self.directions_.deviation(salient)["deviation"].to_numpy()
         self.control_deviation_ = deviation[ref_rows & ~patient]
         self.patient_deviation_ = deviation[ref_rows & patient]
         self.scaler_ = StandardScaler().fit(salient[patient])
         k = patient_cluster_silhouette(salient[patient])["n_clusters"] or 2
-        self.cluster_model_ = KMeans(k, n_init=10, random_state=random_state).fit(
+        self.cluster_model_ = KMeans(k, n_init=10, random_state=self.random_state).fit(
             self.scaler_.transform(salient[patient])
         )
         self.projection_ = PCA(n_components=2).fit(salient[patient])
         self.patient_points_ = self.projection_.transform(salient[patient])
         self.patient_clusters_ = self.cluster_model_.labels_
+        return self
 
     def place(self, salient: np.ndarray) -> pd.DataFrame:
         """Deviation, percentiles among training controls and patients, cluster, 2D position."""
