@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from template_space_calibration import processor
 
 EPOCHS = 30
 RESUMABLE = ["--epochs", str(EPOCHS), "--device", "cpu"]  # all that --resume may be given
@@ -251,7 +251,7 @@ def main() -> None:
         "explain_clean": sum(
             not e["incomplete_files"] and e["rerun_exit"] == 0 and not e["temps_after_rerun"] for e in explain
         ),
-        "processor": _processor(),
+        "processor": processor(),
         "trials": trials,
         "explain": explain,
     }
@@ -261,16 +261,6 @@ def main() -> None:
         f"({summary['train_kills_after_a_checkpoint']} after a checkpoint); "
         f"explain: {summary['explain_clean']}/{len(explain)} clean ({summary['explain_kills']} killed)"
     )
-
-
-def _processor() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return os.uname().machine
 
 
 if __name__ == "__main__":
