@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from sepclr_med.reading import read_cohort
+from sepclr_med.io.reading import read_cohort
 from sepclr_med.training import TrainConfig
 from sepclr_med.training.loop import train
 

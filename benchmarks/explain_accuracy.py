@@ -33,7 +33,7 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
 
     from sepclr_med.explain.pipeline import explain
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.simulate import load_recipe
 

@@ -77,7 +77,7 @@ def voxel_pca_age_r2(cohort, preprocess, n_components: int = 32) -> float:
 
 def member_cohorts(out: Path, name: str, recipe) -> dict:
     """Train (seed 0) and test (seed 1000) cohorts of a member, simulated once under ``out``."""
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.simulate import simulate_cohort
 
     cohorts = {}

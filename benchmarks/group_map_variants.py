@@ -45,8 +45,7 @@ def main() -> None:
     from sepclr_med.explain.pipeline import load_atlas
     from sepclr_med.explain.regions import region_table
     from sepclr_med.explain.saliency import attribute
-    from sepclr_med.nifti import grid_image
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.simulate import load_recipe
 
@@ -62,7 +61,7 @@ def main() -> None:
     for run_dir in args.runs:
         run = Run(run_dir)
         model, pre = run.load_model("cpu"), run.config.preprocess
-        atlas = load_atlas("AAL", grid_image(np.zeros(pre.grid_shape, np.float32), affine=pre.grid_affine))
+        atlas = load_atlas("AAL", pre.grid.image(np.zeros(pre.grid.shape, np.float32)))
         data = cached_dataset(cohort.records(), pre, cache="memory")
         volumes = torch.stack([data[i]["image"] for i in range(len(data))])
         salient = latent_table(cohort, *encode_dataset(model, data)).filter(like="salient_").to_numpy()
@@ -77,7 +76,7 @@ def main() -> None:
             for kind, u in kinds.items():
                 maps = attribute(model, volumes[members], u, references, method=args.method, n_steps=args.steps) * brain
                 for smooth, stat in itertools.product((0, 8), ("mean", "t")):
-                    group = group_statistic(maps, pre.grid_affine, statistic=stat, fwhm_mm=smooth, mask=brain)
+                    group = group_statistic(maps, pre.grid.affine, statistic=stat, fwhm_mm=smooth, mask=brain)
                     top5 = region_table(group, atlas.data, atlas.regions).head(5)["name"]
                     rows.append(
                         {

@@ -27,7 +27,7 @@ def run_one(job: tuple) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.simulate import load_recipe, simulate_cohort
     from sepclr_med.training import TrainConfig

@@ -27,7 +27,7 @@ def main() -> None:
     import nibabel as nib
 
     from sepclr_med.explain.pipeline import load_atlas
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.simulate import load_recipe
 
     root = args.cohort.parent

@@ -41,7 +41,7 @@ def main() -> None:
 
     from sepclr_med.data import cached_dataset
     from sepclr_med.explain.saliency import attribute
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.run import Run
 
     run = Run(args.run)

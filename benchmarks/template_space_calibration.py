@@ -1,4 +1,4 @@
-"""Calibrate the template-space check (`sepclr_med.template_space`) on aligned and misaligned scans.
+"""Calibrate the template-space check (`sepclr_med.io.template_space`) on aligned and misaligned scans.
 
     python benchmarks/template_space_calibration.py [--quick] [--csv measures.csv]
 
@@ -44,7 +44,7 @@ import pandas as pd
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from sepclr_med import template_space as ts
+from sepclr_med.io import template_space as ts
 
 ROTATIONS_DEG = (8.0, 10.0, 20.0)
 SHIFTS_MM = (10.0, 15.0)

@@ -56,8 +56,8 @@ def main() -> None:
     from rich.console import Console
 
     from sepclr_med.embed import embed, encode_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.models import SepCLRModel
-    from sepclr_med.reading import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.simulate import load_recipe, simulate_cohort
     from sepclr_med.training import TrainConfig

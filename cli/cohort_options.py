@@ -3,7 +3,7 @@
 ``@cohort_options()`` adds them to a command (``--group-column``, ``--control-label``,
 ``--patient-label``, ``--confounds``, ``--skip-missing``, ``--allow-unaligned`` and the BIDS file selection
 ``--derivatives``, ``--space``, ``--desc``, ``--suffix``, ``--label``, ``--session``) and hands the
-command one ``read_options`` dictionary for :func:`sepclr_med.reading.read_cohort` (or
+command one ``read_options`` dictionary for :func:`sepclr_med.io.reading.read_cohort` (or
 :meth:`sepclr_med.run.Run.read_cohort`). With ``of_run=True`` the group column and labels
 default to the ones the run stored.
 """
@@ -89,7 +89,7 @@ def cohort_options(of_run: bool = False):
 
         @functools.wraps(command)
         def wrapper(*args, **kwargs):
-            from sepclr_med.bids import BidsSelection
+            from sepclr_med.io.bids import BidsSelection
 
             values = {n: kwargs.pop(n) for n in names}
             selection = BidsSelection(

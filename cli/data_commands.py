@@ -34,8 +34,8 @@ def validate(
     from rich.console import Console
     from rich.markup import escape
 
-    from sepclr_med.image_checks import reference_grid
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.image_checks import reference_grid
+    from sepclr_med.io.reading import read_cohort
 
     allowed = bool(read_options.get("allow_unaligned"))
     # with --qc-out the page is written first, also when scans fail (it is where they are shown)
@@ -53,7 +53,7 @@ def validate(
     console = Console(highlight=False)
     if qc_out is not None:
         from sepclr_med.errors import CohortError
-        from sepclr_med.image_checks import alignment_problems
+        from sepclr_med.io.image_checks import alignment_problems
         from sepclr_med.report.qc import write_qc
 
         paths = write_qc(result.alignment, result, qc_out)
@@ -96,7 +96,7 @@ def pipeline(
     from rich.console import Console
 
     from sepclr_med.data.preprocess import PreprocessConfig
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.workflows.timing import timed_passes
 
     data = read_cohort(cohort, **read_options)

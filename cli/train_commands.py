@@ -83,7 +83,7 @@ def train(
 
     from rich.console import Console
 
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.training import TrainConfig
     from sepclr_med.training.loop import train as run_training
 

@@ -30,7 +30,7 @@ def tune(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.training import TrainConfig
     from sepclr_med.training.tune import GRID, summarise
     from sepclr_med.training.tune import tune as run_tune

@@ -14,7 +14,7 @@ from sepclr_med.errors import CohortError, Problem, SepclrError
 __version__ = "0.1.0"
 __all__ = ["CohortError", "Problem", "SepCLR", "SepclrError", "read_cohort", "__version__"]
 
-_LAZY = {"SepCLR": "sepclr_med.estimator", "read_cohort": "sepclr_med.reading"}
+_LAZY = {"SepCLR": "sepclr_med.estimator", "read_cohort": "sepclr_med.io.reading"}
 
 
 def __getattr__(name: str):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from sepclr_med.cohort import Cohort
+from sepclr_med.io.cohort import Cohort
 from sepclr_med.run import Run
 from sepclr_med.training.encode import encode_dataset, latent_table
 
@@ -90,8 +90,8 @@ def _write_latents_bids(latents: pd.DataFrame, cohort: Cohort, out) -> list:
     """Write latents as a BIDS-derivatives dataset: one ``..._desc-sepclr_latents.tsv`` per
     subject (beside its image's entities) and ``dataset_description.json``; returns the paths."""
     from sepclr_med.atomic import write_table
-    from sepclr_med.bids import derivative_path, write_dataset_description
     from sepclr_med.errors import SepclrError
+    from sepclr_med.io.bids import derivative_path, write_dataset_description
 
     if cohort.bids_root is None:
         raise SepclrError(f"--out {out}: a folder of BIDS derivatives needs a BIDS cohort; give a .csv or .tsv file")

@@ -117,8 +117,8 @@ class SepCLR(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         cohort : Cohort or path-like
-            A validated :class:`~sepclr_med.cohort.Cohort`, or a CSV/TSV/BIDS path read with
-            :func:`~sepclr_med.reading.read_cohort` (template-space check on).
+            A validated :class:`~sepclr_med.io.cohort.Cohort`, or a CSV/TSV/BIDS path read with
+            :func:`~sepclr_med.io.reading.read_cohort` (template-space check on).
         y : None
             Ignored: the groups are the cohort's own.
 
@@ -129,8 +129,8 @@ class SepCLR(TransformerMixin, BaseEstimator):
         """
         from rich.console import Console
 
-        from sepclr_med.cohort import Cohort
-        from sepclr_med.reading import read_cohort
+        from sepclr_med.io.cohort import Cohort
+        from sepclr_med.io.reading import read_cohort
         from sepclr_med.training.loop import train
 
         if not isinstance(cohort, Cohort):
@@ -188,8 +188,8 @@ class SepCLR(TransformerMixin, BaseEstimator):
 
     def latents(self, cohort, *, batch_size: int = 16):
         """As :meth:`transform` with ``space="both"``, as a table with ``subject_id`` and ``group``."""
-        from sepclr_med.cohort import Cohort
         from sepclr_med.embed import encode_cohort
+        from sepclr_med.io.cohort import Cohort
         from sepclr_med.training.distributed import resolve_device
 
         run = self._check_fitted()

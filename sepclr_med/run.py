@@ -69,14 +69,14 @@ class Run:
     def read_cohort(self, path, **kwargs):
         """Read a cohort with the run's group column and labels (unless given in ``kwargs``).
 
-        ``kwargs`` go to :func:`~sepclr_med.reading.read_cohort`; ``None`` values mean "the run's".
+        ``kwargs`` go to :func:`~sepclr_med.io.reading.read_cohort`; ``None`` values mean "the run's".
         Images are checked to be in template space (``check_alignment``) whenever they are
         opened; a run trained with ``allow_unaligned`` accepts failing scans with a warning. A
         BIDS cohort's images are chosen as for training (derivatives, space, suffix ...) unless
         another selection is given.
         """
-        from sepclr_med.bids import BidsSelection
-        from sepclr_med.reading import read_cohort
+        from sepclr_med.io.bids import BidsSelection
+        from sepclr_med.io.reading import read_cohort
 
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         if kwargs.get("selection", BidsSelection()) == BidsSelection() and self.config.bids_selection:

@@ -31,7 +31,7 @@ def rotated_cohort(simulated, tmp_path):
 
 
 def test_every_simulated_scan_passes(simulated):
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
 
     cohort = read_cohort(simulated.cohort_csv, check_alignment=True)
     assert cohort.alignment["aligned"].all() and len(cohort.alignment) == 24

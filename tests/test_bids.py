@@ -8,10 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_image
-from sepclr_med.bids import BidsSelection, parse_entities
 from sepclr_med.cli.main import app
 from sepclr_med.errors import CohortError
-from sepclr_med.reading import read_cohort
+from sepclr_med.io.bids import BidsSelection, parse_entities
+from sepclr_med.io.reading import read_cohort
 
 runner = CliRunner()
 MNI = "MNI152NLin2009cAsym"
@@ -246,8 +246,8 @@ def test_outputs_are_bids_derivatives_for_a_bids_cohort(tiny_cohort, tmp_path):
 
 
 def test_output_names_never_leave_the_output_folder(tmp_path):
-    from sepclr_med.bids import derivative_path
     from sepclr_med.errors import SepclrError
+    from sepclr_med.io.bids import derivative_path
 
     good = derivative_path(
         tmp_path, "/x/sub-01_ses-2_acq-fast_T1w.nii.gz", desc="salient", suffix="saliency", extension=".nii.gz"
@@ -260,8 +260,8 @@ def test_output_names_never_leave_the_output_folder(tmp_path):
 def test_review_findings_on_bids_reading(tmp_path, rng, monkeypatch):
     """Session-6 review: one space per cohort, ids with and without sub-, normalised options,
     --skip-missing that leaves nobody, foreign datasets as --out."""
-    from sepclr_med.bids import write_dataset_description
     from sepclr_med.errors import SepclrError
+    from sepclr_med.io.bids import write_dataset_description
 
     root = _dataset(tmp_path / "ds", rng)
     fmriprep = root / "derivatives" / "fmriprep"

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from conftest import make_image, write_cohort
 from sepclr_med.cli.main import app
 from sepclr_med.errors import CohortError
-from sepclr_med.reading import read_cohort
+from sepclr_med.io.reading import read_cohort
 
 runner = CliRunner()
 

@@ -19,7 +19,7 @@ from sepclr_med.data import (
     preprocessing,
 )
 from sepclr_med.errors import SepclrError
-from sepclr_med.reading import read_cohort
+from sepclr_med.io.reading import read_cohort
 
 
 @pytest.fixture

@@ -271,7 +271,7 @@ def test_fdr_is_computed_within_each_family(rng):
 def explained(tiny_cohort, tmp_path_factory):
     from conftest import tiny_config
     from sepclr_med.explain.pipeline import explain
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.training.loop import train
 
@@ -364,7 +364,7 @@ def test_explain_and_report_work_on_a_cropped_grid(tiny_cohort, tmp_path):
 
     from conftest import tiny_config
     from sepclr_med.explain.pipeline import explain
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.report.batch import make_reports
     from sepclr_med.run import Run
     from sepclr_med.training.loop import train

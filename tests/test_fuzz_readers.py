@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from conftest import make_image
 from sepclr_med.errors import SepclrError
-from sepclr_med.image_checks import check_image
-from sepclr_med.reading import read_cohort
+from sepclr_med.io.image_checks import check_image
+from sepclr_med.io.reading import read_cohort
 
 FUZZ = settings(
     max_examples=60,

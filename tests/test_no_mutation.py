@@ -57,7 +57,7 @@ def test_encoding_leaves_the_model_as_it_found_it():
 
 def test_a_run_without_final_weights_is_refused(tiny_cohort, tmp_path):
     from sepclr_med.errors import SepclrError
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.training.loop import train
 

@@ -73,7 +73,7 @@ def read_only(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def trained(tiny_cohort, tmp_path_factory):
     """A one-epoch run of the tiny cohort."""
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.training.loop import train
 
     return train(

@@ -22,7 +22,7 @@ def test_safe_name_keeps_plain_names_and_hashes_the_rest():
 
 
 def test_traversal_names_stay_inside_out(tiny_cohort, tmp_path):
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.training.loop import train
 
     table = pd.read_csv(tiny_cohort.cohort_csv)

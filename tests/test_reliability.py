@@ -49,7 +49,7 @@ def test_atomic_temp_names_carry_the_mark(tmp_path):
 
 
 def test_resume_refuses_a_changed_cohort(tiny_cohort, tmp_path):
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.training.loop import train
 
     table = pd.read_csv(tiny_cohort.cohort_csv)
@@ -77,13 +77,13 @@ def test_operating_system_failures_are_one_message(monkeypatch, tmp_path):
 
     from typer.testing import CliRunner
 
-    import sepclr_med.reading
+    import sepclr_med.io.reading
     from sepclr_med.cli.main import app
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
 
-    monkeypatch.setattr(sepclr_med.reading, "read_cohort", full_disk)
+    monkeypatch.setattr(sepclr_med.io.reading, "read_cohort", full_disk)
     result = CliRunner().invoke(app, ["validate", "--cohort", str(tmp_path / "c.csv")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "the system refused a file operation (No space left on device)" in result.output and "x" in result.output
@@ -107,7 +107,7 @@ def test_bad_weights_files_are_one_message(tiny_cohort, tmp_path, kind):
     from typer.testing import CliRunner
 
     from sepclr_med.cli.main import app
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.training.loop import train
 
     run = train(read_cohort(tiny_cohort.cohort_csv), tmp_path / "run", tiny_config(**{"optim.epochs": 1}))
@@ -143,16 +143,16 @@ def test_bad_weights_files_are_one_message(tiny_cohort, tmp_path, kind):
 def test_validate_reads_each_distinct_image_once(monkeypatch, tmp_path):
     from collections import Counter
 
-    import sepclr_med.image_checks as checks
+    import sepclr_med.io.image_checks as checks
     from conftest import write_cohort
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
 
     path = write_cohort(tmp_path, n_controls=4, n_patients=4)
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     table.loc[4:, "image"] = table.loc[:3, "image"].to_numpy()  # 8 rows, 4 distinct files
     table.to_csv(path, index=False)
     reads, measured = Counter(), Counter()
-    import sepclr_med.template_space as space
+    import sepclr_med.io.template_space as space
 
     read, align = checks._read_and_check, space.measure_alignment
     monkeypatch.setattr(checks, "_read_and_check", lambda p: (reads.update([str(p)]), read(p))[1])
@@ -170,7 +170,7 @@ def test_every_writing_command_takes_the_output_lock(command, tiny_cohort, tmp_p
     from typer.testing import CliRunner
 
     from sepclr_med.cli.main import app
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.training.loop import train
 
     run = train(read_cohort(tiny_cohort.cohort_csv), tmp_path / "run", tiny_config(**{"optim.epochs": 1}))
@@ -222,7 +222,7 @@ def test_figures_are_never_left_half_written(monkeypatch, tmp_path):
 
 def test_temp_names_are_unpredictable_and_planted_links_are_never_followed(tiny_cohort, tmp_path):
     from sepclr_med.atomic import atomic_path
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.training.loop import train
 
     with atomic_path(tmp_path / "x.csv") as a, atomic_path(tmp_path / "x.csv") as b:

@@ -18,7 +18,7 @@ XSS_NOTE = '"><img onerror=alert(1) src=x>'
 
 @pytest.fixture(scope="module")
 def batch(tiny_cohort, tmp_path_factory):
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.training.loop import train
 
     root = tmp_path_factory.mktemp("report")

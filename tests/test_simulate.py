@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from sepclr_med.cli.main import app
 from sepclr_med.errors import SepclrError
-from sepclr_med.reading import read_cohort
+from sepclr_med.io.reading import read_cohort
 from sepclr_med.simulate import list_recipes, load_recipe, simulate_cohort
 
 

@@ -9,8 +9,8 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from sepclr_med import template_space as ts
-from sepclr_med.template_space import alignment_errors, measure_alignment
+from sepclr_med.io import template_space as ts
+from sepclr_med.io.template_space import alignment_errors, measure_alignment
 
 
 @pytest.fixture(scope="module")

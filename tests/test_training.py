@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from conftest import tiny_config
 from sepclr_med.cli.main import app
 from sepclr_med.errors import SepclrError
-from sepclr_med.reading import read_cohort
+from sepclr_med.io.reading import read_cohort
 from sepclr_med.run import Run
 from sepclr_med.training import TrainConfig
 from sepclr_med.training.loop import TrainingDiverged, train

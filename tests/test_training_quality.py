@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def scores(tmp_path_factory):
     from sepclr_med.embed import embed
     from sepclr_med.evaluation import probe_classification, probe_regression
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.simulate import load_recipe, simulate_cohort
     from sepclr_med.training import TrainConfig
@@ -70,7 +70,7 @@ def test_cohorts_without_planted_effect_are_flagged(tmp_path):
     permutation test keeps false positives near its 5 % level. Measured: 0 of 6 seeds separated
     (benchmarks/null_verdicts.py, docs/benchmarks.md), where the kept epoch's interval alone
     called 2 of those 6 separated. At most 1 of 3 is allowed here (P >= 0.99 at a 5 % rate)."""
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.simulate import load_recipe, simulate_cohort
     from sepclr_med.training import TrainConfig

@@ -10,7 +10,7 @@ from sepclr_med.cli.main import app
 
 
 def test_tune_scores_every_setting_and_fold_and_writes_a_trainable_config(tiny_cohort, tmp_path):
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.training import TrainConfig
     from sepclr_med.training.tune import folds, summarise, tune
 

@@ -154,7 +154,7 @@ def test_null_cohort_is_flagged_in_train_model_card_and_verdict(null_run):
 
 def test_null_cohort_warning_reaches_evaluate_explain_and_report(null_run):
     from sepclr_med.explain.pipeline import explain
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.report.batch import make_reports
     from sepclr_med.run import Run
 
@@ -194,7 +194,7 @@ def test_null_cohort_warning_reaches_evaluate_explain_and_report(null_run):
 
 
 def test_keep_last_keeps_the_last_epoch(tiny_cohort, tmp_path):
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.run import Run
     from sepclr_med.training.loop import train
 

@@ -35,8 +35,8 @@ from monai.transforms import (
     Transform,
 )
 
-from sepclr_med.data.grid import canonical_grid, crop_grid, resize_grid
 from sepclr_med.errors import SepclrError
+from sepclr_med.io.grid import Grid
 
 INTENSITY_MODES = ("cohort", "fixed", "zscore", "none")
 
@@ -61,7 +61,9 @@ class PreprocessConfig:
         ``"mni152"`` (nilearn's MNI152 brain mask on the grid), ``"nonzero"`` (per image) or
         the path of a mask NIfTI.
     grid_affine, grid_shape
-        The target grid (RAS+), set by ``resolve`` from the cohort's most common grid.
+        The target grid (RAS+), set by ``resolve`` from the cohort's most common grid; stored as
+        lists so that TOML and JSON hold them, read as one :class:`~sepclr_med.io.grid.Grid` by
+        :attr:`grid`.
     """
 
     voxel_size: float | None = None
@@ -83,9 +85,19 @@ class PreprocessConfig:
         if self.spatial_size is None or self.grid_affine is None or self.grid_shape is None:
             return
         if tuple(self.grid_shape) != tuple(self.spatial_size):
-            affine, shape = crop_grid(self.grid_affine, self.grid_shape, self.spatial_size)
-            x, y, z = shape
-            self.grid_affine, self.grid_shape = np.round(affine, 6).tolist(), (x, y, z)
+            self._set_grid(self.grid.cropped(self.spatial_size))
+
+    def _set_grid(self, grid: Grid) -> None:
+        """Store ``grid`` as TOML/JSON can hold it (affine rounded to 1e-6 mm, lists)."""
+        x, y, z = grid.shape
+        self.grid_affine, self.grid_shape = np.round(grid.affine, 6).tolist(), (x, y, z)
+
+    @property
+    def grid(self) -> Grid:
+        """The model's input grid (shape and affine), once resolved."""
+        if self.grid_affine is None or self.grid_shape is None:
+            raise SepclrError("preprocessing settings are not resolved: call config.resolve(paths) first")
+        return Grid(np.asarray(self.grid_affine), self.grid_shape)
 
     @property
     def resolved(self) -> bool:
@@ -137,16 +149,12 @@ class PreprocessConfig:
         n_scale_images : int
             At most this many images (evenly spaced) are read to fit the scale.
         """
-        from sepclr_med.image_checks import reference_grid
+        from sepclr_med.io.image_checks import reference_grid
 
         new = dataclasses.replace(self, _mask_cache={})
         if new.grid_affine is None:
-            ref = reference_grid(image_paths)
-            affine, shape = canonical_grid(np.asarray(ref.affine), ref.shape)
-            if new.voxel_size is not None:
-                affine, shape = resize_grid(affine, shape, new.voxel_size)
-            x, y, z = shape
-            new.grid_affine, new.grid_shape = np.round(affine, 6).tolist(), (int(x), int(y), int(z))
+            grid = reference_grid(image_paths).canonical()
+            new._set_grid(grid.resized(new.voxel_size) if new.voxel_size is not None else grid)
             new._crop_grid()
         if new.intensity == "cohort" and new.scale is None:
             paths = control_paths or image_paths

@@ -31,7 +31,7 @@ METHODS = ("eg", "ig", "grad", "ablation")
 
 def load_atlas(atlas: str | os.PathLike, grid_img, lookup: str | os.PathLike | None = None):
     """A packaged atlas by name, or a labels NIfTI plus lookup table, on the run's grid."""
-    from sepclr_med.atlas import Atlas
+    from sepclr_med.io.atlas import Atlas
 
     if lookup is not None or str(atlas).endswith((".nii", ".nii.gz")):
         if lookup is None:
@@ -205,11 +205,8 @@ class _Job:
     ) -> _Job:
         """Check the request, then read, encode and fit what the steps need (writes the index's
         tables: ``deviation.csv``, ``directions.csv``, the baseline image)."""
-        from functools import partial
-
         from sepclr_med.data import cached_dataset
         from sepclr_med.embed import encode_dataset, latent_table
-        from sepclr_med.nifti import grid_image
         from sepclr_med.training.distributed import resolve_device
 
         say = console.print if console is not None else (lambda *a, **k: None)
@@ -235,8 +232,8 @@ class _Job:
         dev = resolve_device(device)
         model = run.load_model(dev)
         pre = run.config.preprocess
-        to_img = partial(grid_image, affine=pre.grid_affine)
-        atlas_img = load_atlas(atlas, to_img(np.zeros(pre.grid_shape, np.float32)), atlas_lut)
+        to_img = pre.grid.image
+        atlas_img = load_atlas(atlas, to_img(np.zeros(pre.grid.shape, np.float32)), atlas_lut)
         data = cached_dataset(cohort.records(), pre, cache="memory")  # decoded once: reps and maps
         volumes = torch.stack([data[i]["image"] for i in range(len(data))])
         latents = latent_table(cohort, *encode_dataset(model, data, device=dev))
@@ -339,7 +336,7 @@ def _voxel_maps(job: _Job, method: str, n_steps: int, group_stat: str, group_fwh
         _write_map(
             group.mean(axis=0), f"{stem}_mean", job.to_img, job.labels, job.regions, job.out, job.index, False, ""
         )
-        summary = group_statistic(group, job.pre.grid_affine, statistic=stat, fwhm_mm=group_fwhm, mask=inside)
+        summary = group_statistic(group, job.pre.grid.affine, statistic=stat, fwhm_mm=group_fwhm, mask=inside)
         _write_map(
             summary,
             stem,
@@ -455,7 +452,7 @@ def _subject_paths(out: Path, cohort, subject_id: str) -> tuple[Path, Path]:
     if cohort.bids_root is None:
         name = slug(subject_id)
         return out / "subjects" / f"{name}_saliency.nii.gz", out / "subjects" / f"{name}_regions.csv"
-    from sepclr_med.bids import derivative_path, write_dataset_description
+    from sepclr_med.io.bids import derivative_path, write_dataset_description
 
     if not (out / "dataset_description.json").is_file():
         write_dataset_description(out, cohort.bids_root)
@@ -467,7 +464,7 @@ def _subject_paths(out: Path, cohort, subject_id: str) -> tuple[Path, Path]:
 
 def _in_input_space(img, cohort, subject_id: str):
     """The map on the subject's own image grid when it differs from the run's grid."""
-    from sepclr_med.nifti import load_image
+    from sepclr_med.io.nifti import load_image
 
     path = cohort.table.loc[cohort.table["subject_id"] == subject_id, "image"].iloc[0]
     source = load_image(path)

@@ -18,7 +18,7 @@ def region_table(
     labels : numpy.ndarray
         Integer atlas labels (0 = background).
     regions : pandas.DataFrame
-        ``id``, ``name``, ``hemisphere`` (as :class:`~sepclr_med.atlas.Atlas.regions`).
+        ``id``, ``name``, ``hemisphere`` (as :class:`~sepclr_med.io.atlas.Atlas.regions`).
     value : str
         What the map holds, naming the columns (``"attribution"``; ``"t"`` for a group t-map).
 

@@ -53,25 +53,22 @@ def _associations(explain_dir) -> dict[str, str]:
 def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: float) -> dict:
     import nibabel as nib
 
-    from sepclr_med.image_checks import Grid
-    from sepclr_med.nifti import load_image
+    from sepclr_med.io.grid import Grid
+    from sepclr_med.io.nifti import load_image
 
     img = load_image(image_path)
     grid = Grid.of(img)
-    run_grid = tuple(pre.grid_shape)
     codes = "".join(nib.aff2axcodes(img.affine))
     inside = volume[mask] if mask is not None else volume[volume != 0]
     warnings = []
-    resampled = grid.shape != run_grid or not np.allclose(
-        np.asarray(grid.affine), np.asarray(pre.grid_affine), atol=1e-3
-    )
+    resampled = grid != pre.grid
     if codes != "RAS":
         warnings.append(f"scan stored as {codes}; reoriented to RAS before analysis")
     ratio = float(inside.mean()) / reference_mean if reference_mean else float("nan")
     if not 0.6 <= ratio <= 1.4:
         warnings.append(f"mean intensity is {ratio:.2f} x the training controls' mean: check the scan's preprocessing")
-    from sepclr_med.image_checks import alignment_measures
-    from sepclr_med.template_space import alignment_errors
+    from sepclr_med.io.image_checks import alignment_measures
+    from sepclr_med.io.template_space import alignment_errors
 
     measures = alignment_measures(image_path)
     warnings += [f"not in MNI152 template space: {e}" for e in alignment_errors(measures)]
@@ -171,8 +168,8 @@ def make_reports(
 
 def _reportable(run, cohort_path, read_options: dict | None):
     """The cohort, the subjects whose scans can be reported, and why each other one cannot."""
-    from sepclr_med.image_checks import alignment_measures, check_image
-    from sepclr_med.template_space import alignment_errors
+    from sepclr_med.io.image_checks import alignment_measures, check_image
+    from sepclr_med.io.template_space import alignment_errors
 
     cohort = run.read_cohort(
         cohort_path,
@@ -305,11 +302,10 @@ class _Reporter:
     def page(self, chunk, k: int, volume: np.ndarray, p: pd.Series, attribution: np.ndarray) -> dict:
         """Write subject ``k`` of ``chunk``'s HTML (and PDF) page; return its index row."""
         from sepclr_med.explain.regions import region_table
-        from sepclr_med.nifti import grid_image
         from sepclr_med.report import figures
 
         row, sid, reference = chunk.table.iloc[k], chunk.subject_ids[k], self.reference
-        overlays = figures.brain_overlays(grid_image(attribution, self.pre.grid_affine))
+        overlays = figures.brain_overlays(self.pre.grid.image(attribution))
         s = {
             "subject_id": sid,
             "image": row["image"] if self.full_paths else Path(row["image"]).name,

@@ -2,7 +2,7 @@
 every scan on the MNI152 grid with the template brain's outline, worst first).
 
 Written by ``sepclr-med validate --qc-out DIR``; the measures are those of
-:func:`sepclr_med.image_checks.check_alignment`.
+:func:`sepclr_med.io.image_checks.check_alignment`.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def write_qc(measures: pd.DataFrame, cohort, out: str | Path) -> dict[str, Path]
 
     from sepclr_med import __version__
     from sepclr_med.errors import SepclrError
-    from sepclr_med.template_space import (
+    from sepclr_med.io.template_space import (
         MAX_CENTROID_OFFSET_MM,
         MAX_OUTSIDE_FRACTION,
         MAX_ROTATION_DEG,

@@ -38,7 +38,7 @@ class TemplateSpace:
 
     def image(self, data: np.ndarray, dtype=np.float32):
         """A NIfTI image of ``data`` on this grid (qform and sform set, mm units, MNI152 space)."""
-        from sepclr_med.nifti import grid_image
+        from sepclr_med.io.nifti import grid_image
 
         return grid_image(data, self.affine, dtype, code=4)
 

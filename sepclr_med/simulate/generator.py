@@ -183,7 +183,7 @@ def simulate_cohort(
     -------
     SimulatedCohort
     """
-    from sepclr_med.atlas import Atlas
+    from sepclr_med.io.atlas import Atlas
 
     recipe.validate()
     out = Path(out)

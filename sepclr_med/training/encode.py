@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sepclr_med.cohort import Cohort
+from sepclr_med.io.cohort import Cohort
 from sepclr_med.models.inference import inference_copy_of
 
 

@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 
 from sepclr_med.atomic import atomic_path, write_table, write_text
-from sepclr_med.cohort import Cohort
 from sepclr_med.data import ContrastiveViewsd, GroupStratifiedBatchSampler, TwoViewDataset, cached_dataset
 from sepclr_med.errors import SepclrError
+from sepclr_med.io.cohort import Cohort
 from sepclr_med.locking import output_lock
 from sepclr_med.losses import TERMS, LeakageAdversary, SepCLRLoss, SepCLRObjective
 from sepclr_med.models import SepCLRModel
@@ -71,7 +71,7 @@ def _checked_alignment(cohort: Cohort, allow_unaligned: bool, console=None) -> p
     """Template-space measures of every scan (those of ``cohort.alignment`` when already checked);
     a scan that fails stops training unless ``allow_unaligned``."""
     from sepclr_med.errors import CohortError
-    from sepclr_med.image_checks import alignment_problems, check_alignment
+    from sepclr_med.io.image_checks import alignment_problems, check_alignment
 
     measures = check_alignment(cohort)[0] if cohort.alignment is None else cohort.alignment
     failing = measures.loc[~measures["aligned"].astype(bool), "subject_id"].tolist()
@@ -646,7 +646,6 @@ def write_reference(model: SepCLRModel, config: TrainConfig, parts: list, cohort
     training loop's own (cached) datasets, so nothing is decoded again.
     """
     from sepclr_med.atomic import save_nifti
-    from sepclr_med.nifti import grid_image
     from sepclr_med.training.encode import encode_dataset, latent_table
 
     device = next(model.parameters()).device
@@ -661,7 +660,7 @@ def write_reference(model: SepCLRModel, config: TrainConfig, parts: list, cohort
     train_c, train_data, _ = parts[0]
     controls = np.flatnonzero(~train_c.is_target)
     mean = sum(train_data[i]["image"][0].numpy().astype(np.float64) for i in controls) / len(controls)
-    save_nifti(grid_image(mean, config.preprocess.grid_affine), out / "reference_control_mean.nii.gz")
+    save_nifti(config.preprocess.grid.image(mean), out / "reference_control_mean.nii.gz")
 
 
 def train(

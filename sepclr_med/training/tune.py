@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from sepclr_med.atomic import write_table, write_text
-from sepclr_med.cohort import Cohort
 from sepclr_med.errors import SepclrError
+from sepclr_med.io.cohort import Cohort
 from sepclr_med.training.config import TrainConfig
 
 # (beta_salient, beta_infoless, lambda_jem): the defaults first, the paper's MRI-like setting, then

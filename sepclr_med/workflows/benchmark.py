@@ -83,7 +83,7 @@ def run_benchmark(
     from sepclr_med.errors import SepclrError
     from sepclr_med.evaluation import evaluate_latents
     from sepclr_med.evaluation.table import cohort_factors
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.simulate import load_recipe, simulate_cohort
 
     unknown = [m for m in methods if m not in METHODS]

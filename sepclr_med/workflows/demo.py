@@ -38,7 +38,7 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, epochs: int | None 
     from sepclr_med.evaluation import evaluate_latents
     from sepclr_med.evaluation.table import cohort_factors, print_evaluation, write_evaluation
     from sepclr_med.explain.pipeline import explain
-    from sepclr_med.reading import read_cohort
+    from sepclr_med.io.reading import read_cohort
     from sepclr_med.report.batch import make_reports
     from sepclr_med.run import Run
     from sepclr_med.simulate import load_recipe, simulate_cohort

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,38 +16,12 @@ import numpy as np
 import pandas as pd
 
 from sepclr_med.errors import Problem
+from sepclr_med.io.grid import Grid
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 VOXEL_SIZE_MM = (0.1, 10.0)  # voxel edges outside this range are no brain scan
 MAX_FIELD_OF_VIEW_MM = 600.0  # per axis; a head is ~250 mm, a body coil's field of view ~500 mm
 MAX_VOXELS = 2**28  # 1 GiB of float32: ~0.2 mm isotropic over a whole head
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A voxel grid: 3D shape and 4x4 affine (rounded so that float noise does not differ)."""
-
-    shape: tuple[int, int, int]
-    affine: tuple[tuple[float, ...], ...]
-
-    @classmethod
-    def of(cls, img) -> Grid:
-        """The grid of a nibabel image."""
-        affine = np.round(np.asarray(img.affine, dtype=float), 3) + 0.0  # drop -0.0
-        x, y, z = (int(s) for s in img.shape[:3])
-        return cls((x, y, z), tuple(map(tuple, affine)))
-
-    @property
-    def voxel_size(self) -> tuple[float, ...]:
-        """Voxel size in mm along each axis."""
-        a = np.asarray(self.affine)[:3, :3]
-        return tuple(float(v) for v in np.round(np.sqrt((a**2).sum(axis=0)), 3))
-
-    def describe(self) -> str:
-        """Short human description: shape and voxel size."""
-        shape = "x".join(map(str, self.shape))
-        vox = "x".join(f"{v:g}" for v in self.voxel_size)
-        return f"shape {shape}, voxels {vox} mm"
 
 
 def check_image(path: str | Path) -> tuple[list[str], Grid | None]:
@@ -78,7 +51,7 @@ def _check_image(path: str, mtime_ns: int | None, size: int | None) -> tuple[tup
 
 
 def _read_and_check(path: str | Path) -> tuple[list[str], Grid | None]:
-    from sepclr_med.nifti import load_image
+    from sepclr_med.io.nifti import load_image
 
     if not str(path).lower().endswith(NIFTI_SUFFIXES):  # nibabel also reads Analyze, MGH, MINC: not here
         return [
@@ -206,19 +179,19 @@ ALLOWED_NOTE = "used anyway (--allow-unaligned)"
 def _alignment_of(path: str, mtime_ns: int | None, size: int | None) -> tuple:
     import nibabel as nib
 
-    from sepclr_med.template_space import measure_alignment
+    from sepclr_med.io.template_space import measure_alignment
 
     return tuple(measure_alignment(nib.load(path)).items())
 
 
 def alignment_measures(path: str | os.PathLike) -> dict[str, float]:
-    """:func:`~sepclr_med.template_space.measure_alignment` of the image at ``path``, computed
+    """:func:`~sepclr_med.io.template_space.measure_alignment` of the image at ``path``, computed
     once per file version in a process (keyed by path, modification time and size)."""
     return dict(_alignment_of(*_file_version(path)))
 
 
 def check_alignment(cohort, *, allow_unaligned: bool = False, progress=None) -> tuple[pd.DataFrame, list[Problem]]:
-    """Is every image of ``cohort`` in MNI152 template space? (:mod:`sepclr_med.template_space`)
+    """Is every image of ``cohort`` in MNI152 template space? (:mod:`sepclr_med.io.template_space`)
 
     Parameters
     ----------
@@ -236,7 +209,7 @@ def check_alignment(cohort, *, allow_unaligned: bool = False, progress=None) -> 
     problems : list of Problem
         One per failing scan, naming the subject, its figures and what to do.
     """
-    from sepclr_med.template_space import alignment_errors
+    from sepclr_med.io.template_space import alignment_errors
 
     rows = []
     for k, (sid, path) in enumerate(zip(cohort.subject_ids, cohort.table["image"], strict=True)):

@@ -1,6 +1,6 @@
 """Read a cohort from wherever it is kept: a CSV/TSV table or a BIDS dataset.
 
-Above both readers (:mod:`sepclr_med.cohort` for tables, :mod:`sepclr_med.bids` for datasets,
+Above both readers (:mod:`sepclr_med.io.cohort` for tables, :mod:`sepclr_med.io.bids` for datasets,
 which builds on the first): the one entry point users and every command call.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sepclr_med.bids import BidsSelection, read_bids_cohort
-from sepclr_med.cohort import Cohort, read_csv_cohort
 from sepclr_med.errors import CohortError, Problem
+from sepclr_med.io.bids import BidsSelection, read_bids_cohort
+from sepclr_med.io.cohort import Cohort, read_csv_cohort
 
 
 def read_cohort(path: str | os.PathLike, *, selection: BidsSelection | None = None, **kwargs) -> Cohort:
@@ -26,7 +26,7 @@ def read_cohort(path: str | os.PathLike, *, selection: BidsSelection | None = No
         For a BIDS dataset: which file becomes each subject's image (derivatives, space, ...).
     **kwargs
         ``group_column`` (default ``group``) and the options of ``build_cohort``
-        (:func:`sepclr_med.cohort.build_cohort`: ``control_label``, ``patient_label``, ``scores``,
+        (:func:`sepclr_med.io.cohort.build_cohort`: ``control_label``, ``patient_label``, ``scores``,
         ``confounds``, ``check_images``, ``min_per_group``, ``require_group``, ``skip_missing``).
 
     Returns

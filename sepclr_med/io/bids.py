@@ -1,4 +1,4 @@
-"""Read a BIDS dataset, raw or with its derivatives, into a :class:`~sepclr_med.cohort.Cohort`.
+"""Read a BIDS dataset, raw or with its derivatives, into a :class:`~sepclr_med.io.cohort.Cohort`.
 
 Subjects and their columns come from the raw dataset's ``participants.tsv``; each subject's image
 is chosen among its files by BIDS entities (:class:`BidsSelection`):
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sepclr_med.cohort import Cohort, build_cohort, read_table
 from sepclr_med.errors import CohortError, Problem
+from sepclr_med.io.cohort import Cohort, build_cohort, read_table
 
 BIDS_ID = re.compile(r"(sub-)?[A-Za-z0-9]+")
 NIFTI = (".nii", ".nii.gz")
@@ -258,7 +258,7 @@ def write_dataset_description(out: Path, source: Path) -> Path:
 def read_bids_cohort(
     path: str | os.PathLike, *, group_column: str = "group", selection: BidsSelection | None = None, **kwargs
 ) -> Cohort:
-    """Read a BIDS dataset into a :class:`~sepclr_med.cohort.Cohort`.
+    """Read a BIDS dataset into a :class:`~sepclr_med.io.cohort.Cohort`.
 
     Parameters
     ----------
@@ -269,7 +269,7 @@ def read_bids_cohort(
     selection : BidsSelection, optional
         Which file becomes each subject's image (default: raw ``T1w``).
     **kwargs
-        Passed to :func:`~sepclr_med.cohort.build_cohort`.
+        Passed to :func:`~sepclr_med.io.cohort.build_cohort`.
 
     Notes
     -----

@@ -90,9 +90,9 @@ class Cohort:
     bids_root : pathlib.Path or None
         The BIDS dataset the cohort was read from (outputs are then named with BIDS entities).
     bids_selection : dict
-        How its images were chosen (:meth:`sepclr_med.bids.BidsSelection.stored`); a run records it.
+        How its images were chosen (:meth:`sepclr_med.io.bids.BidsSelection.stored`); a run records it.
     alignment : pandas.DataFrame or None
-        Template-space measures per subject (:func:`sepclr_med.image_checks.check_alignment`),
+        Template-space measures per subject (:func:`sepclr_med.io.image_checks.check_alignment`),
         None when not checked.
     """
 
@@ -375,8 +375,8 @@ def build_cohort(
         table, source, control_label, patient_label, score_cols, confound_cols, group_column=group_column, roles=roles
     )
     if check_images:
-        from sepclr_med.image_checks import check_alignment as _aligned
-        from sepclr_med.image_checks import check_images as _check
+        from sepclr_med.io.image_checks import check_alignment as _aligned
+        from sepclr_med.io.image_checks import check_images as _check
 
         problems += _check(cohort, progress)
         if check_alignment and not any(p.severity == "error" for p in problems):

@@ -2,7 +2,7 @@
 
 The model expects images already registered to MNI152 (brain-extracted T1w or VBM grey-matter
 maps). A native-space head, a brain shifted or rotated in world space, or a skull left on pass
-the header checks of :mod:`sepclr_med.image_checks`; the measures here catch them. Each image is
+the header checks of :mod:`sepclr_med.io.image_checks`; the measures here catch them. Each image is
 resampled through its own affine (world coordinates) onto a coarse MNI grid and compared with
 nilearn's MNI152 templates (shipped offline, prepared once per process):
 
