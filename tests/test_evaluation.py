@@ -83,3 +83,23 @@ def test_missing_factors_are_reported_not_invented(rng):
     few.loc[few.index[:-1], "severity"] = np.nan  # a single patient with severity
     table = evaluate_latents(latents, few, target_factors=["severity"])
     assert table.loc[table.factor == "severity", "note"].str.contains("needs >= 10 samples").all()
+
+
+def test_one_dcor_estimator_serves_the_penalty_and_the_table():
+    """Issue 14: the table's dCor is the loss module's bias-corrected estimator; its V-statistic
+    (the penalty) drifts above 0 for independent small samples, the corrected one does not."""
+    import torch
+
+    from sepclr_med.losses import distance_correlation_sq
+
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((12, 3)), rng.standard_normal((12, 2))
+    corrected = distance_correlation_sq(torch.from_numpy(x), torch.from_numpy(y), eps=0.0, bias_corrected=True)
+    assert distance_correlation(x, y) == pytest.approx(float(np.sqrt(max(float(corrected), 0.0))), abs=1e-12)
+    v, u = [], []
+    for _ in range(200):
+        a, b = torch.from_numpy(rng.standard_normal((12, 3))), torch.from_numpy(rng.standard_normal((12, 2)))
+        v.append(float(distance_correlation_sq(a, b, eps=0.0)))
+        u.append(float(distance_correlation_sq(a, b, eps=0.0, bias_corrected=True)))
+    assert np.mean(v) > 0.2 and abs(np.mean(u)) < 0.03
+    assert distance_correlation(np.ones((10, 2)), rng.standard_normal((10, 2))) == 0.0

@@ -159,3 +159,35 @@ def test_the_reference_follows_the_estimator_contract():
     assert placed["deviation"][1] > placed["deviation"][0]  # a patient lies farther than a control
     assert placed["percentile_controls"][1] > 90
     assert vars(clone(reference)) == vars(Reference(random_state=3))
+
+
+def test_a_bug_stops_the_batch_and_a_subjects_bad_data_is_listed(batch, monkeypatch, tmp_path):
+    """Issue 14: the per-subject catch takes data errors only; a bug is not a subject's failure."""
+    from sepclr_med.report import batch as batch_module
+    from sepclr_med.report import figures
+    from sepclr_med.run import Run
+
+    root, run, path = batch
+    real = figures.brain_overlays
+    calls = {"n": 0}
+
+    def bad_second_page(img, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ValueError("values that are not a scan")
+        return real(img, *args, **kwargs)
+
+    monkeypatch.setattr(figures, "brain_overlays", bad_second_page)
+    result = batch_module.make_reports(Run(run), path, tmp_path / "data", n_steps=2, pdf=False)
+    assert len(result["rows"]) == 2
+    assert [f["error"] for f in result["failures"]][-1] == "ValueError: values that are not a scan"
+
+    def bug(*args, **kwargs):
+        raise TypeError("a bug in the page code")
+
+    monkeypatch.setattr(figures, "brain_overlays", bug)
+    with pytest.raises(TypeError, match="a bug in the page code"):
+        batch_module.make_reports(Run(run), path, tmp_path / "bug", n_steps=2, pdf=False)
+    wrapped = RuntimeError("applying transform LoadImaged")
+    wrapped.__cause__ = EOFError("compressed file ended")
+    assert batch_module.is_subject_error(wrapped) and not batch_module.is_subject_error(RuntimeError("CUDA"))

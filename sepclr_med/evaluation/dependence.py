@@ -6,28 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def _u_centred(x: np.ndarray) -> np.ndarray:
-    """U-centred distance matrix (Székely & Rizzo, 2014), zero diagonal."""
-    from scipy.spatial.distance import cdist
-
-    d = cdist(x, x)
-    n = len(d)
-    a = (
-        d
-        - d.sum(axis=0, keepdims=True) / (n - 2)
-        - d.sum(axis=1, keepdims=True) / (n - 2)
-        + d.sum() / ((n - 1) * (n - 2))
-    )
-    np.fill_diagonal(a, 0.0)
-    return a
-
-
 def distance_correlation(x: np.ndarray, y: np.ndarray) -> float:
     """Bias-corrected distance correlation between the rows of ``x`` and ``y`` (0 = independent).
 
     The square root of Székely & Rizzo's (2014) bias-corrected squared distance correlation,
     clipped at 0: unlike the plain V-statistic it does not drift above 0 for independent
-    samples of small size, and it sees non-linear dependence.
+    samples of small size, and it sees non-linear dependence. Computed by the project's one
+    estimator, :func:`sepclr_med.losses.distance_correlation_sq` (float64, no epsilon).
 
     Parameters
     ----------
@@ -39,17 +24,18 @@ def distance_correlation(x: np.ndarray, y: np.ndarray) -> float:
     float
         In [0, 1].
     """
-    x = np.asarray(x, dtype=float).reshape(len(x), -1)
-    y = np.asarray(y, dtype=float).reshape(len(y), -1)
-    n = len(x)
-    if n < 4:
+    import torch
+
+    from sepclr_med.losses import distance_correlation_sq
+
+    x = np.array(x, dtype=float).reshape(len(x), -1)  # copies: torch shares no caller's array
+    y = np.array(y, dtype=float).reshape(len(y), -1)
+    if len(x) < 4:
         return float("nan")
-    a, b = _u_centred(x), _u_centred(y)
-    scale = n * (n - 3)
-    vx, vy = (a * a).sum() / scale, (b * b).sum() / scale
-    if vx <= 0 or vy <= 0:
-        return 0.0
-    return float(np.sqrt(max((a * b).sum() / scale / np.sqrt(vx * vy), 0.0)))
+    if np.ptp(x, axis=0).max() == 0 or np.ptp(y, axis=0).max() == 0:
+        return 0.0  # a constant sample is independent of anything
+    dcor_sq = distance_correlation_sq(torch.from_numpy(x), torch.from_numpy(y), eps=0.0, bias_corrected=True)
+    return float(np.sqrt(max(float(dcor_sq), 0.0)))
 
 
 def salient_norm_separation(salient: np.ndarray, is_target: np.ndarray) -> dict[str, float]:
