@@ -27,6 +27,13 @@ def region_table(
     pandas.DataFrame
         ``region_id, name, hemisphere, voxels, mean_<value>, sum_<value>, rank`` for regions with
         at least one voxel on the grid; rank 1 = largest absolute mean.
+
+    Notes
+    -----
+    The means are nilearn's ``NiftiLabelsMasker(strategy="mean")`` (max difference 1e-9,
+    ``tests/test_library_equivalents.py``) from two ``numpy.bincount`` passes: 10 ms instead of
+    136 ms for 116 regions on the 1.5 mm grid (one thread, AMD EPYC,
+    ``benchmarks/library_equivalents.py``), which matters for a page per subject in a batch.
     """
     flat_labels = labels.ravel()
     flat = attribution.ravel().astype(np.float64)
