@@ -83,9 +83,9 @@ def train(
 
     from rich.console import Console
 
+    from sepclr_med.estimator import SepCLR
     from sepclr_med.io.reading import read_cohort
     from sepclr_med.training import TrainConfig
-    from sepclr_med.training.loop import train as run_training
 
     if paper and config is not None:
         from sepclr_med.errors import SepclrError
@@ -117,9 +117,9 @@ def train(
     console = Console(highlight=False) if main else None
     if console is not None:
         say_warnings(data, console)
-    run = run_training(data, out, resolved, resume=resume, console=console, epochs=epochs)
+    model = SepCLR(resolved, epochs=epochs, run_dir=out).fit(data, resume=resume, console=console)
     if console is not None:
-        console.print(f"[green]Trained[/]: run directory {run}")
+        console.print(f"[green]Trained[/]: run directory {model.run_.path}")
 
 
 def _refuse_changes_on_resume(options: dict) -> None:
@@ -178,14 +178,13 @@ def embed(
     read_options: dict,
 ) -> None:
     """Write common and salient reps of every subject of a cohort (seen or unseen) to CSV."""
-    from sepclr_med.embed import embed as compute
     from sepclr_med.embed import write_latents, write_latents_bids
-    from sepclr_med.run import Run
+    from sepclr_med.estimator import SepCLR
 
-    trained = Run(run)
-    data = trained.read_cohort(cohort, min_per_group=0, require_group=False, **read_options)
+    model = SepCLR.load(run, device=device)
+    data = model.run_.read_cohort(cohort, min_per_group=0, require_group=False, **read_options)
     say_warnings(data)
-    latents = compute(trained, data, batch_size=batch_size, device=device)
+    latents = model.latents(data, batch_size=batch_size)
     if out.suffix.lower() in (".csv", ".tsv"):
         write_latents(latents, out)
     else:

@@ -44,8 +44,8 @@ class SepCLR(TransformerMixin, BaseEstimator):
         Adam learning rate.
     seed : int, optional
         Seed of the weights, the validation split and the augmentations.
-    device : str
-        ``auto``, ``cpu`` or ``cuda``.
+    device : str, optional
+        ``auto``, ``cpu`` or ``cuda``; None keeps the configuration's (``auto`` by default).
     overrides : dict, optional
         Further settings by dotted name (``{"loss.beta_salient": 1.0, "model.salient_dim": 16}``).
     run_dir : path-like, optional
@@ -76,7 +76,7 @@ class SepCLR(TransformerMixin, BaseEstimator):
         batch_size: int | None = None,
         lr: float | None = None,
         seed: int | None = None,
-        device: str = "auto",
+        device: str | None = None,
         overrides: dict[str, Any] | None = None,
         run_dir: str | os.PathLike | None = None,
         verbose: bool = False,
@@ -111,7 +111,7 @@ class SepCLR(TransformerMixin, BaseEstimator):
         changes = {k: v for k, v in given.items() if v is not None}
         return base.override(**{**changes, **(self.overrides or {})})
 
-    def fit(self, cohort, y=None) -> SepCLR:
+    def fit(self, cohort, y=None, *, resume: bool = False, console=None) -> SepCLR:
         """Train on ``cohort`` (controls = background, patients = target).
 
         Parameters
@@ -121,11 +121,16 @@ class SepCLR(TransformerMixin, BaseEstimator):
             :func:`~sepclr_med.io.reading.read_cohort` (template-space check on).
         y : None
             Ignored: the groups are the cohort's own.
+        resume : bool
+            Continue the run in ``run_dir`` from its ``last.pt`` (``sepclr-med train --resume``).
+        console : rich.console.Console, optional
+            Where progress and the verdict are printed; quiet unless ``verbose`` by default.
 
         Returns
         -------
         SepCLR
-            ``self``, fitted.
+            ``self``, fitted. Under ``torchrun`` only rank 0 writes the run: the other ranks'
+            estimators are returned unfitted.
         """
         from rich.console import Console
 
@@ -133,8 +138,10 @@ class SepCLR(TransformerMixin, BaseEstimator):
         from sepclr_med.io.reading import read_cohort
         from sepclr_med.training.loop import train
 
+        if resume and self.run_dir is None:
+            raise SepclrError("resume=True continues the run in run_dir: give run_dir")
         if not isinstance(cohort, Cohort):
-            cohort = read_cohort(cohort, check_alignment=True)
+            cohort = read_cohort(cohort, check_alignment=not resume)
         config = self.training_config()
         if self.run_dir is not None:
             out = Path(self.run_dir)
@@ -142,7 +149,10 @@ class SepCLR(TransformerMixin, BaseEstimator):
         else:
             self._private = tempfile.TemporaryDirectory(prefix="sepclr-fit-")
             out = Path(self._private.name) / "run"
-        train(cohort, out, config, console=Console(quiet=not self.verbose))
+        console = console if console is not None else Console(quiet=not self.verbose)
+        train(cohort, out, config, resume=resume, console=console, epochs=self.epochs)
+        if int(os.environ.get("RANK", "0")) != 0:  # DDP: rank 0 writes model.pt after the others leave
+            return self
         return self._fitted(out)
 
     def _fitted(self, out: Path) -> SepCLR:
@@ -195,7 +205,7 @@ class SepCLR(TransformerMixin, BaseEstimator):
         run = self._check_fitted()
         if not isinstance(cohort, Cohort):
             cohort = run.read_cohort(cohort)
-        device = resolve_device(self.device)
+        device = resolve_device(self.device or self.config_.device)
         if self._model is None:
             self._model = run.load_model(device)
         return encode_cohort(self._model, self.config_.preprocess, cohort, batch_size=batch_size, device=device)
@@ -241,7 +251,7 @@ class SepCLR(TransformerMixin, BaseEstimator):
         return self._fitted(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, device: str = "auto") -> SepCLR:
+    def load(cls, path: str | os.PathLike, *, device: str | None = None) -> SepCLR:
         """A fitted estimator from a run directory (written by :meth:`save` or ``sepclr-med train``).
 
         The parameters are read back from the run's ``config.toml``.

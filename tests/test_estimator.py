@@ -10,6 +10,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from conftest import tiny_config
+from sepclr_med.errors import SepclrError
 
 SMALL = {"model.common_dim": 8, "model.salient_dim": 8, "model.head_hidden": 16, "val_fraction": 0.25}
 
@@ -115,3 +116,17 @@ def test_the_estimator_trains_what_train_trains(fitted, tiny_cohort, tmp_path):
     a = torch.load(direct / "model.pt", weights_only=True)
     b = torch.load(model.run_.path / "model.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_parameters_left_unset_keep_the_configurations_own():
+    """The command line builds its configuration and hands it to SepCLR: a device or epoch count
+    the user did not give must not replace the configuration's."""
+    from sepclr_med.estimator import SepCLR
+    from sepclr_med.training import TrainConfig
+
+    config = TrainConfig().override(**{"device": "cpu", "optim.epochs": 7})
+    assert SepCLR(config).training_config().device == "cpu"
+    assert SepCLR(config).training_config().optim.epochs == 7
+    assert SepCLR(config, epochs=3, device="auto").training_config().optim.epochs == 3
+    with pytest.raises(SepclrError, match="resume=True continues the run in run_dir"):
+        SepCLR(config).fit("no-such-cohort.csv", resume=True)
