@@ -34,8 +34,11 @@ def produce(code: Path, out: Path, seed: int) -> None:
 
     try:
         from sepclr_med.io.reading import read_cohort
-    except ImportError:  # before reading.py existed
-        from sepclr_med.io.cohort import read_cohort
+    except ImportError:  # before the io/ room (session 8)
+        try:
+            from sepclr_med.reading import read_cohort  # type: ignore[no-redef]
+        except ImportError:  # before reading.py existed
+            from sepclr_med.cohort import read_cohort  # type: ignore[no-redef]
     from sepclr_med.embed import embed
 
     recipe = load_recipe("schizophrenia").replace(n_controls=12, n_patients=12, resolution_mm=8.0, seed=5)

@@ -51,6 +51,8 @@ def split_subjects(cohort: Cohort, val_fraction: float, seed: int) -> np.ndarray
 
     A group too small to spare 2 validation subjects without giving up more than a quarter of it
     (fewer than 8 subjects) gives no validation split at all: the verdict is then ``unchecked``.
+    Not scikit-learn's ``train_test_split(stratify=...)``: it has no per-group minimum (the
+    verdict's AUC needs both groups in validation) and would change every run's split.
     """
     rng = np.random.default_rng([seed, 7])
     split = np.array(["train"] * len(cohort), dtype=object)
