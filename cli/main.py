@@ -14,6 +14,7 @@ from sepclr_med.cli import (
     data_commands,
     evaluate_commands,
     explain_commands,
+    preprocess_commands,
     report_commands,
     simulate_commands,
     train_commands,
@@ -53,6 +54,7 @@ def _root(
 
 simulate_commands.register(app)
 data_commands.register(app)
+preprocess_commands.register(app)
 train_commands.register(app)
 tune_commands.register(app)
 evaluate_commands.register(app)

@@ -1,0 +1,205 @@
+"""One raw T1-weighted scan into template space: N4 in a head mask, skull stripping through the
+template's brain mask, rigid + affine (optionally SyN) registration, resampling, normalisation.
+
+Why the steps are in this order (issue 15, measured there on a real 0.88 mm head with skull):
+the template nilearn ships is brain only, so an affine registration of a head with skull and scalp
+drifts (correlation with the template 0.20), and N4 run without a mask on a zero background bends
+intensities. So: N4 inside a head mask; a first rigid + affine registration whose similarity is
+measured only inside the (dilated) template brain mask, so skull and scalp do not pull it; the
+template's brain mask brought back through its inverse is the scan's brain mask; SyN, when asked,
+runs on the skull-stripped scan, started from the affine. (A second affine stage on the stripped
+scan was measured worse on the known-transform heads of the tests: 3.2 mm against 0.6 mm.)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sepclr_med.errors import SepclrError
+from sepclr_med.registration.template import Template
+
+TRANSFORMS = ("affine", "syn")
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    """How a scan is brought into template space.
+
+    Parameters
+    ----------
+    transform : {"affine", "syn"}
+        ``affine``: rigid then affine (12 parameters). ``syn``: then ANTs' symmetric
+        diffeomorphic registration.
+    resolution : float
+        Voxel size (mm) of the output grid (:class:`~sepclr_med.registration.template.Template`).
+    n4 : bool
+        N4 bias-field correction inside the head mask before anything else.
+    seed : int
+        ANTs' random seed (its metric sampling): the same scan gives the same output.
+    """
+
+    transform: str = "affine"
+    resolution: float = 1.5
+    n4: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.transform not in TRANSFORMS:
+            raise SepclrError(f"--transform must be one of {', '.join(TRANSFORMS)}, not {self.transform!r}")
+        if not 0.5 <= self.resolution <= 8:
+            raise SepclrError(f"--resolution {self.resolution} mm is outside 0.5-8 mm")
+
+    def to_dict(self) -> dict:
+        """Plain dictionary (what a subject's sidecar records)."""
+        return asdict(self)
+
+
+@dataclass
+class RegisteredScan:
+    """A scan in template space, before anything is written.
+
+    Attributes
+    ----------
+    image : nibabel.Nifti1Image
+        The bias-corrected, skull-stripped scan on the template grid, brain median 1, 0 outside.
+    brain_mask : nibabel.Nifti1Image
+        The scan's brain mask on the template grid (uint8).
+    transforms : list of pathlib.Path
+        ANTs' forward transforms (template to scan): the affine ``.mat`` last, the SyN warp first.
+    template_to_scan : numpy.ndarray
+        The affine part as a 4 x 4 RAS+ matrix: template world mm to scan world mm.
+    similarity : float
+        Pearson correlation with the template inside the template's brain mask.
+    seconds : float
+        Wall time of the registration.
+    """
+
+    image: object
+    brain_mask: object
+    transforms: list[Path]
+    template_to_scan: np.ndarray
+    similarity: float
+    seconds: float
+
+
+def register_scan(
+    path: str | os.PathLike, template: Template, config: RegistrationConfig, workdir: Path
+) -> RegisteredScan:
+    """Bring the scan at ``path`` into ``template``'s space (nothing is written but ANTs' transforms,
+    in ``workdir``).
+
+    Parameters
+    ----------
+    path : path-like
+        A NIfTI T1-weighted scan, any orientation, voxel size and data type.
+    template : Template
+        The target space and grid.
+    config : RegistrationConfig
+        The steps' settings.
+    workdir : pathlib.Path
+        A folder for ANTs' transform files (the caller moves them into place).
+
+    Returns
+    -------
+    RegisteredScan
+    """
+    ants = _ants()
+    tic = time.perf_counter()
+    fixed, fixed_mask = _template_ants(template, workdir)
+    scan = ants.image_read(str(path)).clone("float")
+    head = ants.get_mask(scan, cleanup=2)
+    if config.n4:
+        scan = ants.n4_bias_field_correction(scan, mask=head)
+    near_brain = ants.iMath(fixed_mask, "MD", 3)
+    rigid = _register(ants, fixed, scan, "Rigid", config, workdir, mask=near_brain)
+    transforms = _register(ants, fixed, scan, "Affine", config, workdir, mask=near_brain, initial=rigid[-1])
+    back = ants.apply_transforms(
+        scan, fixed_mask, _names(transforms), whichtoinvert=[True], interpolator="nearestNeighbor"
+    )
+    brain = ants.iMath(back, "MD", 1) * head  # the template's brain, a voxel wider, never outside the head
+    if config.transform == "syn":  # on the skull-stripped scan: SyN would bend the skull onto the cortex
+        transforms = _register(ants, fixed, scan * brain, "SyN", config, workdir, initial=transforms[-1])
+    warped = ants.apply_transforms(fixed, scan, _names(transforms), interpolator="linear").numpy()
+    mask = ants.apply_transforms(fixed, brain, _names(transforms), interpolator="nearestNeighbor").numpy() > 0.5
+    return _result(template, warped, mask, transforms, time.perf_counter() - tic)
+
+
+def _result(template: Template, warped: np.ndarray, mask: np.ndarray, transforms, seconds: float) -> RegisteredScan:
+    t1, t1_mask = template.images()
+    inside = mask & (warped > 0)
+    if inside.sum() < 100:
+        raise SepclrError("registration left no brain inside the template's field of view")
+    data = np.where(inside, warped / np.median(warped[inside]), 0.0).astype(np.float32)
+    reference, reference_mask = np.asarray(t1.dataobj), np.asarray(t1_mask.dataobj) > 0
+    similarity = float(np.corrcoef(data[reference_mask], reference[reference_mask])[0, 1])
+    grid = template.grid
+    affine = [p for p in transforms if p.suffix == ".mat"][-1]
+    return RegisteredScan(
+        image=grid.image(data, code=4),
+        brain_mask=grid.image(inside.astype(np.uint8), dtype=np.uint8, code=4),
+        transforms=list(transforms),
+        template_to_scan=ants_affine_to_ras(affine),
+        similarity=similarity,
+        seconds=seconds,
+    )
+
+
+def _register(ants, fixed, moving, kind: str, config, workdir: Path, *, mask=None, initial=None) -> list[Path]:
+    """One ANTs registration stage; its forward transforms, moved into ``workdir``."""
+    out = ants.registration(
+        fixed,
+        moving,
+        type_of_transform=kind,
+        mask=mask,
+        initial_transform=None if initial is None else str(initial),
+        random_seed=config.seed,
+        outprefix=str(workdir / f"{kind.lower()}_"),
+    )
+    return [Path(p) for p in out["fwdtransforms"]]
+
+
+def _names(paths: list[Path]) -> list[str]:
+    return [str(p) for p in paths]
+
+
+def _template_ants(template: Template, workdir: Path):
+    """The template and its brain mask as ANTs images (read from files ANTs writes itself)."""
+    import nibabel as nib
+
+    ants = _ants()
+    t1, mask = template.images()
+    paths = workdir / "template_T1w.nii.gz", workdir / "template_mask.nii.gz"
+    if not all(p.is_file() for p in paths):
+        nib.save(t1, str(paths[0]))
+        nib.save(mask, str(paths[1]))
+    return ants.image_read(str(paths[0])), ants.image_read(str(paths[1])).clone("float")
+
+
+def ants_affine_to_ras(path: str | os.PathLike) -> np.ndarray:
+    """ANTs' affine transform file as a 4 x 4 RAS+ matrix (fixed world mm to moving world mm).
+
+    ITK stores ``y = A (x - c) + c + t`` in LPS+ coordinates (``A`` row-major, then ``t``;
+    ``c`` in the fixed parameters).
+    """
+    tx = _ants().read_transform(str(path))
+    p, c = np.asarray(tx.parameters, dtype=float), np.asarray(tx.fixed_parameters, dtype=float)
+    a, t = p[:9].reshape(3, 3), p[9:12]
+    lps = np.eye(4)
+    lps[:3, :3], lps[:3, 3] = a, t + c - a @ c
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    return flip @ lps @ flip
+
+
+def _ants():
+    try:
+        import ants
+    except ImportError:
+        raise SepclrError(
+            "preprocess needs ANTsPy: pip install 'sepclr-med[preprocess]' (the antspyx wheel ships its binaries)"
+        ) from None
+    return ants

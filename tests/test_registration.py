@@ -1,0 +1,158 @@
+"""`sepclr-med preprocess` (issue 15): raw heads stored as scanners store them come back into
+template space; batches resume; failures are listed; the output trains and reports."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
+from typer.testing import CliRunner
+
+pytest.importorskip("ants")
+
+from sepclr_med.cli.main import app  # noqa: E402
+from sepclr_med.registration import RegistrationConfig, Template, register_scan  # noqa: E402
+
+RES = 4.0  # template grid of the tests (mm)
+runner = CliRunner()
+
+
+def _motion(angles=(8.0, -5.0, 10.0), shift=(6.0, -9.0, 4.0), scales=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """Template world -> scan world (RAS mm): rotation, then per-axis scaling, then shift."""
+    m = np.eye(4)
+    m[:3, :3] = Rotation.from_euler("xyz", angles, degrees=True).as_matrix() @ np.diag(scales)
+    m[:3, 3] = shift
+    return m
+
+
+def _scanner_head(path, motion: np.ndarray, *, skull: bool = False, rng=None) -> None:
+    """The shipped template moved by ``motion`` and stored as a scanner stores it: LPS axes,
+    anisotropic voxels (3 x 3 x 4.5 mm), a field of view larger than the head, int16 with a slope
+    and a smooth bias field; with ``skull``, CSF, skull and scalp shells around the brain."""
+    t1, mask = Template(RES).images()
+    data, brain = np.asarray(t1.dataobj, dtype=np.float32), np.asarray(mask.dataobj) > 0
+    pad = 6
+    data, brain = np.pad(data, pad), np.pad(brain, pad)
+    affine = t1.affine.copy()
+    affine[:3, 3] -= affine[:3, :3] @ np.full(3, pad)
+    if skull:
+        grow = [ndimage.binary_dilation(brain, iterations=k) for k in (1, 3, 5)]
+        data[grow[0] & ~brain], data[grow[1] & ~grow[0]], data[grow[2] & ~grow[1]] = 0.15, 0.1, 1.3
+    z = np.linspace(-1, 1, data.shape[2])[None, None, :]
+    data = data * (1 + 0.25 * z)
+    if rng is not None:
+        data = data + rng.normal(0, 0.02, data.shape) * (data > 0)
+    vox = np.array([3.0, 3.0, 4.5])
+    shape = tuple(int(s) for s in np.ceil(np.array(data.shape) * RES / vox * 1.15))
+    scan_affine = np.diag([-vox[0], -vox[1], vox[2], 1.0])  # LPS storage
+    scan_affine[:3, 3] = -(scan_affine[:3, :3] @ ((np.array(shape) - 1) / 2))
+    voxel_to_template = np.linalg.inv(affine) @ np.linalg.inv(motion) @ scan_affine
+    values = ndimage.affine_transform(data, voxel_to_template, output_shape=shape, order=1)
+    slope = float(values.max()) / 30000
+    img = nib.Nifti1Image(np.round(values / slope).astype(np.int16), scan_affine)
+    img.header.set_slope_inter(slope, 0.0)
+    nib.save(img, str(path))
+
+
+def _worst_displacement(estimated: np.ndarray, truth: np.ndarray) -> float:
+    """Largest distance (mm) between where the two transforms put the template's brain voxels."""
+    t1, mask = Template(RES).images()
+    ijk = np.argwhere(np.asarray(mask.dataobj) > 0)
+    points = np.c_[ijk, np.ones(len(ijk))] @ t1.affine.T
+    return float(np.linalg.norm((points @ estimated.T - points @ truth.T)[:, :3], axis=1).max())
+
+
+def _rotation_error_degrees(estimated: np.ndarray, truth: np.ndarray) -> float:
+    def rotation(m):
+        u, _, vt = np.linalg.svd(m[:3, :3])
+        return u @ vt
+
+    delta = rotation(estimated) @ rotation(truth).T
+    return float(np.degrees(np.arccos(np.clip((np.trace(delta) - 1) / 2, -1, 1))))
+
+
+@pytest.mark.parametrize(
+    "motion",
+    [_motion(), _motion(angles=(-6.0, 9.0, -4.0), shift=(-8.0, 5.0, 10.0), scales=(1.08, 0.94, 1.03))],
+    ids=["rigid", "affine"],
+)
+def test_a_moved_head_stored_as_a_scanner_stores_it_comes_back(tmp_path, motion):
+    from sepclr_med.io.image_checks import alignment_measures
+    from sepclr_med.io.template_space import alignment_errors
+
+    path = tmp_path / "sub-01_T1w.nii.gz"
+    _scanner_head(path, motion, rng=np.random.default_rng(0))
+    result = register_scan(path, Template(RES), RegistrationConfig(resolution=RES), tmp_path)
+    assert _worst_displacement(result.template_to_scan, motion) <= 2.0
+    assert _rotation_error_degrees(result.template_to_scan, motion) <= 2.0
+    assert result.similarity >= 0.8  # 4.5 mm slices, noise and a bias field: not the template itself
+    out = tmp_path / "out.nii.gz"
+    nib.save(result.image, str(out))
+    assert alignment_errors(alignment_measures(path)) and not alignment_errors(alignment_measures(out))
+
+
+def test_a_head_with_skull_and_scalp_comes_back_correlated_with_the_template(tmp_path):
+    path = tmp_path / "sub-01_T1w.nii.gz"
+    _scanner_head(path, _motion(), skull=True, rng=np.random.default_rng(1))
+    result = register_scan(path, Template(RES), RegistrationConfig(resolution=RES), tmp_path)
+    assert result.similarity >= 0.7
+    assert _worst_displacement(result.template_to_scan, _motion()) <= 4.0
+
+
+def _raw_cohort(root, n_per_group: int = 3, broken: bool = False):
+    rng = np.random.default_rng(2)
+    rows = []
+    for i in range(2 * n_per_group):
+        motion = _motion(angles=tuple(rng.uniform(-8, 8, 3)), shift=tuple(rng.uniform(-8, 8, 3)))
+        path = root / f"scan_{i}.nii.gz"
+        _scanner_head(path, motion, rng=rng)
+        rows.append({"subject_id": f"s{i}", "image": path.name, "group": ["control", "patient"][i % 2], "age": 40 + i})
+    if broken:
+        (root / "broken.nii.gz").write_bytes(b"\x1f\x8b not a scan")
+        rows.append({"subject_id": "s-broken", "image": "broken.nii.gz", "group": "patient", "age": 50})
+    table = pd.DataFrame(rows)
+    table.to_csv(root / "raw.csv", index=False)
+    return root / "raw.csv"
+
+
+def test_preprocess_writes_derivatives_resumes_and_lists_failures(tmp_path):
+    from sepclr_med.io.reading import read_cohort
+
+    cohort = _raw_cohort(tmp_path, n_per_group=2)
+    out = tmp_path / "deriv"
+    args = ["preprocess", "--cohort", str(cohort), "--out", str(out), "--voxel-size", str(RES)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    table = pd.read_csv(out / "cohort.csv")
+    assert list(table.columns) == ["subject_id", "image", "group", "age"] and len(table) == 4
+    assert table["image"][0] == "sub-s0/anat/sub-s0_space-MNI152NLin2009aAsym_desc-preproc_T1w.nii.gz"
+    sidecar = out / "sub-s0/anat/sub-s0_space-MNI152NLin2009aAsym_desc-preproc_T1w.json"
+    record = json.loads(sidecar.read_text())
+    assert record["similarity"] > 0.8 and len(record["input_sha256"]) == 64
+    assert (out / "sub-s0/anat/sub-s0_from-T1w_to-MNI152NLin2009aAsym_mode-image_xfm.mat").stat().st_size > 0
+    assert json.loads((out / "dataset_description.json").read_text())["DatasetType"] == "derivative"
+    checked = read_cohort(out / "cohort.csv", check_alignment=True)  # the template-space check passes
+    assert len(checked) == 4
+
+    # killed before s1's sidecar: only s1 is done again, nothing half-written stays
+    stamp = sidecar.stat().st_mtime_ns
+    (out / "sub-s1/anat/sub-s1_space-MNI152NLin2009aAsym_desc-preproc_T1w.json").unlink()
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0, second.output
+    assert "Preprocessed 1 subject(s), 3 already done" in second.output
+    assert sidecar.stat().st_mtime_ns == stamp
+    assert not [p for p in out.rglob("*") if "sepclr" in p.name and "tmp" in p.name]
+
+    # a broken scan fails alone, listed, exit 1; the others are written
+    (tmp_path / "b").mkdir()
+    broken = _raw_cohort(tmp_path / "b", n_per_group=1, broken=True)
+    third = runner.invoke(
+        app, ["preprocess", "--cohort", str(broken), "--out", str(tmp_path / "d2"), "--voxel-size", str(RES)]
+    )
+    assert third.exit_code == 1 and "failed s-broken" in " ".join(third.output.split())
+    assert len(pd.read_csv(tmp_path / "d2" / "cohort.csv")) == 2
