@@ -9,54 +9,24 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import ndimage
-from scipy.spatial.transform import Rotation
 from typer.testing import CliRunner
 
 pytest.importorskip("ants")
 
 from sepclr_med.cli.main import app  # noqa: E402
 from sepclr_med.registration import RegistrationConfig, Template, register_scan  # noqa: E402
+from sepclr_med.simulate.raw_heads import motion_matrix, scanner_head  # noqa: E402
 
 RES = 4.0  # template grid of the tests (mm)
 runner = CliRunner()
 
 
 def _motion(angles=(8.0, -5.0, 10.0), shift=(6.0, -9.0, 4.0), scales=(1.0, 1.0, 1.0)) -> np.ndarray:
-    """Template world -> scan world (RAS mm): rotation, then per-axis scaling, then shift."""
-    m = np.eye(4)
-    m[:3, :3] = Rotation.from_euler("xyz", angles, degrees=True).as_matrix() @ np.diag(scales)
-    m[:3, 3] = shift
-    return m
+    return motion_matrix(angles, shift, scales)
 
 
 def _scanner_head(path, motion: np.ndarray, *, skull: bool = False, rng=None) -> None:
-    """The shipped template moved by ``motion`` and stored as a scanner stores it: LPS axes,
-    anisotropic voxels (3 x 3 x 4.5 mm), a field of view larger than the head, int16 with a slope
-    and a smooth bias field; with ``skull``, CSF, skull and scalp shells around the brain."""
-    t1, mask = Template(RES).images()
-    data, brain = np.asarray(t1.dataobj, dtype=np.float32), np.asarray(mask.dataobj) > 0
-    pad = 6
-    data, brain = np.pad(data, pad), np.pad(brain, pad)
-    affine = t1.affine.copy()
-    affine[:3, 3] -= affine[:3, :3] @ np.full(3, pad)
-    if skull:
-        grow = [ndimage.binary_dilation(brain, iterations=k) for k in (1, 3, 5)]
-        data[grow[0] & ~brain], data[grow[1] & ~grow[0]], data[grow[2] & ~grow[1]] = 0.15, 0.1, 1.3
-    z = np.linspace(-1, 1, data.shape[2])[None, None, :]
-    data = data * (1 + 0.25 * z)
-    if rng is not None:
-        data = data + rng.normal(0, 0.02, data.shape) * (data > 0)
-    vox = np.array([3.0, 3.0, 4.5])
-    shape = tuple(int(s) for s in np.ceil(np.array(data.shape) * RES / vox * 1.15))
-    scan_affine = np.diag([-vox[0], -vox[1], vox[2], 1.0])  # LPS storage
-    scan_affine[:3, 3] = -(scan_affine[:3, :3] @ ((np.array(shape) - 1) / 2))
-    voxel_to_template = np.linalg.inv(affine) @ np.linalg.inv(motion) @ scan_affine
-    values = ndimage.affine_transform(data, voxel_to_template, output_shape=shape, order=1)
-    slope = float(values.max()) / 30000
-    img = nib.Nifti1Image(np.round(values / slope).astype(np.int16), scan_affine)
-    img.header.set_slope_inter(slope, 0.0)
-    nib.save(img, str(path))
+    scanner_head(path, motion, resolution=RES, skull=skull, rng=rng)
 
 
 def _worst_displacement(estimated: np.ndarray, truth: np.ndarray) -> float:
@@ -138,6 +108,9 @@ def test_preprocess_writes_derivatives_resumes_and_lists_failures(tmp_path):
     assert json.loads((out / "dataset_description.json").read_text())["DatasetType"] == "derivative"
     checked = read_cohort(out / "cohort.csv", check_alignment=True)  # the template-space check passes
     assert len(checked) == 4
+    qc = (out / "qc.html").read_text()
+    assert "input before registration" in qc and qc.count("data:image/png;base64,") == 8  # before and after
+    assert pd.read_csv(out / "alignment.tsv", sep="\t")["aligned"].all()
 
     # killed before s1's sidecar: only s1 is done again, nothing half-written stays
     stamp = sidecar.stat().st_mtime_ns
@@ -156,3 +129,23 @@ def test_preprocess_writes_derivatives_resumes_and_lists_failures(tmp_path):
     )
     assert third.exit_code == 1 and "failed s-broken" in " ".join(third.output.split())
     assert len(pd.read_csv(tmp_path / "d2" / "cohort.csv")) == 2
+
+
+def test_preprocess_then_train_then_report_end_to_end(tmp_path):
+    """Issue 15: the derivatives' cohort.csv is what `train` and `report` take, as it is."""
+    cohort = _raw_cohort(tmp_path, n_per_group=4)
+    out = tmp_path / "deriv"
+    step = runner.invoke(
+        app, ["preprocess", "-c", str(cohort), "-o", str(out), "--voxel-size", str(RES), "--jobs", "2"]
+    )
+    assert step.exit_code == 0, step.output
+    csv = str(out / "cohort.csv")
+    step = runner.invoke(
+        app, ["train", "-c", csv, "-o", str(tmp_path / "run"), "--epochs", "2", "--device", "cpu", "--batch-size", "8"]
+    )
+    assert step.exit_code == 0, step.output
+    step = runner.invoke(
+        app, ["report", "-r", str(tmp_path / "run"), "-c", csv, "-o", str(tmp_path / "rep"), "--steps", "2", "--no-pdf"]
+    )
+    assert step.exit_code == 0, step.output
+    assert len(list((tmp_path / "rep").glob("subject-*.html"))) == 8

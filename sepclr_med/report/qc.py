@@ -57,7 +57,15 @@ def montage_png(image_path: str) -> str:
     return png_data_uri(fig)
 
 
-def write_qc(measures: pd.DataFrame, cohort, out: str | Path) -> dict[str, Path]:
+def _before(registration: dict | None, subject_id: str) -> dict:
+    """The input's montage and the registration similarity of a preprocessed subject."""
+    if registration is None or subject_id not in registration:
+        return {}
+    entry = registration[subject_id]
+    return {"before_png": montage_png(entry["source"]), "similarity": float(entry["similarity"])}
+
+
+def write_qc(measures: pd.DataFrame, cohort, out: str | Path, registration: dict | None = None) -> dict[str, Path]:
     """Write ``alignment.tsv`` and ``qc.html`` into ``out`` (created); return their paths.
 
     Parameters
@@ -68,6 +76,9 @@ def write_qc(measures: pd.DataFrame, cohort, out: str | Path) -> dict[str, Path]
         The cohort the measures belong to (for the image paths).
     out : path-like
         Output folder.
+    registration : dict, optional
+        ``subject_id -> {"source": raw scan path, "similarity": float}`` from ``preprocess``: the
+        page then shows the input before registration beside the output, and the similarity.
     """
     from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -98,6 +109,7 @@ def write_qc(measures: pd.DataFrame, cohort, out: str | Path) -> dict[str, Path]
             "problem": r["problem"],
             "figures": {m: r[m] for m in MEASURES if m in r},
             "png": montage_png(images[r["subject_id"]]),
+            **_before(registration, r["subject_id"]),
         }
         for _, r in ordered.iterrows()
     ]
@@ -117,6 +129,7 @@ def write_qc(measures: pd.DataFrame, cohort, out: str | Path) -> dict[str, Path]
         thresholds=thresholds,
         source=str(cohort.source),
         n_failed=sum(not r["aligned"] for r in rows),
+        registered=registration is not None,
         version=__version__,
         generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
     )
