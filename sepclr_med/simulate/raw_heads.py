@@ -52,7 +52,7 @@ def scanner_head(
         step = max(1, int(round(4 / resolution)))
         grow = [ndimage.binary_dilation(brain, iterations=k * step) for k in (1, 3, 5)]
         data[grow[0] & ~brain], data[grow[1] & ~grow[0]], data[grow[2] & ~grow[1]] = 0.15, 0.1, 1.3
-    data = data * (1 + bias * np.linspace(-1, 1, data.shape[2])[None, None, :])
+    data = (data * (1 + bias * np.linspace(-1, 1, data.shape[2])[None, None, :])).astype(np.float32)
     if rng is not None and noise:
         data = data + rng.normal(0, noise, data.shape).astype(np.float32) * (data > 0)
     vox = np.asarray(voxel_size, dtype=float)
