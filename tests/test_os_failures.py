@@ -109,10 +109,23 @@ def _commands(run: Path, cohort: Path, out: Path) -> dict[str, list[str]]:
             "8",
         ],
         "demo": ["demo", "--out", str(out), "--quick"],
+        "preprocess": ["preprocess", *c, "--out", str(out), "--voxel-size", "8"],
     }
 
 
-COMMANDS = ["simulate", "validate", "train", "embed", "tune", "evaluate", "explain", "report", "benchmark", "demo"]
+COMMANDS = [
+    "simulate",
+    "validate",
+    "train",
+    "embed",
+    "tune",
+    "evaluate",
+    "explain",
+    "report",
+    "benchmark",
+    "demo",
+    "preprocess",
+]
 
 
 def _one_message(result, path_part: str, cause: str) -> None:
