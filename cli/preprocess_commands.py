@@ -16,6 +16,9 @@ def preprocess(
     cohort: Path = typer.Option(..., "--cohort", "-c", help="Raw T1w scans: a cohort CSV/TSV or a BIDS dataset."),
     out: Path = typer.Option(..., "--out", "-o", help="The BIDS-derivatives dataset to write (a rerun resumes it)."),
     transform: str = typer.Option("affine", help="affine (rigid + affine) | syn (then ANTs SyN)."),
+    tissue: str = typer.Option(
+        "t1", help="t1 | gm: also grey-matter maps (modulated with syn); cohort.csv points at them."
+    ),
     voxel_size: float = typer.Option(1.5, "--voxel-size", help="Voxel size (mm) of the template grid."),
     no_n4: bool = typer.Option(False, "--no-n4", help="Skip N4 bias-field correction."),
     jobs: int = typer.Option(1, min=1, help="Subjects registered at once (one process and one thread each)."),
@@ -33,7 +36,7 @@ def preprocess(
     from sepclr_med.registration.batch import preprocess_cohort
 
     console = Console(highlight=False)
-    config = RegistrationConfig(transform=transform, resolution=voxel_size, n4=not no_n4, seed=seed)
+    config = RegistrationConfig(transform=transform, resolution=voxel_size, n4=not no_n4, seed=seed, tissue=tissue)
     read_options = {k: v for k, v in read_options.items() if k != "allow_unaligned"}  # raw scans are not aligned
     # images are checked one by one in the batch: a broken scan fails alone instead of stopping all
     data = read_cohort(

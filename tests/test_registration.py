@@ -149,3 +149,29 @@ def test_preprocess_then_train_then_report_end_to_end(tmp_path):
     )
     assert step.exit_code == 0, step.output
     assert len(list((tmp_path / "rep").glob("subject-*.html"))) == 8
+
+
+@pytest.mark.parametrize("transform", ["affine", "syn"])
+def test_grey_matter_maps_and_their_modulation(tmp_path, transform):
+    """--tissue gm: a probability map like the template's GM; with syn, modulated by the volume
+    change, so a head 10% larger along every axis carries ~1.33x the grey matter."""
+    from sepclr_med.registration.tissue import tissue_priors
+
+    template, config = Template(RES), RegistrationConfig(resolution=RES, tissue="gm", transform=transform)
+    totals = []
+    for scale in (1.0, 1.1):
+        path = tmp_path / f"sub-{int(scale * 10)}_T1w.nii.gz"
+        _scanner_head(path, _motion(scales=(scale,) * 3), rng=np.random.default_rng(3))
+        work = tmp_path / f"w{scale}"
+        work.mkdir()
+        result = register_scan(path, template, config, work)
+        gm = np.asarray(result.grey_matter.dataobj)
+        brain = np.asarray(result.brain_mask.dataobj) > 0
+        assert gm.min() >= 0 and (gm[~brain] == 0).all()
+        assert np.corrcoef(gm[brain], tissue_priors(template)[1][brain])[0, 1] >= 0.8
+        totals.append(float(gm.sum()))
+    ratio = totals[1] / totals[0]
+    if transform == "syn":
+        assert ratio == pytest.approx(1.1**3, rel=0.08)
+    else:
+        assert gm.max() <= 1 and ratio == pytest.approx(1.0, rel=0.05)  # probabilities, not modulated

@@ -58,7 +58,9 @@ def subject_stem(subject_id: str, image: str) -> tuple[Path, str]:
     return folder, "_".join(f"{k}-{v}" for k, v in kept)
 
 
-def output_paths(out: Path, subject_id: str, image: str, template: Template, transform: str) -> dict[str, Path]:
+def output_paths(
+    out: Path, subject_id: str, image: str, template: Template, config: RegistrationConfig
+) -> dict[str, Path]:
     """Every file one subject gets (see the module docstring)."""
     folder, stem = subject_stem(subject_id, image)
     space = template.space
@@ -68,9 +70,17 @@ def output_paths(out: Path, subject_id: str, image: str, template: Template, tra
         "affine": out / folder / f"{stem}_from-T1w_to-{space}_mode-image_xfm.mat",
         "sidecar": out / folder / f"{stem}_space-{space}_desc-preproc_T1w.json",
     }
-    if transform == "syn":
+    if config.transform == "syn":
         paths["warp"] = out / folder / f"{stem}_from-T1w_to-{space}_mode-image_xfm.nii.gz"
+    if config.tissue == "gm":
+        desc = "_desc-modulated" if config.transform == "syn" else ""
+        paths["gm"] = out / folder / f"{stem}_space-{space}_label-GM{desc}_probseg.nii.gz"
     return paths
+
+
+def model_input(paths: dict[str, Path]) -> Path:
+    """The file ``cohort.csv`` points at: the grey-matter map when made, else the T1w."""
+    return paths.get("gm", paths["image"])
 
 
 def is_finished(paths: dict[str, Path], digest: str, config: RegistrationConfig) -> bool:
@@ -97,7 +107,7 @@ def process_subject(subject_id: str, image: str, out: Path, config: Registration
     if errors:
         raise SepclrError("; ".join(errors))
     template = Template(config.resolution)
-    paths = output_paths(out, subject_id, image, template, config.transform)
+    paths = output_paths(out, subject_id, image, template, config)
     with open(image, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     if is_finished(paths, digest, config):
@@ -107,6 +117,8 @@ def process_subject(subject_id: str, image: str, out: Path, config: Registration
         result = register_scan(image, template, config, Path(work))
         save_nifti(result.image, paths["image"])
         save_nifti(result.brain_mask, paths["mask"])
+        if result.grey_matter is not None:
+            save_nifti(result.grey_matter, paths["gm"])
         for source in result.transforms:
             key = (
                 "affine"
@@ -192,7 +204,7 @@ def _refuse_name_clashes(out: Path, subjects, config: RegistrationConfig) -> Non
     seen: dict[Path, str] = {}
     template = Template(config.resolution)
     for sid, image in subjects:
-        target = output_paths(out, sid, image, template, config.transform)["image"]
+        target = output_paths(out, sid, image, template, config)["image"]
         if target in seen:
             raise SepclrError(f"subjects {seen[target]!r} and {sid!r} would write the same file {target}")
         seen[target] = sid
@@ -253,7 +265,7 @@ def _write_outputs(cohort: Cohort, out: Path, records: dict, config: Registratio
         return None
     table = cohort.table[cohort.table["subject_id"].isin(list(records))].copy()
     table["image"] = [
-        str(output_paths(out, sid, img, template, config.transform)["image"].relative_to(out))
+        str(model_input(output_paths(out, sid, img, template, config)).relative_to(out))
         for sid, img in zip(table["subject_id"], table["image"], strict=True)
     ]
     has_group = cohort.group_column in cohort.roles

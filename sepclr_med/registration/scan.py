@@ -17,13 +17,18 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sepclr_med.errors import SepclrError
 from sepclr_med.registration.template import Template
 
+if TYPE_CHECKING:
+    from nibabel import Nifti1Image
+
 TRANSFORMS = ("affine", "syn")
+TISSUES = ("t1", "gm")
 
 
 @dataclass(frozen=True)
@@ -41,16 +46,22 @@ class RegistrationConfig:
         N4 bias-field correction inside the head mask before anything else.
     seed : int
         ANTs' random seed (its metric sampling): the same scan gives the same output.
+    tissue : {"t1", "gm"}
+        ``gm``: also a grey-matter probability map (Atropos with the template's priors),
+        modulated by the registration's volume change with ``syn``; it becomes the model's input.
     """
 
     transform: str = "affine"
     resolution: float = 1.5
     n4: bool = True
     seed: int = 0
+    tissue: str = "t1"
 
     def __post_init__(self) -> None:
         if self.transform not in TRANSFORMS:
             raise SepclrError(f"--transform must be one of {', '.join(TRANSFORMS)}, not {self.transform!r}")
+        if self.tissue not in TISSUES:
+            raise SepclrError(f"--tissue must be one of {', '.join(TISSUES)}, not {self.tissue!r}")
         if not 0.5 <= self.resolution <= 8:
             raise SepclrError(f"--resolution {self.resolution} mm is outside 0.5-8 mm")
 
@@ -77,14 +88,18 @@ class RegisteredScan:
         Pearson correlation with the template inside the template's brain mask.
     seconds : float
         Wall time of the registration.
+    grey_matter : nibabel.Nifti1Image or None
+        With ``tissue="gm"``: the grey-matter probability on the template grid, multiplied by the
+        scan-to-template volume change with ``syn`` (a modulated, VBM-like map).
     """
 
-    image: object
-    brain_mask: object
+    image: Nifti1Image
+    brain_mask: Nifti1Image
     transforms: list[Path]
     template_to_scan: np.ndarray
     similarity: float
     seconds: float
+    grey_matter: Nifti1Image | None = None
 
 
 def register_scan(
@@ -126,7 +141,21 @@ def register_scan(
         transforms = _register(ants, fixed, scan * brain, "SyN", config, workdir, initial=transforms[-1])
     warped = ants.apply_transforms(fixed, scan, _names(transforms), interpolator="linear").numpy()
     mask = ants.apply_transforms(fixed, brain, _names(transforms), interpolator="nearestNeighbor").numpy() > 0.5
-    return _result(template, warped, mask, transforms, time.perf_counter() - tic)
+    result = _result(template, warped, mask, transforms, time.perf_counter() - tic)
+    if config.tissue == "gm":
+        result.grey_matter = _grey_matter(result, template, config)
+        result.seconds = time.perf_counter() - tic
+    return result
+
+
+def _grey_matter(result: RegisteredScan, template: Template, config: RegistrationConfig):
+    from sepclr_med.registration.tissue import grey_matter, volume_change
+
+    image, brain = np.asarray(result.image.dataobj), np.asarray(result.brain_mask.dataobj) > 0
+    gm = grey_matter(image, brain, template)
+    if config.transform == "syn":
+        gm = gm * volume_change(result.transforms, template)
+    return template.grid.image(gm.astype(np.float32), code=4)
 
 
 def _result(template: Template, warped: np.ndarray, mask: np.ndarray, transforms, seconds: float) -> RegisteredScan:
