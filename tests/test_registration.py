@@ -74,6 +74,19 @@ def test_a_head_with_skull_and_scalp_comes_back_correlated_with_the_template(tmp
     assert _worst_displacement(result.template_to_scan, _motion()) <= 4.0
 
 
+def _opens_in_chromium(page) -> None:
+    from conftest import headless_chrome
+
+    driver = headless_chrome()
+    try:
+        driver.get(page.as_uri())
+        images = driver.execute_script("return Array.from(document.images).map(i => [i.complete, i.naturalWidth]);")
+        assert len(images) == 8 and all(done and width > 0 for done, width in images)
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()
+
+
 def _raw_cohort(root, n_per_group: int = 3, broken: bool = False):
     rng = np.random.default_rng(2)
     rows = []
@@ -111,6 +124,7 @@ def test_preprocess_writes_derivatives_resumes_and_lists_failures(tmp_path):
     qc = (out / "qc.html").read_text()
     assert "input before registration" in qc and qc.count("data:image/png;base64,") == 8  # before and after
     assert pd.read_csv(out / "alignment.tsv", sep="\t")["aligned"].all()
+    _opens_in_chromium(out / "qc.html")
 
     # killed before s1's sidecar: only s1 is done again, nothing half-written stays
     stamp = sidecar.stat().st_mtime_ns

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import tiny_config
+from conftest import headless_chrome, tiny_config
 from sepclr_med.cli.main import app
 
 XSS_ID = "<script>alert('id')</script>"
@@ -71,30 +69,6 @@ def test_report_cli_exits_non_zero_when_a_subject_fails(batch):
     assert "sub-broken" in result.output and (root / "cli" / "index.html").is_file()
 
 
-def _chrome():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver:
-        pytest.skip("Chromium or chromedriver is not installed (Debian packages chromium, chromium-driver)")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1200,1600",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(driver), options=options)
-
-
 def test_pages_open_in_headless_chromium_without_errors(batch, tmp_path):
     from sepclr_med.report.batch import make_reports
     from sepclr_med.run import Run
@@ -102,7 +76,7 @@ def test_pages_open_in_headless_chromium_without_errors(batch, tmp_path):
     root, run, path = batch
     out = root / "browser"
     make_reports(Run(run), path, out, n_steps=2, pdf=False)
-    driver = _chrome()
+    driver = headless_chrome()
     try:
         for page in ("index.html", sorted(p.name for p in out.glob("subject-*.html"))[0]):
             driver.get((out / page).as_uri())
