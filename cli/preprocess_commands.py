@@ -34,6 +34,7 @@ def preprocess(
     from sepclr_med.io.reading import read_cohort
     from sepclr_med.registration import RegistrationConfig
     from sepclr_med.registration.batch import preprocess_cohort
+    from sepclr_med.report.qc import write_registration_qc
 
     console = Console(highlight=False)
     config = RegistrationConfig(transform=transform, resolution=voxel_size, n4=not no_n4, seed=seed, tissue=tissue)
@@ -53,16 +54,9 @@ def preprocess(
             progress=lambda done, total, sid: bar.update(task, completed=done, description=f"registered {escape(sid)}"),
         )
     records = result["records"]
-    if result["cohort"] is not None:
-        from sepclr_med.report.qc import write_qc
-
-        done_cohort = read_cohort(
-            result["cohort"], check_alignment=True, allow_unaligned=True, min_per_group=0, require_group=False
-        )
-        sources = {r["subject_id"]: {"source": r["source"], "similarity": r["similarity"]} for r in records}
-        if done_cohort.alignment is not None:
-            qc = write_qc(done_cohort.alignment, done_cohort, out, registration=sources)
-            console.print(f"QC page (worst first): {qc['html']}")
+    if records:
+        qc = write_registration_qc(data, result, out)
+        console.print(f"QC page (worst first): {qc}")
     done = [r for r in records if not r.get("skipped")]
     worst = sorted(records, key=lambda r: r["similarity"])[:3]
     console.print(

@@ -17,7 +17,8 @@ from sepclr_med.cli.main import app  # noqa: E402
 from sepclr_med.registration import RegistrationConfig, Template, register_scan  # noqa: E402
 from sepclr_med.simulate.raw_heads import motion_matrix, scanner_head  # noqa: E402
 
-RES = 4.0  # template grid of the tests (mm)
+RES = 4.0  # template grid of the accuracy tests (mm)
+BATCH_RES = 6.0  # of the batch tests: what they test does not need the finer grid
 runner = CliRunner()
 
 
@@ -25,8 +26,8 @@ def _motion(angles=(8.0, -5.0, 10.0), shift=(6.0, -9.0, 4.0), scales=(1.0, 1.0, 
     return motion_matrix(angles, shift, scales)
 
 
-def _scanner_head(path, motion: np.ndarray, *, skull: bool = False, rng=None) -> None:
-    scanner_head(path, motion, resolution=RES, skull=skull, rng=rng)
+def _scanner_head(path, motion: np.ndarray, *, skull: bool = False, rng=None, resolution: float = RES) -> None:
+    scanner_head(path, motion, resolution=resolution, skull=skull, rng=rng)
 
 
 def _worst_displacement(estimated: np.ndarray, truth: np.ndarray) -> float:
@@ -93,7 +94,7 @@ def _raw_cohort(root, n_per_group: int = 3, broken: bool = False):
     for i in range(2 * n_per_group):
         motion = _motion(angles=tuple(rng.uniform(-8, 8, 3)), shift=tuple(rng.uniform(-8, 8, 3)))
         path = root / f"scan_{i}.nii.gz"
-        _scanner_head(path, motion, rng=rng)
+        _scanner_head(path, motion, rng=rng, resolution=BATCH_RES)
         rows.append({"subject_id": f"s{i}", "image": path.name, "group": ["control", "patient"][i % 2], "age": 40 + i})
     if broken:
         (root / "broken.nii.gz").write_bytes(b"\x1f\x8b not a scan")
@@ -108,7 +109,7 @@ def test_preprocess_writes_derivatives_resumes_and_lists_failures(tmp_path):
 
     cohort = _raw_cohort(tmp_path, n_per_group=2)
     out = tmp_path / "deriv"
-    args = ["preprocess", "--cohort", str(cohort), "--out", str(out), "--voxel-size", str(RES)]
+    args = ["preprocess", "--cohort", str(cohort), "--out", str(out), "--voxel-size", str(BATCH_RES)]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     table = pd.read_csv(out / "cohort.csv")
@@ -139,7 +140,7 @@ def test_preprocess_writes_derivatives_resumes_and_lists_failures(tmp_path):
     (tmp_path / "b").mkdir()
     broken = _raw_cohort(tmp_path / "b", n_per_group=1, broken=True)
     third = runner.invoke(
-        app, ["preprocess", "--cohort", str(broken), "--out", str(tmp_path / "d2"), "--voxel-size", str(RES)]
+        app, ["preprocess", "--cohort", str(broken), "--out", str(tmp_path / "d2"), "--voxel-size", str(BATCH_RES)]
     )
     assert third.exit_code == 1 and "failed s-broken" in " ".join(third.output.split())
     assert len(pd.read_csv(tmp_path / "d2" / "cohort.csv")) == 2
@@ -150,7 +151,7 @@ def test_preprocess_then_train_then_report_end_to_end(tmp_path):
     cohort = _raw_cohort(tmp_path, n_per_group=4)
     out = tmp_path / "deriv"
     step = runner.invoke(
-        app, ["preprocess", "-c", str(cohort), "-o", str(out), "--voxel-size", str(RES), "--jobs", "2"]
+        app, ["preprocess", "-c", str(cohort), "-o", str(out), "--voxel-size", str(BATCH_RES), "--jobs", "2"]
     )
     assert step.exit_code == 0, step.output
     csv = str(out / "cohort.csv")
@@ -189,3 +190,53 @@ def test_grey_matter_maps_and_their_modulation(tmp_path, transform):
         assert ratio == pytest.approx(1.1**3, rel=0.08)
     else:
         assert gm.max() <= 1 and ratio == pytest.approx(1.0, rel=0.05)  # probabilities, not modulated
+
+
+def test_killed_mid_batch_then_rerun_redoes_only_the_unfinished(tmp_path):
+    """A real SIGKILL while subjects are being registered: the rerun keeps every finished subject
+    (same file, untouched) and leaves no temporary file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cohort = _raw_cohort(tmp_path, n_per_group=3)
+    out = tmp_path / "deriv"
+    cmd = [sys.executable, "-m", "sepclr_med.cli.main", "preprocess", "-c", str(cohort), "-o", str(out)]
+    cmd += ["--voxel-size", str(BATCH_RES)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    sidecars = lambda: list(out.glob("sub-*/anat/*_T1w.json"))  # noqa: E731  (no descent into work folders)
+    while time.monotonic() < deadline and len(sidecars()) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p: p.stat().st_mtime_ns for p in sidecars()}
+    assert 2 <= len(finished) < 6, "the kill came too late to test anything"
+    result = runner.invoke(app, cmd[3:])
+    assert result.exit_code == 0, result.output
+    assert f"{6 - len(finished)} subject(s), {len(finished)} already done" in " ".join(result.output.split())
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())
+    assert len(pd.read_csv(out / "cohort.csv")) == 6
+    assert not [p for p in out.rglob("*") if ".sepclr" in p.name], "temporary files left behind"
+
+
+def test_a_raw_bids_dataset_keeps_its_entities(tmp_path):
+    root = tmp_path / "bids"
+    for i in range(4):
+        folder = root / f"sub-{i:02d}" / "ses-1" / "anat"
+        folder.mkdir(parents=True)
+        _scanner_head(
+            folder / f"sub-{i:02d}_ses-1_T1w.nii.gz", _motion(shift=(i, -i, 2.0)), rng=np.random.default_rng(i)
+        )
+    pd.DataFrame(
+        {"participant_id": [f"sub-{i:02d}" for i in range(4)], "group": ["control"] * 2 + ["patient"] * 2}
+    ).to_csv(root / "participants.tsv", sep="\t", index=False)
+    (root / "dataset_description.json").write_text('{"Name": "raw", "BIDSVersion": "1.9.0"}')
+    out = root / "derivatives" / "sepclr-med"
+    result = runner.invoke(app, ["preprocess", "-c", str(root), "-o", str(out), "--voxel-size", str(BATCH_RES)])
+    assert result.exit_code == 0, result.output
+    images = pd.read_csv(out / "cohort.csv")["image"].tolist()
+    assert images[0] == "sub-00/ses-1/anat/sub-00_ses-1_space-MNI152NLin2009aAsym_desc-preproc_T1w.nii.gz"

@@ -33,7 +33,7 @@ from sepclr_med.io.cohort import Cohort
 from sepclr_med.registration.scan import RegistrationConfig, register_scan
 from sepclr_med.registration.template import Template
 
-IMAGE_COLUMNS = ("subject_id", "image")
+WORK_PREFIX = ".sepclr-reg-"  # a subject's ANTs work folder, beside its outputs
 
 
 def subject_stem(subject_id: str, image: str) -> tuple[Path, str]:
@@ -112,8 +112,8 @@ def process_subject(subject_id: str, image: str, out: Path, config: Registration
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     if is_finished(paths, digest, config):
         return {**json.loads(paths["sidecar"].read_text()), "skipped": True}
-    paths["image"].parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".sepclr-reg-", dir=paths["image"].parent) as work:
+    _clear_leftovers(paths["image"].parent)
+    with tempfile.TemporaryDirectory(prefix=WORK_PREFIX, dir=paths["image"].parent) as work:
         result = register_scan(image, template, config, Path(work))
         save_nifti(result.image, paths["image"])
         save_nifti(result.brain_mask, paths["mask"])
@@ -129,7 +129,11 @@ def process_subject(subject_id: str, image: str, out: Path, config: Registration
             )
             if key is not None:
                 _move_atomically(source, paths[key])
+    from sepclr_med.io.image_checks import alignment_measures
+    from sepclr_med.io.template_space import alignment_errors
+
     record = {
+        "template_space_errors": alignment_errors(alignment_measures(model_input(paths))),
         "subject_id": subject_id,
         "source": str(image),
         "input_sha256": digest,
@@ -142,6 +146,17 @@ def process_subject(subject_id: str, image: str, out: Path, config: Registration
     }
     write_text(paths["sidecar"], json.dumps(record, indent=2) + "\n")  # last: marks the subject finished
     return record
+
+
+def _clear_leftovers(folder: Path) -> None:
+    """Remove what a killed earlier run left in a subject's folder (its ANTs work folder, temporary
+    files of interrupted writes); the output lock makes this process the folder's only writer."""
+    from sepclr_med.locking import remove_orphan_temps
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for work in folder.glob(WORK_PREFIX + "*"):
+        shutil.rmtree(work, ignore_errors=True)
+    remove_orphan_temps(folder)
 
 
 def _move_atomically(source: Path, target: Path) -> None:
@@ -177,9 +192,10 @@ def preprocess_cohort(
     Returns
     -------
     dict
-        ``records`` (one per finished subject, ``skipped`` for those already done), ``failures``
-        (``subject_id``, ``error``) and ``cohort`` (the path of the new ``cohort.csv``, or None
-        when no subject succeeded).
+        ``records`` (one per registered subject, ``skipped`` for those already done), ``failures``
+        (``subject_id``, ``error``: the scans that could not be registered, and those whose output
+        fails the template-space check of ``validate``, which are left out of ``cohort.csv``) and
+        ``cohort`` (the path of the new ``cohort.csv``, or None when no subject succeeded).
     """
     from sepclr_med.locking import output_lock
 
@@ -192,8 +208,13 @@ def preprocess_cohort(
         for done, (sid, outcome) in enumerate(_run_all(subjects, out, config, jobs), start=1):
             if isinstance(outcome, BaseException):
                 failures.append({"subject_id": sid, "error": f"{type(outcome).__name__}: {outcome}"})
-            else:
-                records[sid] = outcome
+                continue
+            records[sid] = outcome
+            if outcome["template_space_errors"]:
+                why = "; ".join(outcome["template_space_errors"])
+                failures.append(
+                    {"subject_id": sid, "error": f"registered, but the output fails the template-space check: {why}"}
+                )
             if progress is not None:
                 progress(done, len(subjects), sid)
         table = _write_outputs(cohort, out, records, config)
@@ -263,7 +284,10 @@ def _write_outputs(cohort: Cohort, out: Path, records: dict, config: Registratio
     write_text(out / "dataset_description.json", json.dumps(description, indent=2) + "\n")
     if not records:
         return None
-    table = cohort.table[cohort.table["subject_id"].isin(list(records))].copy()
+    good = [sid for sid, r in records.items() if not r["template_space_errors"]]  # a misregistered scan trains nothing
+    if not good:
+        return None
+    table = cohort.table[cohort.table["subject_id"].isin(good)].copy()
     table["image"] = [
         str(model_input(output_paths(out, sid, img, template, config)).relative_to(out))
         for sid, img in zip(table["subject_id"], table["image"], strict=True)

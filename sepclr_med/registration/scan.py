@@ -188,8 +188,28 @@ def _register(ants, fixed, moving, kind: str, config, workdir: Path, *, mask=Non
         initial_transform=None if initial is None else str(initial),
         random_seed=config.seed,
         outprefix=str(workdir / f"{kind.lower()}_"),
+        **affine_pyramid(config.resolution),
     )
     return [Path(p) for p in out["fwdtransforms"]]
+
+
+COARSEST_MM = 12.0  # the coarsest level of the affine pyramid, in mm of voxel
+
+
+def affine_pyramid(resolution: float) -> dict:
+    """ANTs' affine multi-resolution schedule for a template grid of ``resolution`` mm.
+
+    ANTs' defaults (shrink 6, 4, 2, 1) are made for 1 mm grids; on a coarse grid their first
+    levels have voxels of several centimetres and a head can settle rotated by tens of degrees
+    (measured: 26.7° on a 6 mm grid). Levels coarser than :data:`COARSEST_MM` are dropped.
+    """
+    levels = [(f, s, i) for f, s, i in zip((6, 4, 2, 1), (3, 2, 1, 0), (2100, 1200, 1200, 10), strict=True)]
+    kept = [level for level in levels if level[0] == 1 or level[0] * resolution <= COARSEST_MM]
+    return {
+        "aff_shrink_factors": tuple(f for f, _, _ in kept),
+        "aff_smoothing_sigmas": tuple(s for _, s, _ in kept),
+        "aff_iterations": tuple(i for _, _, i in kept),
+    }
 
 
 def _names(paths: list[Path]) -> list[str]:

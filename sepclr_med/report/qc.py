@@ -134,3 +134,37 @@ def write_qc(measures: pd.DataFrame, cohort, out: str | Path, registration: dict
         generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
     )
     return {"tsv": tsv, "html": write_text(out / "qc.html", html)}
+
+
+def write_registration_qc(raw, result: dict, out: str | Path) -> Path:
+    """``qc.html`` and ``alignment.tsv`` of a ``preprocess`` batch, every registered subject
+    included (those whose output fails the template-space check too: they are shown first).
+
+    Parameters
+    ----------
+    raw : Cohort
+        The cohort of raw scans that was preprocessed.
+    result : dict
+        What :func:`sepclr_med.registration.batch.preprocess_cohort` returned.
+    out : path-like
+        The derivatives folder it wrote.
+    """
+    import dataclasses
+
+    from sepclr_med.io.image_checks import check_alignment
+    from sepclr_med.registration.batch import model_input, output_paths
+    from sepclr_med.registration.scan import RegistrationConfig
+    from sepclr_med.registration.template import Template
+
+    records = {r["subject_id"]: r for r in result["records"]}
+    table = raw.table[raw.table["subject_id"].isin(list(records))].copy()
+    config = RegistrationConfig(**next(iter(records.values()))["settings"])
+    template = Template(config.resolution)
+    table["image"] = [
+        str(model_input(output_paths(Path(out), sid, img, template, config)))
+        for sid, img in zip(table["subject_id"], table["image"], strict=True)
+    ]
+    registered = dataclasses.replace(raw, table=table.reset_index(drop=True), warnings=[])
+    measures, _ = check_alignment(registered, allow_unaligned=True)
+    sources = {sid: {"source": r["source"], "similarity": r["similarity"]} for sid, r in records.items()}
+    return write_qc(measures, registered, out, registration=sources)["html"]
