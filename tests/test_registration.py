@@ -240,3 +240,35 @@ def test_a_raw_bids_dataset_keeps_its_entities(tmp_path):
     assert result.exit_code == 0, result.output
     images = pd.read_csv(out / "cohort.csv")["image"].tolist()
     assert images[0] == "sub-00/ses-1/anat/sub-00_ses-1_space-MNI152NLin2009aAsym_desc-preproc_T1w.nii.gz"
+
+
+def test_an_output_that_fails_the_template_check_is_a_listed_failure(tmp_path, monkeypatch):
+    """Fail loudly: a scan registered wrongly is not handed to `train` (exit 1, out of cohort.csv,
+    first on the QC page with its problem)."""
+    from sepclr_med.io import template_space
+
+    real = template_space.alignment_errors
+    monkeypatch.setattr(
+        template_space,
+        "alignment_errors",
+        lambda m: ["rotated 30° away from MNI152 (test)"] if m is bad_measures[0] else real(m),
+    )
+    from sepclr_med.io import image_checks
+
+    real_measures = image_checks.alignment_measures
+    bad_measures: list = [None]
+
+    def measures(path):
+        found = real_measures(path)
+        if "sub-s1_" in str(path):
+            bad_measures[0] = found
+        return found
+
+    monkeypatch.setattr(image_checks, "alignment_measures", measures)
+    cohort = _raw_cohort(tmp_path, n_per_group=1)
+    out = tmp_path / "deriv"
+    result = runner.invoke(app, ["preprocess", "-c", str(cohort), "-o", str(out), "--voxel-size", str(BATCH_RES)])
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 1 and "failed s1: registered, but the output fails the template-space check" in flat
+    assert pd.read_csv(out / "cohort.csv")["subject_id"].tolist() == ["s0"]
+    assert pd.read_csv(out / "alignment.tsv", sep="\t")["subject_id"].tolist() == ["s1", "s0"]  # worst first
