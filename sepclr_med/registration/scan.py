@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sepclr_med.errors import SepclrError
+from sepclr_med.registration.antspy import ants_affine_to_ras, ants_module
 from sepclr_med.registration.template import Template
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def register_scan(
     -------
     RegisteredScan
     """
-    ants = _ants()
+    ants = ants_module()
     tic = time.perf_counter()
     fixed, fixed_mask = _template_ants(template, workdir)
     scan = ants.image_read(str(path)).clone("float")
@@ -220,35 +221,10 @@ def _template_ants(template: Template, workdir: Path):
     """The template and its brain mask as ANTs images (read from files ANTs writes itself)."""
     import nibabel as nib
 
-    ants = _ants()
+    ants = ants_module()
     t1, mask = template.images()
     paths = workdir / "template_T1w.nii.gz", workdir / "template_mask.nii.gz"
     if not all(p.is_file() for p in paths):
         nib.save(t1, str(paths[0]))
         nib.save(mask, str(paths[1]))
     return ants.image_read(str(paths[0])), ants.image_read(str(paths[1])).clone("float")
-
-
-def ants_affine_to_ras(path: str | os.PathLike) -> np.ndarray:
-    """ANTs' affine transform file as a 4 x 4 RAS+ matrix (fixed world mm to moving world mm).
-
-    ITK stores ``y = A (x - c) + c + t`` in LPS+ coordinates (``A`` row-major, then ``t``;
-    ``c`` in the fixed parameters).
-    """
-    tx = _ants().read_transform(str(path))
-    p, c = np.asarray(tx.parameters, dtype=float), np.asarray(tx.fixed_parameters, dtype=float)
-    a, t = p[:9].reshape(3, 3), p[9:12]
-    lps = np.eye(4)
-    lps[:3, :3], lps[:3, 3] = a, t + c - a @ c
-    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
-    return flip @ lps @ flip
-
-
-def _ants():
-    try:
-        import ants
-    except ImportError:
-        raise SepclrError(
-            "preprocess needs ANTsPy: pip install 'sepclr-med[preprocess]' (the antspyx wheel ships its binaries)"
-        ) from None
-    return ants

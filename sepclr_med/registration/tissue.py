@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sepclr_med.registration.antspy import ants_affine_to_ras, ants_module, lps_direction, lps_origin
 from sepclr_med.registration.template import Template
 
 
@@ -53,12 +54,10 @@ def grey_matter(image: np.ndarray, brain: np.ndarray, template: Template) -> np.
     numpy.ndarray
         float32 in [0, 1], 0 outside ``brain``.
     """
-    from sepclr_med.registration.scan import _ants
-
-    ants = _ants()
+    ants = ants_module()
     grid = template.grid
     scan = ants.from_numpy(
-        image.astype(np.float32), origin=_lps_origin(grid), spacing=grid.voxel_size, direction=_lps_direction(grid)
+        image.astype(np.float32), origin=lps_origin(grid), spacing=grid.voxel_size, direction=lps_direction(grid)
     )
     mask = scan.new_image_like(brain.astype(np.float32))
     priors = [scan.new_image_like(p.astype(np.float32)) for p in tissue_priors(template)]
@@ -70,9 +69,7 @@ def grey_matter(image: np.ndarray, brain: np.ndarray, template: Template) -> np.
 def volume_change(transforms: list[Path], template: Template) -> np.ndarray:
     """Scan volume per template volume at each template voxel: the determinant of the Jacobian of
     the template-to-scan mapping (SyN warp, then the affine), for modulating tissue maps."""
-    from sepclr_med.registration.scan import _ants, ants_affine_to_ras
-
-    ants = _ants()
+    ants = ants_module()
     affine = [p for p in transforms if p.suffix == ".mat"][-1]
     det = abs(float(np.linalg.det(ants_affine_to_ras(affine)[:3, :3])))
     warps = [p for p in transforms if p.suffix != ".mat"]
@@ -81,18 +78,9 @@ def volume_change(transforms: list[Path], template: Template) -> np.ndarray:
     t1, _ = template.images()
     domain = ants.from_numpy(
         np.asarray(t1.dataobj, dtype=np.float32),
-        origin=_lps_origin(template.grid),
+        origin=lps_origin(template.grid),
         spacing=template.grid.voxel_size,
-        direction=_lps_direction(template.grid),
+        direction=lps_direction(template.grid),
     )
     jacobian = ants.create_jacobian_determinant_image(domain, str(warps[0]), do_log=False).numpy()
     return (det * jacobian).astype(np.float32)
-
-
-def _lps_direction(grid) -> np.ndarray:
-    flip = np.diag([-1.0, -1.0, 1.0])
-    return flip @ (grid.affine[:3, :3] / np.asarray(grid.voxel_size))
-
-
-def _lps_origin(grid) -> tuple[float, ...]:
-    return tuple(float(v) for v in np.diag([-1.0, -1.0, 1.0]) @ grid.affine[:3, 3])
