@@ -57,3 +57,26 @@ class CohortError(SepclrError):
         lines = [f"cohort is invalid ({len(errors)} error(s)):"]
         lines += [f"  {p}" for p in self.problems]
         super().__init__("\n".join(lines))
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """True when ``exc`` is a problem of one subject's data, to be listed as that subject's failure.
+
+    A file that cannot be read or written (``OSError``, a truncated gzip, nibabel's
+    ``ImageFileError``), values that are not a scan (``ValueError``) or a refused input
+    (:class:`SepclrError`), also when MONAI's transforms re-raise one as the cause of their
+    ``RuntimeError``. Anything else (``TypeError``, ``KeyError``, out of memory, ...) is a bug or a
+    resource problem: batches (``report``, ``preprocess``) stop on it instead of turning it into
+    per-subject failures.
+    """
+    import zlib
+
+    from nibabel.filebasedimages import ImageFileError
+
+    errors = (OSError, EOFError, zlib.error, ImageFileError, ValueError, SepclrError)
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, errors):
+            return True
+        seen = seen.__cause__
+    return False

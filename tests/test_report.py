@@ -164,4 +164,6 @@ def test_a_bug_stops_the_batch_and_a_subjects_bad_data_is_listed(batch, monkeypa
         batch_module.make_reports(Run(run), path, tmp_path / "bug", n_steps=2, pdf=False)
     wrapped = RuntimeError("applying transform LoadImaged")
     wrapped.__cause__ = EOFError("compressed file ended")
-    assert batch_module.is_subject_error(wrapped) and not batch_module.is_subject_error(RuntimeError("CUDA"))
+    from sepclr_med.errors import is_data_error
+
+    assert is_data_error(wrapped) and not is_data_error(RuntimeError("CUDA"))

@@ -87,10 +87,6 @@ class Grid:
         new[:3, 3] = self.affine[:3, :3] @ start + self.affine[:3, 3]
         return Grid(new, tuple(size))
 
-    def rounded(self, decimals: int = 6) -> Grid:
-        """The grid with its affine rounded (what a TOML configuration stores)."""
-        return Grid(np.round(self.affine, decimals), self.shape)
-
     def image(self, data: np.ndarray, dtype=np.float32, code: int = 2):
         """A NIfTI image of ``data`` (shape :attr:`shape`) on this grid; see
         :func:`sepclr_med.io.nifti.grid_image`."""

@@ -101,7 +101,8 @@ def process_subject(subject_id: str, image: str, out: Path, config: Registration
     outputs were already there)."""
     from sepclr_med import __version__
     from sepclr_med.atomic import save_nifti, write_text
-    from sepclr_med.io.image_checks import check_image
+    from sepclr_med.io.image_checks import alignment_measures, check_image
+    from sepclr_med.io.template_space import alignment_errors
 
     errors, _ = check_image(image) if Path(image).is_file() else ([f"image file not found: {image}"], None)
     if errors:
@@ -129,9 +130,6 @@ def process_subject(subject_id: str, image: str, out: Path, config: Registration
             )
             if key is not None:
                 _move_atomically(source, paths[key])
-    from sepclr_med.io.image_checks import alignment_measures
-    from sepclr_med.io.template_space import alignment_errors
-
     record = {
         "template_space_errors": alignment_errors(alignment_measures(model_input(paths))),
         "subject_id": subject_id,
@@ -208,9 +206,9 @@ def preprocess_cohort(
         for done, (sid, outcome) in enumerate(_run_all(subjects, out, config, jobs), start=1):
             if isinstance(outcome, BaseException):
                 failures.append({"subject_id": sid, "error": f"{type(outcome).__name__}: {outcome}"})
-                continue
-            records[sid] = outcome
-            if outcome["template_space_errors"]:
+            else:
+                records[sid] = outcome
+            if not isinstance(outcome, BaseException) and outcome["template_space_errors"]:
                 why = "; ".join(outcome["template_space_errors"])
                 failures.append(
                     {"subject_id": sid, "error": f"registered, but the output fails the template-space check: {why}"}
@@ -255,14 +253,14 @@ def _guarded(sid: str, image: str, out: Path, config: RegistrationConfig):
     or when ITK cannot register it (ITK raises ``RuntimeError``); anything else is a bug and
     stops the batch.
     """
-    import zlib
-
-    from nibabel.filebasedimages import ImageFileError
+    from sepclr_med.errors import is_data_error
 
     try:
         return process_subject(sid, image, out, config)
-    except (OSError, EOFError, zlib.error, ImageFileError, ValueError, SepclrError, RuntimeError) as exc:
-        return exc
+    except Exception as exc:
+        if is_data_error(exc) or isinstance(exc, RuntimeError):
+            return exc
+        raise
 
 
 def _write_outputs(cohort: Cohort, out: Path, records: dict, config: RegistrationConfig) -> Path | None:

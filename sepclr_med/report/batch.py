@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sepclr_med.atomic import write_table, write_text
+from sepclr_med.errors import is_data_error
 from sepclr_med.locking import locks_output
 from sepclr_med.naming import slug
 from sepclr_med.run import sha256
@@ -48,34 +49,6 @@ def _associations(explain_dir) -> dict[str, str]:
         f"Pearson r = {r.pearson_r:.2f}, n = {r.n}"
         for r in rows.itertuples()
     }
-
-
-def _data_errors() -> tuple[type[BaseException], ...]:
-    import zlib
-
-    from nibabel.filebasedimages import ImageFileError
-
-    from sepclr_med.errors import SepclrError
-
-    return (OSError, EOFError, zlib.error, ImageFileError, ValueError, SepclrError)
-
-
-def is_subject_error(exc: BaseException) -> bool:
-    """True when ``exc`` is a problem of one subject's data, listed as that subject's failure.
-
-    A file that cannot be read or written (``OSError``, a truncated gzip, nibabel's
-    ``ImageFileError``), values that are not a scan (``ValueError``) or a refused input
-    (:class:`~sepclr_med.errors.SepclrError`), also when MONAI's transforms re-raise one as the
-    cause of their ``RuntimeError``. Anything else (``TypeError``, ``KeyError``, out of memory, ...)
-    is a bug or a resource problem: it stops the batch instead of turning into per-subject failures.
-    """
-    errors = _data_errors()
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, errors):
-            return True
-        seen = seen.__cause__
-    return False
 
 
 def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: float) -> dict:
@@ -179,7 +152,7 @@ def make_reports(
                 rows.append(reporter.page(chunk, k, volumes[k, 0].numpy(), placed.iloc[k], maps[k]))
                 timings.append(time.perf_counter() - tic)
             except Exception as exc:
-                if not is_subject_error(exc):
+                if not is_data_error(exc):
                     raise  # a bug stops the batch; it is not one subject's failure
                 failures.append({"subject_id": sid, "error": f"{type(exc).__name__}: {exc}"})
             if progress is not None:
@@ -316,7 +289,7 @@ class _Reporter:
         try:
             return chunk, self.process(chunk)
         except Exception as exc:  # find the subject that breaks the chunk; report the others
-            if not is_subject_error(exc):
+            if not is_data_error(exc):
                 raise
             parts, keep = [], []
             for k, sid in enumerate(chunk.subject_ids):
@@ -324,7 +297,7 @@ class _Reporter:
                     parts.append(self.process(chunk.subset(np.arange(len(chunk)) == k)))
                     keep.append(k)
                 except Exception as exc:
-                    if not is_subject_error(exc):
+                    if not is_data_error(exc):
                         raise
                     failures.append({"subject_id": sid, "error": f"{type(exc).__name__}: {exc}"})
             chunk = chunk.subset(np.isin(np.arange(len(chunk)), keep))
