@@ -45,3 +45,13 @@ def lps_direction(grid) -> np.ndarray:
 def lps_origin(grid) -> tuple[float, ...]:
     """ITK origin (LPS+ mm) of a RAS+ grid's first voxel."""
     return tuple(float(v) for v in np.diag([-1.0, -1.0, 1.0]) @ grid.affine[:3, 3])
+
+
+def to_ants(data: np.ndarray, grid):
+    """An ANTs image of ``data`` on a RAS+ :class:`~sepclr_med.io.grid.Grid` (float32, no file)."""
+    return ants_module().from_numpy(
+        np.asarray(data, dtype=np.float32),
+        origin=lps_origin(grid),
+        spacing=grid.voxel_size,
+        direction=lps_direction(grid),
+    )

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sepclr_med.errors import SepclrError
-from sepclr_med.registration.antspy import ants_affine_to_ras, ants_module
+from sepclr_med.registration.antspy import ants_affine_to_ras, ants_module, to_ants
 from sepclr_med.registration.template import Template
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def register_scan(
     """
     ants = ants_module()
     tic = time.perf_counter()
-    fixed, fixed_mask = _template_ants(template, workdir)
+    fixed, fixed_mask = _template_ants(template)
     scan = ants.image_read(str(path)).clone("float")
     head = ants.get_mask(scan, cleanup=2)
     if config.n4:
@@ -217,14 +217,7 @@ def _names(paths: list[Path]) -> list[str]:
     return [str(p) for p in paths]
 
 
-def _template_ants(template: Template, workdir: Path):
-    """The template and its brain mask as ANTs images (read from files ANTs writes itself)."""
-    import nibabel as nib
-
-    ants = ants_module()
+def _template_ants(template: Template):
+    """The template and its brain mask as ANTs images."""
     t1, mask = template.images()
-    paths = workdir / "template_T1w.nii.gz", workdir / "template_mask.nii.gz"
-    if not all(p.is_file() for p in paths):
-        nib.save(t1, str(paths[0]))
-        nib.save(mask, str(paths[1]))
-    return ants.image_read(str(paths[0])), ants.image_read(str(paths[1])).clone("float")
+    return to_ants(np.asarray(t1.dataobj), template.grid), to_ants(np.asarray(mask.dataobj), template.grid)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sepclr_med.registration.antspy import ants_affine_to_ras, ants_module, lps_direction, lps_origin
+from sepclr_med.registration.antspy import ants_affine_to_ras, ants_module, to_ants
 from sepclr_med.registration.template import Template
 
 
@@ -55,10 +55,7 @@ def grey_matter(image: np.ndarray, brain: np.ndarray, template: Template) -> np.
         float32 in [0, 1], 0 outside ``brain``.
     """
     ants = ants_module()
-    grid = template.grid
-    scan = ants.from_numpy(
-        image.astype(np.float32), origin=lps_origin(grid), spacing=grid.voxel_size, direction=lps_direction(grid)
-    )
+    scan = to_ants(image, template.grid)
     mask = scan.new_image_like(brain.astype(np.float32))
     priors = [scan.new_image_like(p.astype(np.float32)) for p in tissue_priors(template)]
     result = ants.atropos(a=scan, x=mask, i=priors, m="[0.2,1x1x1]", c="[5,0]", priorweight=0.25)
@@ -75,12 +72,6 @@ def volume_change(transforms: list[Path], template: Template) -> np.ndarray:
     warps = [p for p in transforms if p.suffix != ".mat"]
     if not warps:
         return np.full(template.grid.shape, det, dtype=np.float32)
-    t1, _ = template.images()
-    domain = ants.from_numpy(
-        np.asarray(t1.dataobj, dtype=np.float32),
-        origin=lps_origin(template.grid),
-        spacing=template.grid.voxel_size,
-        direction=lps_direction(template.grid),
-    )
+    domain = to_ants(np.asarray(template.images()[0].dataobj), template.grid)
     jacobian = ants.create_jacobian_determinant_image(domain, str(warps[0]), do_log=False).numpy()
     return (det * jacobian).astype(np.float32)
