@@ -6,6 +6,15 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The suite runs on 2 pytest-xdist workers (pyproject addopts): one math thread each, waiting
+# passively, so the two workers share the cores instead of spinning against each other.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Rich wraps CLI output at $COLUMNS (80 off a terminal): tests look for whole messages, whose
+# paths are longer under a worker's temporary folder
+os.environ.setdefault("COLUMNS", "250")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
+        os.environ.setdefault(_variable, "1")
 
 import nibabel as nib
 import numpy as np
