@@ -21,6 +21,9 @@ from sepclr_med.cli import (
     tune_commands,
 )
 from sepclr_med.cli.errors import STATE
+from sepclr_med.cores import share_cores_politely
+
+share_cores_politely()  # before any command imports torch (nothing above does; OpenMP reads these once)
 
 app = typer.Typer(
     name="sepclr-med",

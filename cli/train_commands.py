@@ -156,7 +156,13 @@ def _relaunch_under_torchrun(
         "train",
         *argv,
     ]
-    threads = os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    from sepclr_med.cores import available_cores
+
+    threads = (
+        os.environ["OMP_NUM_THREADS"]
+        if os.environ.get("SEPCLR_THREADS_FROM_USER") == "1"
+        else str(max(1, available_cores() // nproc))
+    )
     raise typer.Exit(subprocess.call(command, env={**os.environ, "OMP_NUM_THREADS": threads}))
 
 

@@ -65,6 +65,13 @@ def joint_entropy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (torch.logsumexp(-d2, dim=1) - math.log(a.shape[0])).mean()
 
 
+def rows(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``x[mask]`` without waiting for the device when ``mask`` is on the host (the training
+    loop's labels): the row numbers are found on the host and copied asynchronously."""
+    index = mask.reshape(-1).nonzero().squeeze(1)
+    return x.index_select(0, index.to(x.device, non_blocking=True))
+
+
 def teacher(salient: torch.Tensor, is_target: torch.Tensor) -> torch.Tensor:
     """Copy of ``salient`` with background rows replaced by the information-less point 0
     (an overwrite, so even a non-finite background row becomes exactly 0)."""
@@ -113,21 +120,22 @@ class SepCLRLoss(torch.nn.Module):
         ValueError
             If the batch holds no background (control) or no target (patient) subject.
         """
-        is_target = is_target.to(device=salient_1.device, dtype=torch.bool).reshape(-1)
+        is_target = is_target.reshape(-1).bool()  # host labels: these checks wait for no device
         if not bool(is_target.any()):
             raise ValueError("SepCLR batch has no target (patient) subject; use stratified batches")
         if bool(is_target.all()):
             raise ValueError("SepCLR batch has no background (control) subject; use stratified batches")
+        background = ~is_target
+        on_device = is_target.to(salient_1.device, non_blocking=True)
         # the objective is computed in float32 even under autocast
         common_1, common_2, salient_1, salient_2 = (x.float() for x in (common_1, common_2, salient_1, salient_2))
         c1, c2 = F.normalize(common_1, dim=1), F.normalize(common_2, dim=1)
-        t1, t2 = teacher(salient_1, is_target), teacher(salient_2, is_target)
-        background = ~is_target
+        t1, t2 = teacher(salient_1, on_device), teacher(salient_2, on_device)
         terms = {
             "common": align(c1, c2) + unif(c1) + unif(c2),
-            "salient": align(salient_1[is_target], salient_2[is_target]) + unif(t1) + unif(t2),
+            "salient": align(rows(salient_1, is_target), rows(salient_2, is_target)) + unif(t1) + unif(t2),
             "infoless": 0.5
-            * (salient_1[background].pow(2).sum(-1).mean() + salient_2[background].pow(2).sum(-1).mean()),
+            * (rows(salient_1, background).pow(2).sum(-1).mean() + rows(salient_2, background).pow(2).sum(-1).mean()),
             "jem": 0.5 * (joint_entropy(c1, t1) + joint_entropy(c2, t2)),
         }
         total = (
@@ -226,7 +234,8 @@ def patient_reps(out, is_target: torch.Tensor, gather=None) -> tuple[torch.Tenso
     ``gather`` under DDP), the rows the leakage options act on."""
     both = torch.cat([is_target, is_target])
     common, salient = (
-        torch.cat([gather(r) if gather else r for r in rep.chunk(2)])[both] for rep in (out.common_rep, out.salient_rep)
+        rows(torch.cat([gather(r) if gather else r for r in rep.chunk(2)]), both)
+        for rep in (out.common_rep, out.salient_rep)
     )
     return common, salient
 

@@ -55,7 +55,8 @@ def test_preprocessing_keeps_grid_and_global_differences(tmp_path):
     load = Compose(preprocessing(config))
     va, vb = (load({"image": str(p)})["image"] for p in (a, b))
     assert va.shape == (1, 7, 8, 9) and va.dtype == torch.float32
-    assert float(vb.mean() / va.mean()) == pytest.approx(0.8, rel=1e-4)  # kept visible
+    assert float(vb.mean() / va.mean()) == pytest.approx(0.8, rel=2**-11)  # kept visible (to float16 rounding)
+    assert float(vb[0, 0, 0, 0]) == float(np.float16(0.8))  # stored values are float16's
     zscored = Compose(preprocessing(PreprocessConfig(mask="nonzero", intensity="zscore").resolve([str(a)])))
     ramp = make_image(tmp_path / "r.nii.gz", np.arange(1, 505, dtype=np.float32).reshape(7, 8, 9))
     ramp80 = make_image(tmp_path / "r80.nii.gz", 0.8 * np.arange(1, 505, dtype=np.float32).reshape(7, 8, 9))
@@ -99,10 +100,14 @@ def test_memory_cache_second_epoch_reads_no_nifti(cohort, count_loads):
 def test_disk_cache_is_reused_and_invalidated_by_settings(cohort, tmp_path, count_loads):
     config = resolved(cohort)
     cache_dir = tmp_path / "cache"
-    first = cached_dataset(cohort.records(), config, cache="disk", cache_dir=cache_dir)
     count_loads.clear()
+    first = cached_dataset(cohort.records(), config, cache="disk", cache_dir=cache_dir)
+    assert len(count_loads) == len(cohort)  # filled once, when made
     values = [first[i]["image"] for i in range(len(first))]
-    assert len(count_loads) == len(cohort)
+    assert len(count_loads) == len(cohort)  # reading decodes nothing
+    files = sorted((cache_dir / config.hash()).iterdir())
+    assert len(files) == len(cohort) and all(f.suffix == ".npy" and not f.name.startswith(".") for f in files)
+    assert np.load(files[0]).dtype == np.float16 and first.nbytes == sum(f.stat().st_size for f in files)
     count_loads.clear()
     again = cached_dataset(cohort.records(), config, cache="disk", cache_dir=cache_dir)
     assert all(torch.equal(again[i]["image"], values[i]) for i in range(len(again)))
@@ -110,8 +115,7 @@ def test_disk_cache_is_reused_and_invalidated_by_settings(cohort, tmp_path, coun
     changed = resolved(cohort, intensity="zscore")
     assert changed.hash() != config.hash()
     count_loads.clear()
-    fresh = cached_dataset(cohort.records(), changed, cache="disk", cache_dir=cache_dir)
-    _ = [fresh[i] for i in range(len(fresh))]
+    cached_dataset(cohort.records(), changed, cache="disk", cache_dir=cache_dir)
     assert len(count_loads) == len(cohort)  # changed settings never reuse the stale cache
     assert len(list(cache_dir.iterdir())) == 2
 
@@ -119,11 +123,12 @@ def test_disk_cache_is_reused_and_invalidated_by_settings(cohort, tmp_path, coun
 def test_disk_cache_follows_a_changed_image_file(cohort, tmp_path, count_loads):
     config = resolved(cohort)
     cache_dir = tmp_path / "cache"
-    cached_dataset(cohort.records(), config, cache="disk", cache_dir=cache_dir)[0]
+    cached_dataset(cohort.records(), config, cache="disk", cache_dir=cache_dir)
     make_image(__import__("pathlib").Path(cohort.records()[0]["image"]), np.full((7, 8, 9), 0.5, np.float32))
     count_loads.clear()
     item = cached_dataset(cohort.records(), config, cache="disk", cache_dir=cache_dir)[0]
-    assert len(count_loads) == 1 and float(item["image"].max()) == pytest.approx(0.5 / config.scale)
+    assert len(count_loads) == 1  # only the changed file is decoded again
+    assert float(item["image"].max()) == float(np.float16(0.5 / config.scale))
 
 
 def test_two_views_are_seeded_by_seed_epoch_and_index(cohort):

@@ -1,33 +1,23 @@
-"""Cached preprocessing and the two-view dataset fed to the model.
+"""Cached preprocessing and the per-sample MONAI two-view dataset.
 
-The cache holds only deterministic preprocessing (one decoded, resampled, normalised volume per
-subject); augmentation runs after it. ``cache="memory"`` keeps volumes in RAM (MONAI
-``CacheDataset``); ``cache="disk"`` stores them under ``cache_dir/<settings hash>/`` (MONAI
-``PersistentDataset``), so a changed preprocessing setting never reuses a stale cache and a
-changed image file (new size or modification time) gets a new entry.
+:func:`cached_dataset` is the one door to preprocessed volumes (a
+:class:`~sepclr_med.data.store.VolumeStore`). Training makes its views on whole batches where the
+model runs (:mod:`sepclr_med.data.batch_views`); :class:`TwoViewDataset` keeps MONAI's per-sample
+views, the reference the batch views are tested against.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
-from monai.data import CacheDataset, Dataset, PersistentDataset
-from monai.transforms import Compose
 
 from sepclr_med.data.augment import ContrastiveViewsd
-from sepclr_med.data.preprocess import PreprocessConfig, preprocessing
-from sepclr_med.errors import SepclrError
+from sepclr_med.data.preprocess import PreprocessConfig
+from sepclr_med.data.store import CACHE_MODES, VolumeStore
 
-CACHE_MODES = ("memory", "disk", "none")
-
-
-def _with_file_stamp(record: dict) -> dict:
-    """Add the image's size and mtime so that the disk cache key follows file changes."""
-    stat = os.stat(record["image"])
-    return {**record, "file_size": stat.st_size, "file_mtime_ns": stat.st_mtime_ns}
+__all__ = ["CACHE_MODES", "TwoViewDataset", "cached_dataset"]
 
 
 def cached_dataset(
@@ -37,9 +27,8 @@ def cached_dataset(
     cache: str = "memory",
     cache_dir: str | os.PathLike | None = None,
     num_workers: int = 0,
-    progress: bool = False,
-) -> Dataset:
-    """A dataset of preprocessed volumes (dicts with ``image`` of shape ``(1, *shape)``).
+) -> VolumeStore:
+    """The preprocessed volumes of ``records`` (items: dicts with ``image`` of shape ``(1, *shape)``).
 
     Parameters
     ----------
@@ -48,28 +37,13 @@ def cached_dataset(
     config : PreprocessConfig
         Resolved preprocessing settings.
     cache : {"memory", "disk", "none"}
-        Where preprocessed volumes are kept between epochs.
+        Where preprocessed volumes are kept between epochs (:class:`VolumeStore`).
     cache_dir : path-like, optional
         Root of the disk cache (required for ``"disk"``).
     num_workers : int
-        Threads used to fill the memory cache.
-    progress : bool
-        Show MONAI's progress bar while caching.
+        Threads that decode images while the cache fills.
     """
-    if cache not in CACHE_MODES:
-        raise SepclrError(f"cache must be one of {CACHE_MODES}, not {cache!r}")
-    transform = Compose(preprocessing(config))
-    if cache == "memory":
-        return CacheDataset(
-            records, transform, cache_rate=1.0, num_workers=max(num_workers, 1), progress=progress, copy_cache=False
-        )
-    if cache == "disk":
-        if cache_dir is None:
-            raise SepclrError("cache='disk' needs a cache_dir")
-        folder = Path(cache_dir) / config.hash()
-        folder.mkdir(parents=True, exist_ok=True)
-        return PersistentDataset([_with_file_stamp(r) for r in records], transform, cache_dir=folder)
-    return Dataset(records, transform)
+    return VolumeStore(records, config, cache=cache, cache_dir=cache_dir, num_workers=num_workers)
 
 
 class TwoViewDataset(torch.utils.data.Dataset):

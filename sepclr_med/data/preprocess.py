@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import (
+    CastToTyped,
     Compose,
     EnsureTyped,
     LoadImaged,
@@ -39,6 +40,9 @@ from sepclr_med.errors import SepclrError
 from sepclr_med.io.grid import Grid
 
 INTENSITY_MODES = ("cohort", "fixed", "zscore", "none")
+CROP_MODES = ("brain", "none")
+STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+CROP_MARGIN = 2  # voxels kept around the mask's bounding box: the affine augmentation moves up to 2
 
 
 @dataclass
@@ -60,6 +64,15 @@ class PreprocessConfig:
     mask : str
         ``"mni152"`` (nilearn's MNI152 brain mask on the grid), ``"nonzero"`` (per image) or
         the path of a mask NIfTI.
+    crop : {"brain", "none"}
+        ``"brain"``: ``resolve`` shrinks a new grid to the mask's bounding box plus
+        ``CROP_MARGIN`` voxels (the affine follows), so no voxel that is always 0 is stored or
+        convolved (at 1.5 mm the box is 57% of the grid); not with ``spatial_size`` or
+        ``mask="nonzero"``. Runs stored before this option read as ``"none"``.
+    dtype : {"float16", "float32"}
+        Precision the volumes are stored in: preprocessing rounds every voxel to it, so the
+        training cache, ``embed`` and ``explain`` see the same values (float16: half the memory;
+        its error, relative 2^-11 at most, is measured in docs/data.md). Older runs: ``"float32"``.
     grid_affine, grid_shape
         The target grid (RAS+), set by ``resolve`` from the cohort's most common grid; stored as
         lists so that TOML and JSON hold them, read as one :class:`~sepclr_med.io.grid.Grid` by
@@ -71,6 +84,8 @@ class PreprocessConfig:
     intensity: str = "cohort"
     scale: float | None = None
     mask: str = "mni152"
+    crop: str = "brain"
+    dtype: str = "float16"
     grid_affine: list[list[float]] | None = None
     grid_shape: tuple[int, int, int] | None = None
     _mask_cache: dict = field(default_factory=dict, repr=False, compare=False)
@@ -78,6 +93,10 @@ class PreprocessConfig:
     def __post_init__(self) -> None:
         if self.intensity not in INTENSITY_MODES:
             raise SepclrError(f"intensity must be one of {INTENSITY_MODES}, not {self.intensity!r}")
+        if self.crop not in CROP_MODES:
+            raise SepclrError(f"crop must be one of {CROP_MODES}, not {self.crop!r}")
+        if self.dtype not in STORAGE_DTYPES:
+            raise SepclrError(f"dtype must be one of {tuple(STORAGE_DTYPES)}, not {self.dtype!r}")
         self._crop_grid()
 
     def _crop_grid(self) -> None:
@@ -86,6 +105,20 @@ class PreprocessConfig:
             return
         if tuple(self.grid_shape) != tuple(self.spatial_size):
             self._set_grid(self.grid.cropped(self.spatial_size))
+
+    def _crop_to_brain(self) -> None:
+        """Shrink the grid to the brain mask's bounding box plus ``CROP_MARGIN`` (``crop="brain"``)."""
+        if self.crop != "brain" or self.spatial_size is not None or self.mask == "nonzero":
+            return
+        mask = self.mask_array()
+        assert mask is not None
+        if not mask.any():
+            raise SepclrError(f"the brain mask {self.mask!r} has no voxel on the grid {self.grid.describe()}")
+        inside = np.argwhere(mask)
+        start = np.maximum(inside.min(0) - CROP_MARGIN, 0)
+        stop = np.minimum(inside.max(0) + 1 + CROP_MARGIN, mask.shape)
+        self._set_grid(self.grid.window(tuple(start), tuple(stop - start)))
+        self._mask_cache.clear()  # the mask was on the uncropped grid
 
     def _set_grid(self, grid: Grid) -> None:
         """Store ``grid`` as TOML/JSON can hold it (affine rounded to 1e-6 mm, lists)."""
@@ -156,6 +189,7 @@ class PreprocessConfig:
             grid = reference_grid(image_paths).canonical()
             new._set_grid(grid.resized(new.voxel_size) if new.voxel_size is not None else grid)
             new._crop_grid()
+            new._crop_to_brain()
         if new.intensity == "cohort" and new.scale is None:
             paths = control_paths or image_paths
             picks = [paths[i] for i in np.linspace(0, len(paths) - 1, min(n_scale_images, len(paths))).astype(int)]
@@ -288,8 +322,8 @@ def preprocessing(config: PreprocessConfig, keys: str = "image") -> list:
     -------
     list
         ``LoadImaged -> Orientationd(RAS) -> ResampleToGridd -> BrainMaskNormalized
-        -> EnsureTyped`` (plain float32 tensors, channel first; a ``spatial_size`` crop is part of the
-        grid itself).
+        [-> CastToTyped(float16)] -> EnsureTyped`` (plain float32 tensors holding values of the
+        storage ``dtype``, channel first; crops are part of the grid itself).
     """
     if config.grid_affine is None or config.grid_shape is None:
         raise SepclrError("preprocessing settings are not resolved: call config.resolve(paths) first")
@@ -301,5 +335,7 @@ def preprocessing(config: PreprocessConfig, keys: str = "image") -> list:
             keys, config.mask_array(), config.intensity, config.scale if config.scale is not None else 1.0
         ),
     ]
+    if config.dtype != "float32":  # round to the storage precision: every consumer sees the cache's values
+        transforms.append(CastToTyped(keys, dtype=STORAGE_DTYPES[config.dtype]))
     transforms.append(EnsureTyped(keys, data_type="tensor", dtype=torch.float32, track_meta=False))
     return transforms

@@ -83,9 +83,15 @@ class Grid:
         start = np.array(
             [n // 2 - s // 2 if s <= n else -((s - n) // 2) for n, s in zip(self.shape, size, strict=True)]
         )
+        return self.window(tuple(start), tuple(size))
+
+    def window(self, start: tuple[int, ...], size: tuple[int, ...]) -> Grid:
+        """The grid of the block of ``size`` voxels starting at voxel ``start`` (which may lie
+        outside: zeros there), with its own affine: voxel ``v`` of the window is voxel
+        ``start + v`` of this grid."""
         new = self.affine.copy()
-        new[:3, 3] = self.affine[:3, :3] @ start + self.affine[:3, 3]
-        return Grid(new, tuple(size))
+        new[:3, 3] = self.affine[:3, :3] @ np.asarray(start, dtype=float) + self.affine[:3, 3]
+        return Grid(new, tuple(int(s) for s in size))
 
     def image(self, data: np.ndarray, dtype=np.float32, code: int = 2):
         """A NIfTI image of ``data`` (shape :attr:`shape`) on this grid; see

@@ -11,7 +11,7 @@ A config file has one table per part::
     [loss]        beta_salient, beta_infoless, lambda_jem, lambda_independence, lambda_adversary,
                   infoless_warmup_epochs, independence_warmup_epochs
     [model]       backbone, common_dim, salient_dim, head_hidden, common_intensity
-    [preprocess]  voxel_size, spatial_size, intensity, scale, mask
+    [preprocess]  voxel_size, spatial_size, intensity, scale, mask, crop, dtype
     [augment]     see sepclr_med.data.AugmentConfig
 """
 
@@ -152,7 +152,8 @@ class TrainConfig:
 
         Options newer than a run are read as what that run did, not as today's defaults: no
         ``lambda_independence`` means 0 (trained without the leakage penalty), no ``keep`` means
-        ``"last"`` (the last epoch's weights were kept), no ``common_intensity`` means False.
+        ``"last"`` (the last epoch's weights were kept), no ``common_intensity`` means False, no
+        ``[preprocess] crop``/``dtype`` means ``"none"``/``"float32"``.
         """
         path = Path(run_dir) / "config.toml"
         data = _read_toml(path)
@@ -161,6 +162,9 @@ class TrainConfig:
             loss.setdefault(key, 0)
         data.setdefault("model", {}).setdefault("common_intensity", False)
         data.setdefault("train", {}).setdefault("keep", "last")
+        pre = data.setdefault("preprocess", {})
+        pre.setdefault("crop", "none")
+        pre.setdefault("dtype", "float32")
         return cls.from_dict(data, str(path))
 
     @classmethod

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sepclr_med.data.store import VolumeStore, batches
 from sepclr_med.io.cohort import Cohort
 from sepclr_med.models.inference import inference_copy_of
 
@@ -23,11 +24,16 @@ def encode_dataset(
     eval mode on ``device`` and is given back in its own mode, on its own device.
     """
     dev = torch.device(device)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    if isinstance(data, VolumeStore):  # batches gathered where the volumes are (GPU, pinned or memmap)
+        chunks = [range(i, min(i + batch_size, len(data))) for i in range(0, len(data), batch_size)]
+        images = (volumes.float() for _, volumes in batches(data, chunks, dev))
+    else:
+        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+        images = (batch["image"].to(dev) for batch in loader)
     common, salient = [], []
     with inference_copy_of(model, dev) as encoder:  # the caller's mode and device restored after
-        for batch in loader:
-            c, s = encoder.encode(batch["image"].to(dev))
+        for image in images:
+            c, s = encoder.encode(image)
             common.append(c.float().cpu().numpy())
             salient.append(s.float().cpu().numpy())
     return np.concatenate(common), np.concatenate(salient)

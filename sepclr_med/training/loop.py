@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from sepclr_med.atomic import atomic_path, write_table, write_text
-from sepclr_med.data import ContrastiveViewsd, GroupStratifiedBatchSampler, TwoViewDataset, cached_dataset
+from sepclr_med.data import BatchViews, GroupStratifiedBatchSampler, VolumeStore, batches, cached_dataset
 from sepclr_med.errors import SepclrError
 from sepclr_med.io.cohort import Cohort
 from sepclr_med.locking import output_lock
@@ -37,6 +37,29 @@ from sepclr_med.training.run_files import library_versions, model_card, read_met
 
 class TrainingDiverged(SepclrError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+PROGRESS_EVERY = 25  # steps between the progress bar's loss figures (each one waits for the device)
+
+
+@dataclasses.dataclass
+class Feed:
+    """What a training or validation pass reads: the cached volumes, the batches, the views
+    made of each batch on the device, and the group labels (host, so masks need no device sync)."""
+
+    store: VolumeStore
+    sampler: GroupStratifiedBatchSampler
+    views: BatchViews
+    labels: torch.Tensor
+    device: torch.device
+    read_ahead: int = 1
+    epoch: int = 0
+
+    def __iter__(self):
+        """``(indices, view1, view2, is_target)`` per batch, the views on ``self.device``."""
+        for indices, volumes in batches(self.store, self.sampler, self.device, self.read_ahead):
+            first, second = self.views(volumes, indices, self.epoch)
+            yield indices, first, second, self.labels[indices]
 
 
 def seed_everything(seed: int) -> None:
@@ -264,53 +287,63 @@ class Trainer:
 
     def _loader(
         self, cohort: Cohort, config: TrainConfig, ctx: DistContext, *, shuffle: bool, seed: int, world: int, rank: int
-    ):
-        base = cached_dataset(
+    ) -> Feed:
+        store = cached_dataset(
             cohort.records(),
             config.preprocess,
             cache=config.cache,
             cache_dir=config.cache_dir,
             num_workers=config.num_workers,
         )
-        views = ContrastiveViewsd("image", config.augment.compose(config.preprocess.output_shape))
-        data = TwoViewDataset(base, views, seed=seed)
+        store.place(ctx.device)
+        views = BatchViews(config.augment, config.preprocess.output_shape, seed=seed)
         batch = min(config.optim.batch_size, len(cohort))
         sampler = GroupStratifiedBatchSampler(
             cohort.is_target, batch, shuffle=shuffle, seed=seed, num_replicas=world, rank=rank
         )
-        loader = torch.utils.data.DataLoader(
-            data, batch_sampler=sampler, num_workers=config.num_workers, pin_memory=ctx.device.type == "cuda"
-        )
-        return data, sampler, loader
+        labels = torch.tensor(np.asarray(cohort.is_target, dtype=bool))  # a copy: the table stays read-only
+        return Feed(store, sampler, views, labels, ctx.device, read_ahead=max(config.num_workers, 1))
 
     # -- steps -------------------------------------------------------------------------------
     def _step(self, model, batch, ctx: DistContext, loss_fn: SepCLRLoss, gather: bool):
+        """Loss of one batch (``view1``, ``view2``: ``(B, 1, *shape)``; ``is_target``: host bools).
+
+        Nothing here waits for the device: the group masks are the host's labels, the statistics
+        stay tensors (averaged once per epoch).
+        """
         config = self.config
         device = ctx.device
         fmt = torch.channels_last_3d if config.channels_last else torch.contiguous_format
-        x = torch.cat([batch[v].to(device, non_blocking=True, memory_format=fmt) for v in ("view1", "view2")])
-        y = batch["is_target"].to(device).bool()
+        x = torch.cat([batch[v].to(device, non_blocking=True) for v in ("view1", "view2")])
+        x = x.contiguous(memory_format=fmt)
+        y = batch["is_target"].cpu().bool()
         amp = config.amp and device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
             out = model(x, gather=ctx.gather if gather else None, n_views=2)
-        y = ctx.gather_nograd(y) if gather else y
+        y = ctx.gather_nograd(y.to(device)).cpu() if gather else y
         objective = SepCLRObjective(
             loss_fn, config.loss.lambda_independence, config.loss.lambda_adversary, self.adversary
         )
         total, terms = objective(out, y, self.weights["lambda_independence"], ctx.gather if gather else None)
-        yy = torch.cat([y, y])  # labels of both views
         s1, s2 = out.salient_head.chunk(2)
-        norms = torch.cat([s1, s2]).detach().norm(dim=1)
+        norms = torch.cat([s1, s2]).detach().float().norm(dim=1)
+        patient = torch.cat([y, y]).to(norms.device, non_blocking=True).float()  # both views
         stats = {
             "loss": total.detach(),
             **{k: v.detach() for k, v in terms.items()},
-            "salient_norm_control": norms[~yy].mean(),
-            "salient_norm_patient": norms[yy].mean(),
+            "salient_norm_control": (norms * (1 - patient)).sum() / (1 - patient).sum(),
+            "salient_norm_patient": (norms * patient).sum() / patient.sum(),
         }
         return total, stats, (norms.view(2, -1).mean(0), y)
 
-    def _epoch_means(self, records: list[dict]) -> dict:
-        return {k: float(np.mean([float(r[k]) for r in records])) for k in records[0]} if records else {}
+    @staticmethod
+    def _epoch_means(records: list[dict]) -> dict:
+        """Means of the per-step statistics: one transfer from the device for the whole epoch."""
+        if not records:
+            return {}
+        keys = list(records[0])
+        means = torch.stack([torch.stack([r[k].float() for k in keys]) for r in records]).mean(0).tolist()
+        return dict(zip(keys, means, strict=True))
 
     # -- main --------------------------------------------------------------------------------
     def fit(self, cohort: Cohort, out, *, resume: bool = False, split: np.ndarray | None = None) -> Path:
@@ -336,9 +369,9 @@ class Trainer:
         train_c = cohort.subset(split == "train")
         val_c = cohort.subset(split == "val")
         self._say_split(train_c, val_c)
-        train_data, sampler, loader = self._loader(
-            train_c, config, ctx, shuffle=True, seed=config.seed, world=ctx.world_size, rank=ctx.rank
-        )
+        if ctx.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shape: pick the fastest kernels once
+        feed = self._loader(train_c, config, ctx, shuffle=True, seed=config.seed, world=ctx.world_size, rank=ctx.rank)
         val = (
             self._loader(val_c, config, ctx, shuffle=False, seed=config.seed + 1, world=1, rank=0)
             if len(val_c)
@@ -359,10 +392,10 @@ class Trainer:
         for epoch in range(start, config.optim.epochs):
             self.weights = config.loss.weights_at(epoch)
             loss_fn.beta_infoless = self.weights["beta_infoless"]
-            sampler.set_epoch(epoch)
-            train_data.set_epoch(epoch)
+            feed.sampler.set_epoch(epoch)
+            feed.epoch = epoch
             model.train()
-            records, seconds = self._train_epoch(wrapped, loader, len(sampler), optimizer, loss_fn, ctx, epoch, out)
+            records, seconds, timing = self._train_epoch(wrapped, feed, optimizer, loss_fn, ctx, epoch, out)
             metrics = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in self._epoch_means(records).items()}}
             val_metrics, val_norm, val_y = self._validate(model, val, ctx, loss_fn)
             metrics.update(val_metrics)
@@ -371,6 +404,7 @@ class Trainer:
                     "lr": optimizer.param_groups[0]["lr"],
                     "epoch_seconds": seconds,
                     "volumes_per_second": len(train_c) / seconds,
+                    **timing,
                 }
             )
             history.append(metrics)
@@ -384,7 +418,7 @@ class Trainer:
             ctx.barrier()
 
         if ctx.is_main:
-            parts = [(train_c, train_data.base, "train")] + ([(val_c, val[0].base, "val")] if val is not None else [])
+            parts = [(train_c, feed.store, "train")] + ([(val_c, val.store, "val")] if val is not None else [])
             self._finish(cohort, out, model, history, val_norms, split, parts, ctx)
         # no barrier here: other ranks leave while rank 0 writes (a long barrier would hit NCCL's timeout)
         return out
@@ -415,28 +449,40 @@ class Trainer:
         return start, [m for m in read_metrics(out) if m["epoch"] <= start], _read_val_norms(out, start)
 
     def _train_epoch(
-        self, wrapped, loader, n_steps: int, optimizer, loss_fn, ctx: DistContext, epoch: int, out: Path
-    ) -> tuple[list[dict], float]:
-        """One pass over the training batches; a non-finite loss stops training with a message."""
+        self, wrapped, feed: Feed, optimizer, loss_fn, ctx: DistContext, epoch: int, out: Path
+    ) -> tuple[list[dict], float, dict]:
+        """One pass over the training batches: per-step statistics, seconds, and the seconds spent
+        waiting for batches (``data_seconds``) and on everything else (``compute_seconds``: views,
+        forward, backward, step). A non-finite loss stops training at the end of the epoch (the
+        check is one device sync per epoch), keeping the previous epoch's checkpoint.
+        """
         config = self.config
-        tic, records, seen = time.perf_counter(), [], 0
-        with self._progress(n_steps, epoch, config.optim.epochs, ctx) as advance:
-            for step, batch in enumerate(loader):
+        tic, records, seen, waited = time.perf_counter(), [], 0, 0.0
+        finite = torch.ones((), dtype=torch.bool, device=ctx.device)
+        with self._progress(len(feed.sampler), epoch, config.optim.epochs, ctx) as advance:
+            ready = time.perf_counter()
+            for step, (_, first, second, y) in enumerate(feed):
+                waited += time.perf_counter() - ready
+                batch = {"view1": first, "view2": second, "is_target": y}
                 total, stats, _ = self._step(wrapped, batch, ctx, loss_fn, gather=ctx.enabled)
-                if not torch.isfinite(total):
-                    detail = ", ".join(f"{k}={float(v):.4g}" for k, v in stats.items())
-                    raise TrainingDiverged(
-                        f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({detail}); training "
-                        f"stopped, the last good checkpoint (epoch {epoch}) is kept in "
-                        f"{out / 'checkpoints'}. Lower --lr or the loss weights."
-                    )
+                finite &= torch.isfinite(total.detach())
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 optimizer.step()
                 records.append(stats)
-                seen += len(batch["is_target"]) * ctx.world_size
-                advance(stats, seen / (time.perf_counter() - tic))
-        return records, time.perf_counter() - tic
+                seen += len(y) * ctx.world_size
+                advance(stats if step % PROGRESS_EVERY == 0 else None, seen / (time.perf_counter() - tic))
+                ready = time.perf_counter()
+        if not bool(finite):
+            bad = next(i for i, r in enumerate(records) if not torch.isfinite(r["loss"]))
+            detail = ", ".join(f"{k}={float(v):.4g}" for k, v in records[bad].items())
+            raise TrainingDiverged(
+                f"non-finite loss at epoch {epoch + 1}, step {bad + 1} ({detail}); training "
+                f"stopped, the last good checkpoint (epoch {epoch}) is kept in "
+                f"{out / 'checkpoints'}. Lower --lr or the loss weights."
+            )
+        seconds = time.perf_counter() - tic
+        return records, seconds, {"data_seconds": waited, "compute_seconds": seconds - waited}
 
     def _save_epoch(self, out: Path, model, optimizer, history: list[dict], val_norms, epoch: int) -> None:
         """After an epoch: metrics, validation norms, the best weights so far, the resume checkpoint."""
@@ -506,14 +552,14 @@ class Trainer:
         """Validation loss terms and the salient space's separation (:mod:`.monitor`)."""
         if val is None:
             return {}, None, None
-        data, sampler, loader = val
         records, norm_parts, label_parts = [], [], []
         with batch_statistics_frozen(model):
-            for batch in loader:
+            for _, first, second, y in val:
+                batch = {"view1": first, "view2": second, "is_target": y}
                 _, stats, (norm, y) = self._step(model, batch, ctx, loss_fn, gather=False)
                 records.append(stats)
                 norm_parts.append(norm.cpu())
-                label_parts.append(y.cpu())
+                label_parts.append(y)
         norms, labels = torch.cat(norm_parts).float().numpy(), torch.cat(label_parts).numpy()
         separation = salient_separation(norms, labels)
         return {f"val_{k}": v for k, v in {**self._epoch_means(records), **separation}.items()}, norms, labels
@@ -600,9 +646,12 @@ class Trainer:
             ) as progress:
                 task = progress.add_task("train", total=total, epoch=f"{epoch + 1}/{epochs}", info="")
 
-                def advance(stats, rate):
-                    info = " ".join(f"{k}={float(stats[k]):.3f}" for k in ("loss", *TERMS)) + f" {rate:.1f} vol/s"
-                    progress.update(task, advance=1, info=info)
+                shown = {"info": ""}
+
+                def advance(stats, rate):  # stats None: keep the last figures (no device wait)
+                    if stats is not None:
+                        shown["info"] = " ".join(f"{k}={float(stats[k]):.3f}" for k in ("loss", *TERMS))
+                    progress.update(task, advance=1, info=f"{shown['info']} {rate:.1f} vol/s")
 
                 yield advance
 
