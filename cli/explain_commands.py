@@ -40,6 +40,9 @@ def explain(
     permutations: int = typer.Option(0, min=0, help="Max-T permutations for clinical p-values (0 = off)."),
     no_figures: bool = typer.Option(False, "--no-figures", help="Skip PNG figures."),
     device: str = typer.Option("auto", help="auto | cpu | cuda: where the encoders and the maps run."),
+    precision: str = typer.Option(
+        "float32", help="float32 | bfloat16: attribution passes under bf16 autocast (docs/explain.md: how close)."
+    ),
     *,
     read_options: dict,
 ) -> None:
@@ -72,6 +75,7 @@ def explain(
         figures=not no_figures,
         console=console,
         device=device,
+        precision=precision,
     )
 
 

@@ -379,3 +379,23 @@ def test_explain_and_report_work_on_a_cropped_grid(tiny_cohort, tmp_path):
     assert group.shape == (16, 18, 16) and np.allclose(group.affine, run.config.preprocess.grid_affine)
     result = make_reports(run, tiny_cohort.cohort_csv, tmp_path / "reports", n_steps=2, pdf=False)
     assert not result["failures"] and len(result["rows"]) == len(cohort.table)
+
+
+def test_bfloat16_maps_stay_close_to_float32_ones():
+    """bf16 autocast changes the numbers (it is applied) but not the map (correlation, top voxels)."""
+    from sepclr_med.explain.saliency import Projection
+    from sepclr_med.models import ModelConfig, SepCLRModel
+
+    torch.manual_seed(0)
+    model = SepCLRModel(ModelConfig(common_dim=4, salient_dim=4, head_hidden=8, common_intensity=False))
+    g = torch.Generator().manual_seed(1)
+    volumes = torch.rand((3, 1, 12, 13, 14), generator=g)
+    references = torch.rand((4, 1, 12, 13, 14), generator=g)
+    u = np.array([0.5, 0.5, 0.5, 0.5])
+    exact = attribute(model, volumes, u, references, method="eg", n_steps=8, seed=2)
+    half = attribute(model, volumes, u, references, method="eg", n_steps=8, seed=2, precision="bfloat16")
+    assert not np.array_equal(exact, half)
+    for a, b in zip(exact, half, strict=True):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
+    with pytest.raises(ValueError, match="precision"):
+        Projection(model, "float16")

@@ -80,6 +80,7 @@ def explain(
     figures: bool = True,
     console=None,
     device: str = "cpu",
+    precision: str = "float32",
 ) -> dict:
     """Explain a run's salient space on ``cohort`` and write everything into ``out``.
 
@@ -115,6 +116,8 @@ def explain(
         Write PNG figures.
     device : str
         ``cpu``, ``cuda`` or ``auto``: where the encoders run and the maps are computed.
+    precision : {"float32", "bfloat16"}
+        Attribution passes under bfloat16 autocast (:func:`~sepclr_med.explain.saliency.attribute`).
 
     Returns
     -------
@@ -125,7 +128,8 @@ def explain(
     job = _Job.start(run, cohort, Path(out), subjects, atlas, atlas_lut, truth, figures, console, device)
     tic = time.perf_counter()
     if method in ("eg", "ig", "grad"):
-        _voxel_maps(job, method, n_steps, group_stat, group_fwhm)
+        job.index["precision"] = precision
+        _voxel_maps(job, method, n_steps, group_stat, group_fwhm, precision)
         job.index["timings"]["maps_per_second"] = len(job.pidx) / (time.perf_counter() - tic)
     else:
         _ablation_maps(job)
@@ -297,10 +301,13 @@ def _direction_tables(directions: SalientDirections, salient: np.ndarray, cohort
     return deviation
 
 
-def _voxel_maps(job: _Job, method: str, n_steps: int, group_stat: str, group_fwhm: float) -> None:
+def _voxel_maps(
+    job: _Job, method: str, n_steps: int, group_stat: str, group_fwhm: float, precision: str = "float32"
+) -> None:
     """Each patient's map along its own deviation direction, and second-level group maps."""
     ids, pidx, model, references = job.cohort.subject_ids, job.pidx, job.model, job.references
-    maps = attribute(model, job.volumes[pidx], job.own[pidx], references, method=method, n_steps=n_steps)
+    settings: dict[str, Any] = {"method": method, "n_steps": n_steps, "precision": precision}
+    maps = attribute(model, job.volumes[pidx], job.own[pidx], references, **settings)
     if job.brain is not None:
         maps = maps * job.brain
     by_subject = dict(zip([ids[i] for i in pidx], maps, strict=True))
@@ -314,14 +321,12 @@ def _voxel_maps(job: _Job, method: str, n_steps: int, group_stat: str, group_fwh
         {f"deviation_{name}": mask[pidx] for name, mask in job.groups.items()},
         shared,
         references,
-        method=method,
-        n_steps=n_steps,
+        **settings,
     )
     along = {f"direction_{d.replace(':', '-')}_patients": (d, u) for d, u in job.directions.directions().items()}
     titles.update({stem: f"patients: {dname}" for stem, (dname, _) in along.items()})
     directional = (
-        (stem, attribute(model, job.volumes[pidx], u, references, method=method, n_steps=n_steps))
-        for stem, (_, u) in along.items()
+        (stem, attribute(model, job.volumes[pidx], u, references, **settings)) for stem, (_, u) in along.items()
     )
     # a map outside the brain mask would be smoothed into the background: keep to the brain
     # (or, without a mask, to the voxels where the controls' mean is not zero)

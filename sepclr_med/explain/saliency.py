@@ -26,18 +26,43 @@ import torch
 
 from sepclr_med.models.inference import inference_copy_of
 
-MAX_VOLUMES = 64  # volumes in one forward-backward pass (path points or samples x subjects)
+MAX_VOLUMES = 64  # volumes in one forward-backward pass on the CPU (path points or samples x subjects)
+GPU_SHARE = 0.6  # on CUDA a pass may take this share of the free memory (measured per volume, see volumes_per_pass)
+PRECISIONS = ("float32", "bfloat16")
 
 
 class Projection(torch.nn.Module):
     """``x -> <u_i, s_rep(x_i)>`` for a batch, with one direction per row (or one shared)."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, precision: str = "float32") -> None:
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.encoder = model.salient_encoder
+        self.precision = precision
 
     def forward(self, x: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        return (self.encoder(x) * directions).sum(dim=1)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+            rep = self.encoder(x)
+        return (rep.float() * directions).sum(dim=1)
+
+
+def volumes_per_pass(projection: Projection, volumes: torch.Tensor, device: torch.device) -> int:
+    """How many volumes one forward-backward pass may hold: ``MAX_VOLUMES`` on the CPU; on CUDA,
+    measured: the peak memory of a pass over 2 volumes, scaled to ``GPU_SHARE`` of the free memory."""
+    if device.type != "cuda":
+        return MAX_VOLUMES
+    probe = volumes[:1].float().to(device).expand(2, *volumes.shape[1:]).clone().requires_grad_()
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    u = torch.zeros(2, projection.encoder(probe[:1]).shape[1], device=device)
+    u[:, 0] = 1
+    (grad,) = torch.autograd.grad(projection(probe, u).sum(), probe)
+    per_volume = max((torch.cuda.max_memory_allocated(device) - before) / 2, 1)
+    del probe, grad
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(max(2, min(4096, GPU_SHARE * free // per_volume)))
 
 
 def _device_of(module) -> torch.device:
@@ -61,6 +86,7 @@ def attribute(
     n_steps: int = 24,
     batch_size: int = 8,
     seed: int = 0,
+    precision: str = "float32",
 ) -> np.ndarray:
     """Attributions of ``<u, s_rep(x)>`` to voxels for a batch of volumes.
 
@@ -82,9 +108,13 @@ def attribute(
         The budget, in forward-backward passes per subject: samples (baseline, path point) of
         ``"eg"``, integration steps of ``"ig"``.
     batch_size : int
-        Subjects per call; internal batches hold at most ``MAX_VOLUMES`` volumes.
+        Subjects per call; internal passes hold at most :func:`volumes_per_pass` volumes
+        (``MAX_VOLUMES`` on the CPU, sized to the free memory on CUDA; then ``batch_size`` grows to fill it).
     seed : int
         Seed of the draws of ``"eg"`` (the global NumPy and torch states are restored afterwards).
+    precision : {"float32", "bfloat16"}
+        The encoder's forward and backward under bfloat16 autocast (inputs, directions and maps
+        stay float32); docs/explain.md states how far bf16 maps are from float32 ones.
 
     Returns
     -------
@@ -94,7 +124,8 @@ def attribute(
     if method not in ("eg", "ig", "grad"):
         raise ValueError(f"unknown attribution method {method!r} (eg, ig or grad)")
     with inference_copy_of(model):  # eval mode, no parameter gradients; the caller's model restored after
-        return _attribute(Projection(model), volumes, directions, baseline, method, n_steps, batch_size, seed)
+        projection = Projection(model, precision)
+        return _attribute(projection, volumes, directions, baseline, method, n_steps, batch_size, seed)
 
 
 def _attribute(
@@ -103,6 +134,9 @@ def _attribute(
     from captum.attr import IntegratedGradients, Saliency
 
     device = _device_of(projection)  # volumes stay where they are; each batch goes to the model
+    capacity = volumes_per_pass(projection, volumes, device)
+    if device.type == "cuda":  # sized to the device: as many subjects per pass as fit
+        batch_size = max(batch_size, capacity // n_steps)
     u = _directions(directions, len(volumes)).to(device)
     references = baseline.reshape(-1, *volumes.shape[1:]).float().to(device)
     if method == "eg":
@@ -111,8 +145,8 @@ def _attribute(
                 "expected gradients draw baselines from several reference volumes (the controls); "
                 "with a single baseline image use method='ig'"
             )
-        batch_size = max(1, min(batch_size, MAX_VOLUMES // n_steps))
-        return _expected_gradients(projection, volumes, u, references, n_steps, batch_size, seed)
+        batch_size = max(1, min(batch_size, capacity // n_steps))
+        return _expected_gradients(projection, volumes, u, references, n_steps, batch_size, seed, capacity)
     base = references.mean(dim=0, keepdim=True)
     maps = []
     for start in range(0, len(volumes), batch_size):
@@ -124,7 +158,7 @@ def _attribute(
                 baselines=base.expand_as(x),
                 additional_forward_args=(ub,),
                 n_steps=n_steps,
-                internal_batch_size=min(MAX_VOLUMES, len(x) * n_steps),
+                internal_batch_size=min(capacity, len(x) * n_steps),
             )
         else:
             a = Saliency(projection).attribute(x.clone().requires_grad_(), additional_forward_args=(ub,), abs=False)
@@ -132,8 +166,10 @@ def _attribute(
     return np.concatenate(maps)
 
 
-def _expected_gradients(projection, volumes, u, references, n_samples: int, batch_size: int, seed: int) -> np.ndarray:
-    """Captum ``GradientShap`` (no input noise) in chunks of at most ``MAX_VOLUMES`` volumes, seeded.
+def _expected_gradients(
+    projection, volumes, u, references, n_samples: int, batch_size: int, seed: int, capacity: int = MAX_VOLUMES
+) -> np.ndarray:
+    """Captum ``GradientShap`` (no input noise) in chunks of at most ``capacity`` volumes, seeded.
 
     Captum draws the baselines and path points from NumPy's global generator (and calls torch's
     for its zero-width noise): both states are restored afterwards.
@@ -151,7 +187,7 @@ def _expected_gradients(projection, volumes, u, references, n_samples: int, batc
                 ub = u[start : start + batch_size]
                 total, left = torch.zeros_like(x), n_samples
                 while left:
-                    k = min(left, max(1, MAX_VOLUMES // len(x)))
+                    k = min(left, max(1, capacity // len(x)))
                     total += (
                         k
                         * explainer.attribute(
@@ -174,6 +210,7 @@ def group_attributions(
     *,
     method: str = "eg",
     n_steps: int = 24,
+    precision: str = "float32",
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Each group's members' maps, all along the group's shared direction (yielded group by group).
 
@@ -184,7 +221,7 @@ def group_attributions(
 
     Parameters
     ----------
-    model, volumes, baseline, method, n_steps
+    model, volumes, baseline, method, n_steps, precision
         As for :func:`attribute`.
     groups : dict of str -> numpy.ndarray
         Boolean row masks over ``volumes``; disjoint groups share one batched pass.
@@ -213,7 +250,9 @@ def group_attributions(
         for name, mask in part.items():
             rows[mask] = directions[name]
         covered = np.flatnonzero(np.any(list(part.values()), axis=0))
-        maps = attribute(model, volumes[covered], rows[covered], baseline, method=method, n_steps=n_steps)
+        maps = attribute(
+            model, volumes[covered], rows[covered], baseline, method=method, n_steps=n_steps, precision=precision
+        )
         for name, mask in part.items():
             yield name, maps[mask[covered]]
 

@@ -56,10 +56,14 @@ class Feed:
     epoch: int = 0
 
     def __iter__(self):
-        """``(indices, view1, view2, is_target)`` per batch, the views on ``self.device``."""
+        """``(indices, volumes, is_target)`` per batch, the volumes on ``self.device``."""
         for indices, volumes in batches(self.store, self.sampler, self.device, self.read_ahead):
-            first, second = self.views(volumes, indices, self.epoch)
-            yield indices, first, second, self.labels[indices]
+            yield indices, volumes, self.labels[indices]
+
+    def two_views(self, indices, volumes) -> dict:
+        """The step's input: both views of a batch, made where it is, and its labels."""
+        first, second = self.views(volumes, indices, self.epoch)
+        return {"view1": first, "view2": second, "is_target": self.labels[indices]}
 
 
 def seed_everything(seed: int) -> None:
@@ -451,19 +455,23 @@ class Trainer:
     def _train_epoch(
         self, wrapped, feed: Feed, optimizer, loss_fn, ctx: DistContext, epoch: int, out: Path
     ) -> tuple[list[dict], float, dict]:
-        """One pass over the training batches: per-step statistics, seconds, and the seconds spent
-        waiting for batches (``data_seconds``) and on everything else (``compute_seconds``: views,
-        forward, backward, step). A non-finite loss stops training at the end of the epoch (the
-        check is one device sync per epoch), keeping the previous epoch's checkpoint.
+        """One pass over the training batches: per-step statistics, seconds, and where the host
+        spent them: waiting for the batch's volumes (``data_seconds``), making the views
+        (``augment_seconds``) and the step itself (``compute_seconds``). On CUDA the host does not
+        wait for the device's queue, so views and step count where the device makes the host wait.
+        A non-finite loss stops training at the end of the epoch (the check is one device sync per
+        epoch), keeping the previous epoch's checkpoint.
         """
         config = self.config
-        tic, records, seen, waited = time.perf_counter(), [], 0, 0.0
+        tic, records, seen, waited, augmenting = time.perf_counter(), [], 0, 0.0, 0.0
         finite = torch.ones((), dtype=torch.bool, device=ctx.device)
         with self._progress(len(feed.sampler), epoch, config.optim.epochs, ctx) as advance:
             ready = time.perf_counter()
-            for step, (_, first, second, y) in enumerate(feed):
-                waited += time.perf_counter() - ready
-                batch = {"view1": first, "view2": second, "is_target": y}
+            for step, (indices, volumes, y) in enumerate(feed):
+                arrived = time.perf_counter()
+                waited += arrived - ready
+                batch = feed.two_views(indices, volumes)
+                augmenting += time.perf_counter() - arrived
                 total, stats, _ = self._step(wrapped, batch, ctx, loss_fn, gather=ctx.enabled)
                 finite &= torch.isfinite(total.detach())
                 optimizer.zero_grad(set_to_none=True)
@@ -482,7 +490,12 @@ class Trainer:
                 f"{out / 'checkpoints'}. Lower --lr or the loss weights."
             )
         seconds = time.perf_counter() - tic
-        return records, seconds, {"data_seconds": waited, "compute_seconds": seconds - waited}
+        timing = {
+            "data_seconds": waited,
+            "augment_seconds": augmenting,
+            "compute_seconds": seconds - waited - augmenting,
+        }
+        return records, seconds, timing
 
     def _save_epoch(self, out: Path, model, optimizer, history: list[dict], val_norms, epoch: int) -> None:
         """After an epoch: metrics, validation norms, the best weights so far, the resume checkpoint."""
@@ -554,8 +567,8 @@ class Trainer:
             return {}, None, None
         records, norm_parts, label_parts = [], [], []
         with batch_statistics_frozen(model):
-            for _, first, second, y in val:
-                batch = {"view1": first, "view2": second, "is_target": y}
+            for indices, volumes, _ in val:
+                batch = val.two_views(indices, volumes)
                 _, stats, (norm, y) = self._step(model, batch, ctx, loss_fn, gather=False)
                 records.append(stats)
                 norm_parts.append(norm.cpu())

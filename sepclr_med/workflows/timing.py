@@ -1,4 +1,5 @@
-"""Timed passes over a cohort through the data pipeline (used by the demo and benchmarks)."""
+"""Timed passes over a cohort through the training data path (store, batches, batch views on
+the CPU), used by the demo and ``sepclr-med data time``."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from dataclasses import dataclass
 
 import torch
 
-from sepclr_med.data.augment import AugmentConfig, ContrastiveViewsd
-from sepclr_med.data.dataset import TwoViewDataset, cached_dataset
+from sepclr_med.data.augment import AugmentConfig
+from sepclr_med.data.batch_views import BatchViews
+from sepclr_med.data.dataset import cached_dataset
 from sepclr_med.data.preprocess import PreprocessConfig
 from sepclr_med.data.sampler import GroupStratifiedBatchSampler
+from sepclr_med.data.store import batches
 
 
 @dataclass
@@ -58,25 +61,24 @@ def timed_passes(
     )
     timings = []
     start = time.perf_counter()
-    base = cached_dataset(cohort.records(), config, cache=cache, cache_dir=cache_dir)
+    store = cached_dataset(cohort.records(), config, cache=cache, cache_dir=cache_dir)
     build = time.perf_counter() - start
-    views = ContrastiveViewsd("image", (augment or AugmentConfig()).compose(config.output_shape))
-    data = TwoViewDataset(base, views, seed=seed)
+    views = BatchViews(augment or AugmentConfig(), config.output_shape, seed=seed)
     sampler = GroupStratifiedBatchSampler(is_target, batch_size, seed=seed)
-    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=0)
+    cpu = torch.device("cpu")
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
-        data.set_epoch(epoch)
         start = time.perf_counter()
         n_batches, shape = 0, ()
-        for batch in loader:
+        for indices, volumes in batches(store, sampler, cpu):
+            first, _ = views(volumes, indices, epoch)
             n_batches += 1
-            shape = tuple(batch["view1"].shape)
+            shape = tuple(first.shape)
         seconds = time.perf_counter() - start + (build if epoch == 0 else 0.0)
         label = (
-            f"pass 1: first epoch (fills the {cache} cache unless already full) + views"
+            f"pass 1: fills the {cache} cache (unless already full) + views"
             if epoch == 0
             else f"pass {epoch + 1}: from the {cache} cache + views"
         )
-        timings.append(PassTiming(label, seconds, len(data), n_batches, shape))
+        timings.append(PassTiming(label, seconds, len(store), n_batches, shape))
     return timings
