@@ -69,7 +69,7 @@ def timed_passes(
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
         start = time.perf_counter()
-        n_batches, shape = 0, ()
+        n_batches, shape = 0, tuple[int, ...]()
         for indices, volumes in batches(store, sampler, cpu):
             first, _ = views(volumes, indices, epoch)
             n_batches += 1
