@@ -69,7 +69,8 @@ def timed_passes(
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
         start = time.perf_counter()
-        n_batches, shape = 0, tuple[int, ...]()
+        n_batches = 0
+        shape: tuple[int, ...] = ()
         for indices, volumes in batches(store, sampler, cpu):
             first, _ = views(volumes, indices, epoch)
             n_batches += 1
