@@ -13,8 +13,9 @@ to the brain) and backbone, in a fresh subprocess each:
 
 and prints subjects/s (two views each) of the epochs after the first (median), the fractions
 of the Trainer's epoch spent waiting for volumes and making the views (the minimal loop makes the
-same views, untimed), the Trainer/minimal ratio and the process's peak RSS (MiB) and, on CUDA, peak GPU
-memory. ``--json FILE`` appends the rows as JSON lines.
+same views, untimed), each loop's epoch over the minimal loop's (``ratio``), the process's peak
+RSS (MiB) and, on CUDA, the peak GPU memory. ``--compile`` adds the minimal loop under
+``torch.compile``. ``--json FILE`` appends the rows as JSON lines.
 """
 
 from __future__ import annotations
@@ -52,11 +53,12 @@ def _config(args, voxel_size: float, backbone: str):
             "device": args.device,
             "amp": args.amp,
             "val_fraction": 0.0,
+            "num_workers": args.workers,
         }
     )
 
 
-def _minimal_loop(cohort, config, device) -> list[float]:
+def _minimal_loop(cohort, config, device, compile_model: bool = False) -> list[float]:
     """Seconds of each epoch of the shortest loop over the Trainer's own data and model."""
     import numpy as np
     import torch
@@ -66,12 +68,14 @@ def _minimal_loop(cohort, config, device) -> list[float]:
     from sepclr_med.models import SepCLRModel
 
     pre = config.preprocess.resolve(cohort.table["image"].tolist(), cohort.table["image"][~cohort.is_target].tolist())
-    store = cached_dataset(cohort.records(), pre)
+    store = cached_dataset(cohort.records(), pre, num_workers=config.num_workers)
     store.place(device)
     views = BatchViews(config.augment, pre.output_shape, seed=0)
     sampler = GroupStratifiedBatchSampler(cohort.is_target, config.optim.batch_size, seed=0)
     labels = torch.tensor(np.asarray(cohort.is_target, dtype=bool))
     model = SepCLRModel(config.model).to(device).to(memory_format=torch.channels_last_3d)
+    if compile_model:  # torch.compile: its first epoch holds the compilation; later epochs show the gain
+        model = torch.compile(model)
     loss = SepCLRLoss(config.loss.beta_salient, config.loss.beta_infoless, config.loss.lambda_jem)
     objective = SepCLRObjective(loss, config.loss.lambda_independence)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr)
@@ -111,7 +115,7 @@ def measure_one(args) -> dict:
     config = _config(args, voxel_size, backbone)
     device = torch.device("cuda" if args.device == "cuda" else "cpu")
     if args.loop == "minimal":
-        seconds = _minimal_loop(cohort, config, device)
+        seconds = _minimal_loop(cohort, config, device, args.compile)
         waits = augments = [0.0] * len(seconds)
         shape = None
     else:
@@ -129,7 +133,7 @@ def measure_one(args) -> dict:
     epoch = statistics.median(seconds[later])
     n = len(cohort)
     return {
-        "loop": args.loop,
+        "loop": args.loop + ("+compile" if args.compile and args.loop == "minimal" else ""),
         "voxel_size": voxel_size,
         "backbone": backbone,
         "device": args.device,
@@ -155,8 +159,10 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0, help="threads filling the cache (not timed)")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "sepclr_throughput_cohort"))
     parser.add_argument("--json", default=None, help="append the rows to this JSON-lines file")
+    parser.add_argument("--compile", action="store_true", help="also time the minimal loop under torch.compile")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="train", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -173,22 +179,25 @@ def main() -> None:
     for voxel in args.voxel_sizes.split(","):
         for backbone in args.backbones.split(","):
             rows = {}
-            for loop in ("train", "minimal"):
-                command = [sys.executable, __file__, *passthrough, "--one", voxel, backbone, "--loop", loop]
+            for loop in ("train", "minimal", *(["compiled"] if args.compile else [])):
+                flags = ["--loop", "minimal"] if loop == "compiled" else ["--loop", loop]
+                passed = [a for a in passthrough if a != "--compile" or loop == "compiled"]
+                command = [sys.executable, __file__, *passed, "--one", voxel, backbone, *flags]
                 result = subprocess.run(command, capture_output=True, text=True, check=False)
                 if result.returncode != 0:
                     sys.exit(f"{voxel} mm {backbone} {loop}: failed\n{result.stderr[-3000:]}")
                 rows[loop] = json.loads(result.stdout.strip().splitlines()[-1])
-            rows["minimal"]["grid"] = rows["train"]["grid"]
-            ratio = rows["train"]["epoch_seconds"] / rows["minimal"]["epoch_seconds"]
+            for loop in rows:
+                rows[loop]["grid"] = rows["train"]["grid"]
             for loop, row in rows.items():
-                row["trainer_over_minimal"] = round(ratio, 3)
+                ratio = row["epoch_seconds"] / rows["minimal"]["epoch_seconds"]
+                row["epoch_over_minimal"] = round(ratio, 3)
                 grid = "x".join(map(str, row["grid"] or []))
                 gpu = "" if row["peak_gpu_mib"] is None else f"{row['peak_gpu_mib']:.0f}"
                 print(
                     f"{voxel:>5} {backbone:>9} {loop:>8} {grid:>14} {row['subjects_per_second']:>8.2f} "
                     f"{row['data_wait_fraction']:>9.1%} {row['augment_fraction']:>6.1%} "
-                    f"{ratio if loop == 'train' else 1:>6.2f} "
+                    f"{ratio:>6.2f} "
                     f"{row['peak_rss_mib']:>8.0f} {gpu:>8}",
                     flush=True,
                 )

@@ -28,7 +28,9 @@ def train(
     lr: float = typer.Option(None, help="Adam learning rate."),
     seed: int = typer.Option(None, help="Seed of weights, split, batches and augmentations."),
     device: str = typer.Option(None, help="auto | cpu | cuda"),
-    num_workers: int = typer.Option(None, help="DataLoader workers (0 = main process)."),
+    num_workers: int = typer.Option(
+        None, help="Threads decoding images into the cache (and reading disk batches ahead)."
+    ),
     beta_salient: float = typer.Option(None, help="Weight of the salient contrastive term."),
     beta_infoless: float = typer.Option(None, help="Weight of the information-less term (controls' salient to 0)."),
     lambda_jem: float = typer.Option(None, help="Weight of the k-JEM independence term."),

@@ -31,7 +31,11 @@ def test_brain_crop_is_the_masks_box_and_keeps_voxels_where_they_were(images):
     crop = PreprocessConfig(mask=mask, dtype="float32").resolve(paths)
     assert full.grid_shape == SHAPE
     start = np.array([b.start for b in BOX]) - CROP_MARGIN
-    assert crop.grid_shape == tuple(int(b.stop - b.start + 2 * CROP_MARGIN) for b in BOX) == (8, 11, 8)
+    assert crop.grid_shape == tuple(int(b.stop - b.start + 2 * CROP_MARGIN) for b in BOX) == (6, 9, 6)
+    assert np.array_equal(
+        crop.mask_array(),
+        full.mask_array()[tuple(slice(s, s + n) for s, n in zip(start, crop.grid_shape, strict=True))],
+    )
     # voxel 0 of the crop is voxel `start` of the full grid, in the world
     assert np.allclose(np.asarray(crop.grid_affine) @ [0, 0, 0, 1], np.asarray(full.grid_affine) @ [*start, 1])
     whole = Compose(preprocessing(full))({"image": paths[0]})["image"][0]

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from sepclr_med.baselines.cvae import ContrastiveVAE
-from sepclr_med.data import GroupStratifiedBatchSampler, cached_dataset
+from sepclr_med.data import GroupStratifiedBatchSampler, batches, cached_dataset
 
 
 def train_cvae(
@@ -28,16 +28,18 @@ def train_cvae(
     np.random.seed(seed)
     data = cached_dataset(cohort.records(), preprocess, cache="memory")
     sampler = GroupStratifiedBatchSampler(cohort.is_target, batch_size, seed=seed)
-    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler)
+    labels = torch.tensor(np.asarray(cohort.is_target, dtype=bool))
+    dev = torch.device(device)
+    data.place(dev)
     model = ContrastiveVAE(preprocess.output_shape, *latent_dims, mmd_weight=mmd_weight).to(device)
     model = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # torch's stub omits it
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
         totals = []
-        for batch in loader:
-            x = batch["image"].to(device, memory_format=torch.channels_last_3d)
-            total, _ = model.loss(x, batch["is_target"].to(device).bool())
+        for indices, volumes in batches(data, sampler, dev):  # gathered where the store is
+            x = volumes.float().contiguous(memory_format=torch.channels_last_3d)
+            total, _ = model.loss(x, labels[indices].to(dev))
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()

@@ -42,7 +42,11 @@ from sepclr_med.io.grid import Grid
 INTENSITY_MODES = ("cohort", "fixed", "zscore", "none")
 CROP_MODES = ("brain", "none")
 STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
-CROP_MARGIN = 2  # voxels kept around the mask's bounding box: the affine augmentation moves up to 2
+# voxels kept around the mask's bounding box. Outside the mask every voxel is 0, so the crop loses
+# nothing; the margin only keeps the brain's edge inside rotated views. MNI 1.5 mm (121x145x121):
+# margin 0/1/2 -> 2.31/2.42/2.53 MiB per subject in float16, views losing a median 0.28%/0.13%/0.04%
+# of GM mass against uncropped views (docs/data.md)
+CROP_MARGIN = 1
 
 
 @dataclass
@@ -67,7 +71,7 @@ class PreprocessConfig:
     crop : {"brain", "none"}
         ``"brain"``: ``resolve`` shrinks a new grid to the mask's bounding box plus
         ``CROP_MARGIN`` voxels (the affine follows), so no voxel that is always 0 is stored or
-        convolved (at 1.5 mm the box is 57% of the grid); not with ``spatial_size`` or
+        convolved (MNI 1.5 mm: 99x122x105, 60% of the 121x145x121 grid); not with ``spatial_size`` or
         ``mask="nonzero"``. Runs stored before this option read as ``"none"``.
     dtype : {"float16", "float32"}
         Precision the volumes are stored in: preprocessing rounds every voxel to it, so the
@@ -118,7 +122,9 @@ class PreprocessConfig:
         start = np.maximum(inside.min(0) - CROP_MARGIN, 0)
         stop = np.minimum(inside.max(0) + 1 + CROP_MARGIN, mask.shape)
         self._set_grid(self.grid.window(tuple(start), tuple(stop - start)))
-        self._mask_cache.clear()  # the mask was on the uncropped grid
+        # the window of the mask itself: resampling the mask again onto the window could flip
+        # nearest-neighbour ties at its edge (1.5 mm voxel centres fall half-way between 2 mm ones)
+        self._mask_cache["mask"] = mask[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))]
 
     def _set_grid(self, grid: Grid) -> None:
         """Store ``grid`` as TOML/JSON can hold it (affine rounded to 1e-6 mm, lists)."""

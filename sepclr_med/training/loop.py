@@ -571,9 +571,9 @@ class Trainer:
                 batch = val.two_views(indices, volumes)
                 _, stats, (norm, y) = self._step(model, batch, ctx, loss_fn, gather=False)
                 records.append(stats)
-                norm_parts.append(norm.cpu())
+                norm_parts.append(norm)  # on the device: one transfer after the loop
                 label_parts.append(y)
-        norms, labels = torch.cat(norm_parts).float().numpy(), torch.cat(label_parts).numpy()
+        norms, labels = torch.cat(norm_parts).float().cpu().numpy(), torch.cat(label_parts).numpy()
         separation = salient_separation(norms, labels)
         return {f"val_{k}": v for k, v in {**self._epoch_means(records), **separation}.items()}, norms, labels
 
