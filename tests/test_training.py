@@ -61,6 +61,9 @@ def test_run_directory_is_self_contained(trained, tiny_cohort):
         "volumes_per_second",
     ):
         assert key in metrics[0], key
+    for m in metrics:  # where the epoch went: the parts add up to the epoch, none negative
+        parts = [m["data_seconds"], m["augment_seconds"], m["compute_seconds"]]
+        assert min(parts) >= 0 and sum(parts) == pytest.approx(m["epoch_seconds"], rel=1e-6)
     split = pd.read_csv(trained / "split.csv")
     assert (split.groupby("group")["split"].apply(lambda s: (s == "val").sum()) >= 2).all()
     assert (trained / "cohort.csv").read_bytes() == tiny_cohort.cohort_csv.read_bytes()
