@@ -449,3 +449,19 @@ def test_runs_from_before_the_intensity_path_are_read_without_it(tmp_path):
     assert TrainConfig().model.common_intensity is True
     (tmp_path / "config.toml").write_text(TrainConfig().to_toml().replace("common_intensity = true\n", ""))
     assert TrainConfig.load_run(tmp_path).model.common_intensity is False
+
+
+def test_the_console_names_every_term_of_the_total():
+    from sepclr_med.training.loop import Trainer
+
+    config = TrainConfig().override(**{"loss.lambda_independence": 300.0, "loss.independence_warmup_epochs": 4})
+    trainer = Trainer(config)
+    trainer.weights = config.loss.weights_at(1)  # half-way through the penalty's warm-up
+    terms = {"common": -1.5, "salient": -1.2, "infoless": 0.8, "jem": -2.0, "independence": 0.1}
+    weights = {"common": 1, "salient": config.loss.beta_salient, "infoless": config.loss.beta_infoless}
+    weights |= {"jem": config.loss.lambda_jem, "independence": 150.0}
+    metrics = {f"train_{k}": v for k, v in terms.items()}
+    metrics["train_loss"] = sum(weights[k] * v for k, v in terms.items())
+    shown = trainer._weighted_terms(metrics)
+    assert [name for name, _ in shown] == ["common", "10xsalient", "10xinfoless", "10xjem", "150xindependence"]
+    assert sum(value for _, value in shown) == pytest.approx(metrics["train_loss"])

@@ -633,13 +633,35 @@ class Trainer:
     def _say(self, m: dict) -> None:
         if self.console is None:
             return
-        terms = " ".join(f"{k}={m['train_' + k]:.3f}" for k in TERMS)
+        terms = " ".join(f"{name} {value:+.3f}" for name, value in self._weighted_terms(m))
         val = f" val_loss={m['val_loss']:.3f} val_salient_auc={m['val_salient_auc']:.2f}" if "val_loss" in m else ""
         self.console.print(
-            f"epoch {m['epoch']:>3}: loss={m['train_loss']:.3f} ({terms}){val} | salient norm "
+            f"epoch {m['epoch']:>3}: loss={m['train_loss']:.3f} = {terms}{val} | salient norm "
             f"control {m['train_salient_norm_control']:.2f} patient {m['train_salient_norm_patient']:.2f}"
             f" | {m['epoch_seconds']:.1f} s, {m['volumes_per_second']:.1f} vol/s"
         )
+
+    def _weighted_terms(self, m: dict) -> list[tuple[str, float]]:
+        """Every term of the epoch's total as ``(weight x name, weighted mean)``: they add up to
+        the loss, so the console shows which term makes most of it."""
+        loss, w = self.config.loss, self.weights
+        weights = {
+            "common": 1.0,
+            "salient": loss.beta_salient,
+            "infoless": w["beta_infoless"],
+            "jem": loss.lambda_jem,
+            "independence": w["lambda_independence"],
+        }
+        shown = [
+            (name if weight == 1 else f"{weight:g}x{name}", weight * m[f"train_{name}"])
+            for name, weight in weights.items()
+            if f"train_{name}" in m and (name in TERMS or weight > 0)
+        ]
+        if "train_adversary_r2" in m:
+            shown.append(
+                (f"{loss.lambda_adversary:g}x(1-adversary_r2)", loss.lambda_adversary * (1 - m["train_adversary_r2"]))
+            )
+        return shown
 
     def _progress(self, total: int, epoch: int, epochs: int, ctx: DistContext):
         @contextmanager
