@@ -4,9 +4,10 @@
 
 Simulates one 2 mm cohort (the default recipe, largest size, groups mixed in every prefix) and
 trains on its first N rows, resampled onto the 1.5 mm grid (``--voxel-size 1.5``, cropped to the
-brain: 100x122x105 on this cohort), one epoch, batch 8 (the same activations at every size), in
-a fresh process each; prints the peak RSS (``/usr/bin/time -f %M``), the cache's own size (subjects
-x grid x 2 bytes, float16) and the growth of each against the smallest size.
+brain: 100x122x105 on this cohort), one epoch, batch 4 (full batches at every size, so the same
+activations: 16 subjects leave 12 for training), in a fresh process each; prints the peak RSS
+(``/usr/bin/time -f %M``), the cache's own size (subjects x grid x 2 bytes, float16) and the
+growth of each against the smallest size.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="16,96")
     parser.add_argument("--voxel-size", type=float, default=1.5)
+    parser.add_argument("--batch-size", type=int, default=4, help="divides every size's training part")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "sepclr_memory_cohort"))
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -43,8 +45,8 @@ def main() -> None:
         table.head(n).to_csv(csv, index=False)
         out = Path(tempfile.mkdtemp()) / "run"
         command = ["/usr/bin/time", "-f", "%M", "sepclr-med", "train", "--cohort", str(csv), "--out", str(out),
-                   "--epochs", "1", "--batch-size", "8", "--voxel-size", str(args.voxel_size), "--cache", "memory",
-                   "--device", "cpu"]  # fmt: skip
+                   "--epochs", "1", "--batch-size", str(args.batch_size), "--voxel-size", str(args.voxel_size),
+                   "--cache", "memory", "--device", "cpu"]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise SystemExit(f"train on {n} subjects failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 DEFAULT_METHODS = "sepclr,sepclr-paper,sepclr-no-jem,sepclr-no-infoless,simclr,untrained,cpca,cvae,mm-cvae"
 
@@ -14,6 +15,7 @@ DEFAULT_METHODS = "sepclr,sepclr-paper,sepclr-no-jem,sepclr-no-infoless,simclr,u
 @user_errors
 def benchmark(
     out: Path = typer.Option(Path("benchmark"), "--out", "-o", help="Output folder."),
+    overwrite: bool = OVERWRITE,
     recipe: str = typer.Option("schizophrenia", help="Recipe name or .toml path of the simulated cohort."),
     methods: str = typer.Option(DEFAULT_METHODS, help="Comma-separated methods."),
     seeds: str = typer.Option("0,1,2", help="Comma-separated seeds."),
@@ -23,6 +25,7 @@ def benchmark(
     resolution: float = typer.Option(None, help="Voxel size of the simulated cohorts (mm)."),
 ) -> None:
     """Train every method on the same simulated cohort and probe held-out subjects."""
+    refuse_existing_output(out, overwrite)
     from rich.console import Console
 
     from sepclr_med.errors import SepclrError

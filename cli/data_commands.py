@@ -8,6 +8,7 @@ import typer
 
 from sepclr_med.cli.cohort_options import cohort_options, say_warnings
 from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 COHORT_HELP = "Cohort CSV/TSV, a BIDS dataset folder, or its participants.tsv."
 
@@ -120,10 +121,12 @@ def pipeline(
 @user_errors
 def demo(
     out: Path = typer.Option(Path("sepclr_demo"), "--out", "-o", help="Folder for everything the demo writes."),
+    overwrite: bool = OVERWRITE,
     quick: bool = typer.Option(False, help="40 subjects, 2 epochs: a fast smoke run (numbers mean nothing)."),
     epochs: int = typer.Option(None, min=1, help="Training epochs (default 40; 2 with --quick)."),
 ) -> None:
     """End-to-end demo on embedded default data: simulate, validate, train, evaluate, explain, report."""
+    refuse_existing_output(out, overwrite)
     from rich.console import Console
 
     from sepclr_med.workflows.demo import run_demo

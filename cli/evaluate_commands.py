@@ -8,6 +8,7 @@ import typer
 
 from sepclr_med.cli.cohort_options import cohort_options, say_warnings
 from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 
 @user_errors
@@ -16,6 +17,7 @@ def evaluate(
     run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
     cohort: Path = typer.Option(..., "--cohort", "-c", help="Cohort to embed and probe (ideally held out)."),
     out: Path = typer.Option(Path("evaluation"), "--out", "-o", help="Folder for probes.csv/json."),
+    overwrite: bool = OVERWRITE,
     factors: str = typer.Option(
         None,
         help="Comma-separated target-only factors to probe on patients (default: subtype, severity and panss* scores).",
@@ -26,6 +28,7 @@ def evaluate(
     read_options: dict,
 ) -> None:
     """Probe how well a run separates common from salient variation."""
+    refuse_existing_output(out, overwrite)
     from rich.console import Console
     from rich.markup import escape
 

@@ -8,6 +8,7 @@ import typer
 
 from sepclr_med.cli.cohort_options import cohort_options, say_warnings
 from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 
 @user_errors
@@ -16,6 +17,7 @@ def explain(
     run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
     cohort: Path = typer.Option(..., "--cohort", "-c", help="Cohort with controls and patients."),
     out: Path = typer.Option(Path("explain"), "--out", "-o", help="Output folder."),
+    overwrite: bool = OVERWRITE,
     atlas: str = typer.Option("AAL", help="AAL | AAL3 | HCPEx, or a labels NIfTI (with --atlas-lut)."),
     atlas_lut: Path = typer.Option(None, help="Lookup table 'id name' of a custom labels NIfTI."),
     method: str = typer.Option(
@@ -47,6 +49,7 @@ def explain(
     read_options: dict,
 ) -> None:
     """Map salient directions to voxels, atlas regions and clinical scores."""
+    refuse_existing_output(out, overwrite)
     import pandas as pd
     from rich.console import Console
 

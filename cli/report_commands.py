@@ -8,6 +8,7 @@ import typer
 
 from sepclr_med.cli.cohort_options import cohort_options
 from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 
 @user_errors
@@ -16,6 +17,7 @@ def report(
     run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
     cohort: Path = typer.Option(..., "--cohort", "-c", help="The batch of subjects to report (e.g. new patients)."),
     out: Path = typer.Option(Path("reports"), "--out", "-o", help="Output folder."),
+    overwrite: bool = OVERWRITE,
     explain_dir: Path = typer.Option(None, "--explain", help="An `explain` output folder (cohort associations)."),
     include: str = typer.Option(None, help="Comma-separated cohort columns to show on each page (default none)."),
     steps: int = typer.Option(16, min=2, help="Integrated-gradient steps."),
@@ -26,6 +28,7 @@ def report(
     read_options: dict,
 ) -> None:
     """One page per subject (HTML + PDF), an index sortable by deviation, and summary.csv."""
+    refuse_existing_output(out, overwrite)
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import Progress

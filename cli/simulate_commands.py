@@ -7,11 +7,13 @@ from pathlib import Path
 import typer
 
 from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 
 @user_errors
 def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder of the cohort."),
+    overwrite: bool = OVERWRITE,
     recipe: str = typer.Option(
         "schizophrenia", "--recipe", help="Shipped recipe name (see `sepclr-med recipes`) or a .toml path."
     ),
@@ -26,6 +28,7 @@ def simulate(
     ),
 ) -> None:
     """Simulate a semi-synthetic cohort on the MNI152 template with known ground truth."""
+    refuse_existing_output(out, overwrite)
     import time
 
     from rich.console import Console

@@ -11,6 +11,7 @@ import typer
 
 from sepclr_med.cli.cohort_options import cohort_argv, cohort_options, say_warnings
 from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 COHORT_HELP = "Cohort CSV/TSV, a BIDS dataset folder, or its participants.tsv."
 
@@ -182,10 +183,12 @@ def embed(
     ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     batch_size: int = typer.Option(16, min=1, help="Volumes per forward pass."),
+    overwrite: bool = OVERWRITE,
     *,
     read_options: dict,
 ) -> None:
     """Write common and salient reps of every subject of a cohort (seen or unseen) to CSV."""
+    refuse_existing_output(out, overwrite)
     from sepclr_med.embed import write_latents, write_latents_bids
     from sepclr_med.estimator import SepCLR
 

@@ -8,6 +8,7 @@ import typer
 
 from sepclr_med.cli.cohort_options import cohort_options, say_warnings
 from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 
 @user_errors
@@ -15,6 +16,7 @@ from sepclr_med.cli.errors import user_errors
 def tune(
     cohort: Path = typer.Option(..., "--cohort", "-c", help="Training cohort CSV/TSV or BIDS folder."),
     out: Path = typer.Option(Path("sepclr_tune"), "--out", "-o", help="Folder for tune.csv and tuned.toml."),
+    overwrite: bool = OVERWRITE,
     config: Path = typer.Option(None, "--config", help="Base TOML config (epochs, batch size, ...)."),
     epochs: int = typer.Option(None, help="Epochs of each fold run (default: the base config's)."),
     folds: int = typer.Option(2, min=2, help="Validation folds per setting."),
@@ -25,6 +27,7 @@ def tune(
     read_options: dict,
 ) -> None:
     """Try a small grid of loss weights on validation folds; write the best as a config for `train --config`."""
+    refuse_existing_output(out, overwrite)
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

@@ -25,12 +25,13 @@ def test_the_users_settings_win():
 
 def test_the_command_line_sets_them_before_torch_is_imported():
     code = (
-        "import os, sys; os.environ.pop('OMP_WAIT_POLICY', None); os.environ.pop('OMP_NUM_THREADS', None)\n"
+        "import os, sys\n"
         "import sepclr_med.cli.main\n"
         "assert 'torch' not in sys.modules\n"
         "import torch\n"
         "print(os.environ['OMP_WAIT_POLICY'], torch.get_num_threads())"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    unset = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "SEPCLR_THREADS_FROM_USER")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split() == ["PASSIVE", str(available_cores())]

@@ -118,7 +118,9 @@ def test_simulate_cli_then_validate(tmp_path):
     result = runner.invoke(app, ["validate", "--cohort", str(out / "cohort.csv")])
     assert result.exit_code == 0, result.output
     assert "6 subjects (3 control, 3 patient)" in result.output
-    result = runner.invoke(app, ["simulate", "--out", str(out), "--recipe", "nope"])
+    result = runner.invoke(app, ["simulate", "--out", str(out), "--n-controls", "2"])
+    assert result.exit_code == 1 and "pass --overwrite" in result.output  # a written cohort is kept
+    result = runner.invoke(app, ["simulate", "--out", str(out), "--recipe", "nope", "--overwrite"])
     assert result.exit_code == 1 and "unknown recipe" in result.output
 
 
