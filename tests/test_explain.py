@@ -399,3 +399,10 @@ def test_bfloat16_maps_stay_close_to_float32_ones():
         assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
     with pytest.raises(ValueError, match="precision"):
         Projection(model, "float16")
+
+
+def test_an_association_table_without_enough_patients_keeps_its_columns():
+    """A tiny cohort (explain on 8 subjects) gives an empty table, not a table without columns."""
+    scores = pd.DataFrame({"panss": [10.0, np.nan, np.nan]})
+    table = associate(scores, pd.DataFrame({"salient_0": [1.0, 2.0, 3.0]}), pd.DataFrame(index=range(3)))
+    assert len(table) == 0 and {"score", "variable", "q_value", "family"} <= set(table.columns)

@@ -44,6 +44,10 @@ def adjusted_effect(y: np.ndarray, x: np.ndarray, confounds: np.ndarray) -> tupl
     return float(beta[-1]), float(2 * stats.t.sf(abs(t), dof))
 
 
+EMPTY_COLUMNS = ("score", "variable", "n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p", "adjusted_beta")
+EMPTY_COLUMNS += ("adjusted_p",)  # what an empty association table still has
+
+
 def associate(
     scores: pd.DataFrame,
     variables: pd.DataFrame,
@@ -126,11 +130,12 @@ def associate(
                     if row["score"] == score and row["variable"] == variable:
                         row["permutation_p"] = float(10**-value)
     table = pd.DataFrame(rows)
-    if len(table):
-        families = families or {}
-        table["family"] = [families.get(v, "all") for v in table["variable"]]
-        p = table["adjusted_p"].fillna(1.0)
-        table["q_value"] = p.groupby(table["family"]).transform(
-            lambda part: stats.false_discovery_control(part.to_numpy(), method="bh")
-        )
+    if not len(table):  # no score had enough patients: the table's columns, no rows
+        return pd.DataFrame(columns=[*EMPTY_COLUMNS, "family", "q_value"])
+    families = families or {}
+    table["family"] = [families.get(v, "all") for v in table["variable"]]
+    p = table["adjusted_p"].fillna(1.0)
+    table["q_value"] = p.groupby(table["family"]).transform(
+        lambda part: stats.false_discovery_control(part.to_numpy(), method="bh")
+    )
     return table
