@@ -44,8 +44,9 @@ def adjusted_effect(y: np.ndarray, x: np.ndarray, confounds: np.ndarray) -> tupl
     return float(beta[-1]), float(2 * stats.t.sf(abs(t), dof))
 
 
-EMPTY_COLUMNS = ("score", "variable", "n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p", "adjusted_beta")
-EMPTY_COLUMNS += ("adjusted_p",)  # what an empty association table still has
+# what an empty association table still has
+EMPTY_COLUMNS: tuple[str, ...] = ("score", "variable", "n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p")
+EMPTY_COLUMNS += ("adjusted_beta", "adjusted_p")
 
 
 def associate(
