@@ -61,6 +61,15 @@ def test_run_directory_is_self_contained(trained, tiny_cohort):
         "volumes_per_second",
     ):
         assert key in metrics[0], key
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(trained / "tensorboard")).Reload()
+    assert {"train/loss", "train/common", "train/jem", "val/salient_auc", "time/data_seconds"} <= set(
+        events.Tags()["scalars"]
+    )
+    curve = events.Scalars("train/loss")
+    assert [e.step for e in curve] == [m["epoch"] for m in metrics]
+    assert [e.value for e in curve] == pytest.approx([m["train_loss"] for m in metrics], rel=1e-6)
     for m in metrics:  # where the epoch went: the parts add up to the epoch, none negative
         parts = [m["data_seconds"], m["augment_seconds"], m["compute_seconds"]]
         assert min(parts) >= 0 and sum(parts) == pytest.approx(m["epoch_seconds"], rel=1e-6)

@@ -33,6 +33,7 @@ from sepclr_med.training.monitor import (
     verdict_warning,
 )
 from sepclr_med.training.run_files import library_versions, model_card, read_metrics, sha256
+from sepclr_med.training.tracking import ScalarLog
 
 
 class TrainingDiverged(SepclrError):
@@ -212,6 +213,7 @@ class Trainer:
         self.config = config
         self.console = console
         self.epochs_given = epochs_given  # on resume: None keeps the run's own epoch count
+        self.scalars: ScalarLog | None = None  # the run's TensorBoard events, opened with the first epoch
 
     # -- setup -------------------------------------------------------------------------------
     def _prepare_run(self, cohort: Cohort, out: Path, resume: bool, ctx: DistContext):
@@ -498,9 +500,13 @@ class Trainer:
         return records, seconds, timing
 
     def _save_epoch(self, out: Path, model, optimizer, history: list[dict], val_norms, epoch: int) -> None:
-        """After an epoch: metrics, validation norms, the best weights so far, the resume checkpoint."""
+        """After an epoch: metrics (and their TensorBoard scalars), validation norms, the best
+        weights so far, the resume checkpoint."""
         config = self.config
         write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+        if self.scalars is None:
+            self.scalars = ScalarLog(out)
+        self.scalars.log(history[-1])
         if val_norms is not None and val_norms.rows:
             _write_val_norms(out, val_norms)
         if config.keep == "best-val" and kept_epoch(history, config.optim.epochs) == epoch + 1:
@@ -527,6 +533,9 @@ class Trainer:
     ) -> None:
         """The kept weights as ``model.pt``, the reference statistics, the verdict and the model card."""
         config = self.config
+        if self.scalars is not None:
+            self.scalars.close()
+            self.scalars = None
         has_val = len(parts) > 1
         kept = self._keep_weights(model, history, out, ctx)
         with atomic_path(out / "model.pt") as tmp:
