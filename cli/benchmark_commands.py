@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.errors import make_console, user_errors
 from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 DEFAULT_METHODS = "sepclr,sepclr-paper,sepclr-no-jem,sepclr-no-infoless,simclr,untrained,cpca,cvae,mm-cvae"
@@ -26,13 +26,12 @@ def benchmark(
 ) -> None:
     """Train every method on the same simulated cohort and probe held-out subjects."""
     refuse_existing_output(out, overwrite)
-    from rich.console import Console
 
     from sepclr_med.errors import SepclrError
     from sepclr_med.simulate import load_recipe
     from sepclr_med.workflows.benchmark import run_benchmark
 
-    console = Console(highlight=False)
+    console = make_console()
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:

@@ -128,10 +128,11 @@ def say_warnings(cohort, console=None) -> None:
     """Print a cohort's warnings (dropped rows, resampled grids, BIDS choices, unaligned scans ...)."""
     if not cohort.warnings:
         return
-    from rich.console import Console
     from rich.markup import escape
 
-    console = console or Console(highlight=False, stderr=True)
+    from sepclr_med.cli.errors import make_console
+
+    console = console or make_console(stderr=True)
     shown = cohort.warnings[:20]
     console.print(f"[yellow]{len(cohort.warnings)} warning(s) about the cohort:[/]")
     for problem in shown:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from sepclr_med.cli.cohort_options import cohort_options, say_warnings
-from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.errors import make_console, user_errors
 from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 COHORT_HELP = "Cohort CSV/TSV, a BIDS dataset folder, or its participants.tsv."
@@ -32,7 +32,6 @@ def validate(
     read_options: dict,
 ) -> None:
     """Check a cohort before any training; list every problem with file, row and column."""
-    from rich.console import Console
     from rich.markup import escape
 
     from sepclr_med.io.image_checks import reference_grid
@@ -42,7 +41,7 @@ def validate(
     # with --qc-out the page is written first, also when scans fail (it is where they are shown)
     from rich.progress import Progress
 
-    with Progress(console=Console(stderr=True), transient=True) as bar:
+    with Progress(console=make_console(stderr=True), transient=True) as bar:
         task = bar.add_task("reading the cohort", total=None)
         result = read_cohort(
             cohort,
@@ -51,7 +50,7 @@ def validate(
             progress=lambda done, total, what: bar.update(task, completed=done, total=total, description=what),
             **{**read_options, "allow_unaligned": allowed or qc_out is not None},
         )
-    console = Console(highlight=False)
+    console = make_console()
     if qc_out is not None:
         from sepclr_med.errors import CohortError
         from sepclr_med.io.image_checks import alignment_problems
@@ -94,7 +93,6 @@ def pipeline(
     read_options: dict,
 ) -> None:
     """Run the data pipeline (preprocess, cache, two views, stratified batches) and time it."""
-    from rich.console import Console
 
     from sepclr_med.data.preprocess import PreprocessConfig
     from sepclr_med.io.reading import read_cohort
@@ -110,7 +108,7 @@ def pipeline(
         cache=cache,
         cache_dir=cache_dir,
     )
-    console = Console(highlight=False)
+    console = make_console()
     for t in timings:
         console.print(
             f"{t.label}: {t.seconds:.2f} s, {t.volumes_per_second:.1f} subjects/s, "
@@ -127,11 +125,10 @@ def demo(
 ) -> None:
     """End-to-end demo on embedded default data: simulate, validate, train, evaluate, explain, report."""
     refuse_existing_output(out, overwrite)
-    from rich.console import Console
 
     from sepclr_med.workflows.demo import run_demo
 
-    run_demo(out, quick=quick, epochs=epochs, console=Console(highlight=False))
+    run_demo(out, quick=quick, epochs=epochs, console=make_console())
 
 
 def register(app: typer.Typer) -> None:

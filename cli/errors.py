@@ -7,8 +7,36 @@ from collections.abc import Callable
 
 import typer
 
-STATE = {"debug": False}
+STATE = {"debug": False, "verbosity": 0}  # verbosity: -1 quiet (errors only), 0 normal, 1 verbose
 USER_ERROR_EXIT = 1
+
+
+def make_console(stderr: bool = False):
+    """The Rich console a command prints to; silent under ``sepclr-med -q`` (errors still print)."""
+    from rich.console import Console
+
+    return Console(highlight=False, stderr=stderr, quiet=STATE["verbosity"] < 0)
+
+
+def set_verbosity(verbosity: int) -> None:
+    """``-q`` (-1): only errors (Python warnings ignored); ``-v`` (1): the library's ``logging``
+    records down to DEBUG (store placement, device, batch sizing); otherwise WARNING and above.
+    Records of the ``sepclr_med`` logger go to stderr through Rich; the root logger is left alone."""
+    import logging
+    import warnings
+
+    from rich.logging import RichHandler
+
+    STATE["verbosity"] = verbosity
+    logger = logging.getLogger("sepclr_med")
+    logger.setLevel(logging.ERROR if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.WARNING)
+    for handler in [h for h in logger.handlers if getattr(h, "sepclr_cli", False)]:
+        logger.removeHandler(handler)
+    handler = RichHandler(console=make_console(stderr=True), show_time=False, show_path=False)
+    handler.sepclr_cli = True  # type: ignore[attr-defined]  # ours, replaced on the next call
+    logger.addHandler(handler)
+    if verbosity < 0:
+        warnings.simplefilter("ignore")
 
 
 def describe(exc: BaseException) -> str:

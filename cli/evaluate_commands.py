@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from sepclr_med.cli.cohort_options import cohort_options, say_warnings
-from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.errors import make_console, user_errors
 from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 
@@ -29,7 +29,6 @@ def evaluate(
 ) -> None:
     """Probe how well a run separates common from salient variation."""
     refuse_existing_output(out, overwrite)
-    from rich.console import Console
     from rich.markup import escape
 
     from sepclr_med.embed import embed
@@ -37,7 +36,7 @@ def evaluate(
     from sepclr_med.evaluation.table import cohort_factors, print_evaluation, write_evaluation
     from sepclr_med.run import Run
 
-    console = Console(highlight=False)
+    console = make_console()
     trained = Run(run)
     warning = trained.verdict_warning()
     if warning:

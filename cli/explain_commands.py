@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from sepclr_med.cli.cohort_options import cohort_options, say_warnings
-from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.errors import make_console, user_errors
 from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 
@@ -51,12 +51,11 @@ def explain(
     """Map salient directions to voxels, atlas regions and clinical scores."""
     refuse_existing_output(out, overwrite)
     import pandas as pd
-    from rich.console import Console
 
     from sepclr_med.explain.pipeline import explain as run_explain
     from sepclr_med.run import Run
 
-    console = Console(highlight=False)
+    console = make_console()
     trained = Run(run)
     data = trained.read_cohort(cohort, **read_options)
     say_warnings(data, console)

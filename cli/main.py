@@ -20,7 +20,7 @@ from sepclr_med.cli import (
     train_commands,
     tune_commands,
 )
-from sepclr_med.cli.errors import STATE
+from sepclr_med.cli.errors import STATE, set_verbosity
 from sepclr_med.cores import share_cores_politely
 
 share_cores_politely()  # before any command imports torch (nothing above does; OpenMP reads these once)
@@ -51,8 +51,11 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the library's debug messages."),
 ) -> None:
     STATE["debug"] = debug
+    set_verbosity(-1 if quiet else 1 if verbose else 0)
 
 
 simulate_commands.register(app)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from sepclr_med.cli.cohort_options import cohort_options, say_warnings
-from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.errors import make_console, user_errors
 
 
 @user_errors
@@ -27,7 +27,6 @@ def preprocess(
     read_options: dict,
 ) -> None:
     """Raw T1w scans into MNI152 template space (N4, registration, skull stripping) with ANTsPy."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.progress import Progress
 
@@ -36,7 +35,7 @@ def preprocess(
     from sepclr_med.registration.batch import preprocess_cohort
     from sepclr_med.report.qc import write_registration_qc
 
-    console = Console(highlight=False)
+    console = make_console()
     config = RegistrationConfig(transform=transform, resolution=voxel_size, n4=not no_n4, seed=seed, tissue=tissue)
     read_options = {k: v for k, v in read_options.items() if k != "allow_unaligned"}  # raw scans are not aligned
     # images are checked one by one in the batch: a broken scan fails alone instead of stopping all

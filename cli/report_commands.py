@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from sepclr_med.cli.cohort_options import cohort_options
-from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.errors import make_console, user_errors
 from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 
@@ -29,14 +29,13 @@ def report(
 ) -> None:
     """One page per subject (HTML + PDF), an index sortable by deviation, and summary.csv."""
     refuse_existing_output(out, overwrite)
-    from rich.console import Console
     from rich.markup import escape
     from rich.progress import Progress
 
     from sepclr_med.report.batch import make_reports
     from sepclr_med.run import Run
 
-    console = Console(highlight=False)
+    console = make_console()
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("rendering", total=None)
         result = make_reports(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.errors import make_console, user_errors
 from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 
@@ -31,7 +31,6 @@ def simulate(
     refuse_existing_output(out, overwrite)
     import time
 
-    from rich.console import Console
     from rich.progress import Progress
 
     from sepclr_med.simulate import load_recipe, simulate_cohort
@@ -39,7 +38,7 @@ def simulate(
     spec = load_recipe(recipe).replace(
         n_controls=n_controls, n_patients=n_patients, resolution_mm=resolution, seed=seed, imbalance=imbalance
     )
-    console = Console()
+    console = make_console()
     start = time.perf_counter()
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"simulating {spec.name}", total=spec.n_controls + spec.n_patients)
@@ -59,7 +58,7 @@ def recipes() -> None:
     from sepclr_med.simulate import list_recipes, load_recipe
 
     for name in list_recipes():
-        typer.echo(f"{name}: {load_recipe(name).description}")
+        make_console().print(f"{name}: {load_recipe(name).description}")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from sepclr_med.cli.cohort_options import cohort_argv, cohort_options, say_warnings
-from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.errors import make_console, user_errors
 from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 COHORT_HELP = "Cohort CSV/TSV, a BIDS dataset folder, or its participants.tsv."
@@ -84,8 +84,6 @@ def train(
     if nproc > 1:
         _relaunch_under_torchrun(cohort, out, read_options, resume, options, nproc)
 
-    from rich.console import Console
-
     from sepclr_med.estimator import SepCLR
     from sepclr_med.io.reading import read_cohort
     from sepclr_med.training import TrainConfig
@@ -117,7 +115,7 @@ def train(
     )
     data = read_cohort(cohort, check_alignment=not resume, **read_options)
     main = int(os.environ.get("RANK", "0")) == 0
-    console = Console(highlight=False) if main else None
+    console = make_console() if main else None
     if console is not None:
         say_warnings(data, console)
     model = SepCLR(resolved, epochs=epochs, run_dir=out).fit(data, resume=resume, console=console)
@@ -200,7 +198,7 @@ def embed(
         write_latents(latents, out)
     else:
         write_latents_bids(latents, data, out)
-    typer.echo(f"Wrote {len(latents)} subjects x {latents.shape[1] - 2} latent columns to {out}")
+    make_console().print(f"Wrote {len(latents)} subjects x {latents.shape[1] - 2} latent columns to {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from sepclr_med.cli.cohort_options import cohort_options, say_warnings
-from sepclr_med.cli.errors import user_errors
+from sepclr_med.cli.errors import make_console, user_errors
 from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 
 
@@ -28,7 +28,6 @@ def tune(
 ) -> None:
     """Try a small grid of loss weights on validation folds; write the best as a config for `train --config`."""
     refuse_existing_output(out, overwrite)
-    from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
@@ -38,7 +37,7 @@ def tune(
     from sepclr_med.training.tune import GRID, summarise
     from sepclr_med.training.tune import tune as run_tune
 
-    console = Console(highlight=False)
+    console = make_console()
     base = (TrainConfig.load(config) if config is not None else TrainConfig()).override(
         **{
             "optim.epochs": epochs,

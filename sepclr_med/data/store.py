@@ -23,6 +23,7 @@ consumers keep working.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ from monai.transforms import Compose
 from sepclr_med.data.preprocess import STORAGE_DTYPES, PreprocessConfig, preprocessing
 from sepclr_med.errors import SepclrError
 
+log = logging.getLogger(__name__)
 CACHE_MODES = ("memory", "disk", "none")
 GPU_SHARE = 0.5  # the memory cache goes onto a GPU when it needs at most this share of its free memory
 
@@ -146,14 +148,22 @@ class VolumeStore(torch.utils.data.Dataset):
         On CUDA: on the GPU when the cache needs at most ``GPU_SHARE`` of its free memory,
         otherwise in pinned host memory (asynchronous copies). Elsewhere it stays in RAM.
         """
-        if self.volumes is None or device.type != "cuda":
-            return "host"
-        free, _ = torch.cuda.mem_get_info(device)
-        if self.nbytes <= GPU_SHARE * free:
-            self.volumes = self.volumes.to(device)
-            return "gpu"
-        self.volumes = self.volumes.pin_memory()
-        return "pinned host"
+        where = "host"
+        if self.volumes is not None and device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            fits = self.nbytes <= GPU_SHARE * free
+            self.volumes = self.volumes.to(device) if fits else self.volumes.pin_memory()
+            where = "gpu" if fits else "pinned host"
+        log.debug(
+            "volume store: %d subjects of %s, %s, %.1f MiB (%s cache) on %s",
+            len(self),
+            "x".join(map(str, self.shape)),
+            self.dtype,
+            self.nbytes / 2**20,
+            self.cache,
+            where,
+        )
+        return where
 
     # -- reading -----------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -19,6 +19,7 @@ Each subject may have its own direction (e.g. its deviation from the controls' m
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -26,6 +27,7 @@ import torch
 
 from sepclr_med.models.inference import inference_copy_of
 
+log = logging.getLogger(__name__)
 MAX_VOLUMES = 64  # volumes in one forward-backward pass on the CPU (path points or samples x subjects)
 GPU_SHARE = 0.6  # on CUDA a pass may take this share of the free memory (measured per volume, see volumes_per_pass)
 PRECISIONS = ("float32", "bfloat16")
@@ -62,7 +64,9 @@ def volumes_per_pass(projection: Projection, volumes: torch.Tensor, device: torc
     per_volume = max((torch.cuda.max_memory_allocated(device) - before) / 2, 1)
     del probe, grad
     free, _ = torch.cuda.mem_get_info(device)
-    return int(max(2, min(4096, GPU_SHARE * free // per_volume)))
+    capacity = int(max(2, min(4096, GPU_SHARE * free // per_volume)))
+    log.debug("attribution passes: %.0f MiB per volume, %d volumes per pass", per_volume / 2**20, capacity)
+    return capacity
 
 
 def _device_of(module) -> torch.device:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 import shutil
 import time
@@ -40,6 +41,7 @@ class TrainingDiverged(SepclrError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+log = logging.getLogger(__name__)
 PROGRESS_EVERY = 25  # steps between the progress bar's loss figures (each one waits for the device)
 
 
@@ -377,6 +379,12 @@ class Trainer:
         self._say_split(train_c, val_c)
         if ctx.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shape: pick the fastest kernels once
+        log.debug(
+            "training on %s, %d math threads, grid %s",
+            ctx.device,
+            torch.get_num_threads(),
+            config.preprocess.grid.describe(),
+        )
         feed = self._loader(train_c, config, ctx, shuffle=True, seed=config.seed, world=ctx.world_size, rank=ctx.rank)
         val = (
             self._loader(val_c, config, ctx, shuffle=False, seed=config.seed + 1, world=1, rank=0)
