@@ -36,7 +36,7 @@ EOF
 COHORT="$OUT_DIR/cohort"
 stamp "simulate $N subjects (2 mm)"
 [ -f "$COHORT/cohort.csv" ] || "${SEPCLR[@]}" simulate --out "$COHORT" --n-controls $((N / 2)) --n-patients $((N / 2)) \
-    --resolution 2 >/dev/null
+    --voxel-size 2 >/dev/null
 
 stamp "train: 2 epochs, $VOXEL mm, resnet10, bf16 autocast: $AMP"
 cat > "$OUT_DIR/train.toml" <<EOF

@@ -35,7 +35,7 @@ def main() -> None:
         n = max(sizes)
         subprocess.run(
             ["sepclr-med", "simulate", "--out", str(folder), "--n-controls", str(n // 2), "--n-patients",
-             str(n - n // 2), "--resolution", "2"],
+             str(n - n // 2), "--voxel-size", "2"],
             check=True, capture_output=True,
         )  # fmt: skip
     table = pd.read_csv(folder / "cohort.csv")

@@ -22,7 +22,12 @@ def benchmark(
     epochs: int = typer.Option(20, help="Training epochs of every deep method (the same budget for all)."),
     n: int = typer.Option(None, help="Subjects per group in the training cohort (default: recipe)."),
     n_test: int = typer.Option(None, help="Subjects per group in the held-out cohort (default: recipe)."),
-    resolution: float = typer.Option(None, help="Voxel size of the simulated cohorts (mm)."),
+    resolution: float = typer.Option(
+        None,
+        "--voxel-size",
+        "--resolution",
+        help="Voxel size of the simulated cohorts (mm; --resolution: the old name).",
+    ),
 ) -> None:
     """Train every method on the same simulated cohort and probe held-out subjects."""
     refuse_existing_output(out, overwrite)

@@ -19,7 +19,9 @@ def simulate(
     ),
     n_controls: int = typer.Option(None, "--n-controls", help="Override the number of controls."),
     n_patients: int = typer.Option(None, "--n-patients", help="Override the number of patients."),
-    resolution: float = typer.Option(None, "--resolution", help="Voxel size in mm (2 = MNI 2 mm grid)."),
+    resolution: float = typer.Option(
+        None, "--voxel-size", "--resolution", help="Voxel size in mm (2 = MNI 2 mm grid; --resolution: the old name)."
+    ),
     seed: int = typer.Option(None, "--seed", help="Random seed (same seed, identical files)."),
     imbalance: float = typer.Option(
         None,

@@ -167,3 +167,14 @@ def test_a_bug_stops_the_batch_and_a_subjects_bad_data_is_listed(batch, monkeypa
     from sepclr_med.errors import is_data_error
 
     assert is_data_error(wrapped) and not is_data_error(RuntimeError("CUDA"))
+
+
+def test_report_cli_takes_the_atlas_and_refuses_a_written_folder(batch):
+    root, run, path = batch
+    out = root / "aal3"
+    args = ["report", "--run", str(run), "--cohort", str(path), "--out", str(out), "--steps", "2", "--no-pdf"]
+    CliRunner().invoke(app, [*args, "--atlas", "AAL3"])
+    pages = " ".join(p.read_text() for p in out.glob("subject-*.html"))
+    assert pages and "AAL3" in (out / "summary.csv").read_text() + pages
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "pass --overwrite" in again.output

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from sepclr_med.cli.main import app
 
 runner = CliRunner()
-SMALL = ["--n-controls", "2", "--n-patients", "2", "--resolution", "8"]
+SMALL = ["--n-controls", "2", "--n-patients", "2", "--voxel-size", "8"]  # the one name of the voxel size
 
 
 def test_quiet_prints_nothing_but_errors(tmp_path):
