@@ -51,6 +51,8 @@ def explain(
     """Map salient directions to voxels, atlas regions and clinical scores."""
     refuse_existing_output(out, overwrite)
     import pandas as pd
+    from rich.markup import escape
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from sepclr_med.explain.pipeline import explain as run_explain
     from sepclr_med.run import Run
@@ -61,24 +63,28 @@ def explain(
     say_warnings(data, console)
     truth_path = truth or Path(data.source).parent / "ground_truth.csv"
     table = pd.read_csv(truth_path, keep_default_na=False) if truth_path.is_file() else None
-    run_explain(
-        trained,
-        data,
-        out,
-        atlas=atlas,
-        atlas_lut=atlas_lut,
-        method=method,
-        subjects=[s.strip() for s in subjects.split(",")] if subjects else None,
-        n_steps=steps,
-        group_stat=group_stat,
-        group_fwhm=group_fwhm,
-        truth=table,
-        n_permutations=permutations,
-        figures=not no_figures,
-        console=console,
-        device=device,
-        precision=precision,
-    )
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("explain", total=None)
+        run_explain(
+            trained,
+            data,
+            out,
+            atlas=atlas,
+            atlas_lut=atlas_lut,
+            method=method,
+            subjects=[s.strip() for s in subjects.split(",")] if subjects else None,
+            n_steps=steps,
+            group_stat=group_stat,
+            group_fwhm=group_fwhm,
+            truth=table,
+            n_permutations=permutations,
+            figures=not no_figures,
+            console=console,
+            device=device,
+            precision=precision,
+            progress=lambda name: bar.update(task, description=escape(name)),
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -81,6 +81,7 @@ def explain(
     console=None,
     device: str = "cpu",
     precision: str = "float32",
+    progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Explain a run's salient space on ``cohort`` and write everything into ``out``.
 
@@ -118,6 +119,8 @@ def explain(
         ``cpu``, ``cuda`` or ``auto``: where the encoders run and the maps are computed.
     precision : {"float32", "bfloat16"}
         Attribution passes under bfloat16 autocast (:func:`~sepclr_med.explain.saliency.attribute`).
+    progress : callable, optional
+        Called with the name of each stage as it starts (a progress display).
 
     Returns
     -------
@@ -125,8 +128,11 @@ def explain(
         The index written to ``index.json``: every output path by kind, and timings.
     """
     group_stat, group_fwhm = _group_settings(method, group_stat, group_fwhm)
+    stage = progress or (lambda name: None)
+    stage("reading and encoding the cohort")
     job = _Job.start(run, cohort, Path(out), subjects, atlas, atlas_lut, truth, figures, console, device)
     tic = time.perf_counter()
+    stage(f"{method} maps of {len(job.pidx)} patients and their groups")
     if method in ("eg", "ig", "grad"):
         job.index["precision"] = precision
         _voxel_maps(job, method, n_steps, group_stat, group_fwhm, precision)
@@ -134,6 +140,7 @@ def explain(
     else:
         _ablation_maps(job)
         job.index["timings"]["subjects_per_second"] = len(job.pidx) / (time.perf_counter() - tic)
+    stage("clinical associations and figures")
     _clinical_tables(job, run, n_permutations)
     index = job.index
     write_text(job.out / "index.json", json.dumps(index, indent=1))
