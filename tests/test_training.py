@@ -81,7 +81,12 @@ def test_run_directory_is_self_contained(trained, tiny_cohort):
     assert reference["split"].tolist() == split["split"].tolist()
     assert reference.filter(like="salient_").shape == (16, 8)
     assert "torch" in json.loads((trained / "versions.json").read_text())
-    assert "SepCLR" in (trained / "MODEL_CARD.md").read_text()
+    card = (trained / "MODEL_CARD.md").read_text()
+    assert "SepCLR" in card
+    # the card names every file of the run that holds subject rows, and each one is there
+    held = card.split("**Personal data in this folder**")[1].split("Share the folder")[0]
+    for name in ("cohort.csv", "inputs.tsv", "split.csv", "alignment.tsv", "reference_latents.csv"):
+        assert f"`{name}`" in held and (trained / name).is_file(), name
     model = run.load_model()
     assert not model.training
 

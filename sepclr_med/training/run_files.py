@@ -56,6 +56,14 @@ def read_verdict(run_dir: str | os.PathLike) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+PERSONAL_DATA = (
+    "`cohort.csv` (image paths, and age, sex, site and clinical scores where the table has them), "
+    "`inputs.tsv` (the same values and each image's SHA-256), `split.csv` and `alignment.tsv` "
+    "(subject ids, groups, template-space measures), `reference_latents.csv` (each training "
+    "subject's latent reps) and `val_salient_norms.npz` (validation subjects' salient norms)."
+)
+
+
 def model_card(
     config,
     cohort,
@@ -139,6 +147,10 @@ def model_card(
         "reps for any cohort on the same kind of images; the run's own preprocessing is applied.",
         "**Limits**: research software, not a medical device. Trained on the cohort above only; "
         "salient reps are meaningful relative to this run's controls.",
+        "**Personal data in this folder**: " + PERSONAL_DATA + " Share the folder only where the "
+        "training subjects' data may go; `model.pt`, `config.toml`, `versions.json`, `metrics.jsonl`, "
+        "`tensorboard/` and `reference_control_mean.nii.gz` hold no subject row (the last is an image "
+        "averaged over the training controls).",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
     ]
