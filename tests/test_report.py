@@ -84,13 +84,15 @@ def test_pages_open_in_headless_chromium_without_errors(batch, tmp_path):
             assert all(done and width > 0 for done, width in images)
             errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
             assert errors == [], errors
+            status = driver.find_element("css selector", ".verdict-status").text
+            assert status in ("separated", "not separated", "unchecked", "collapsed"), status  # visible verdict
             shot = tmp_path / f"{page}.png"
             driver.save_screenshot(str(shot))
             assert shot.stat().st_size > 1000
         driver.get((out / "index.html").as_uri())
         first = lambda: driver.execute_script("return document.querySelector('#subjects tbody tr td').textContent")  # noqa: E731
         before = first()
-        driver.execute_script("document.querySelectorAll('th.sortable')[1].click()")  # sort by deviation
+        driver.execute_script("document.querySelectorAll('th.sortable')[2].click()")  # sort by deviation
         after_asc = first()
         assert before != after_asc or len(driver.find_elements("css selector", "#subjects tbody tr")) == 1
     finally:
@@ -176,5 +178,11 @@ def test_report_cli_takes_the_atlas_and_refuses_a_written_folder(batch):
     CliRunner().invoke(app, [*args, "--atlas", "AAL3"])
     pages = " ".join(p.read_text() for p in out.glob("subject-*.html"))
     assert pages and "AAL3" in (out / "summary.csv").read_text() + pages
+    summary = pd.read_csv(out / "summary.csv")
+    groups = summary.loc[summary["status"] == "ok", "group"]
+    assert set(groups) <= {"control", "patient", "not given"} and len(groups)
+    index = (out / "index.html").read_text()
+    assert '<th class="sortable" data-type="text">Group</th>' in index and "training verdict" in index
+    assert all(f'<td class="group">{g}</td>' in pages for g in set(groups))
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 1 and "pass --overwrite" in again.output

@@ -86,6 +86,12 @@ def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: flo
     }
 
 
+def _group_of(row: pd.Series) -> str:
+    """The subject's group as the cohort table gives it, or "not given"."""
+    group = row.get("group")
+    return "not given" if group is None or pd.isna(group) or str(group).strip() == "" else str(group)
+
+
 @locks_output("out")
 def make_reports(
     run,
@@ -244,6 +250,7 @@ class _Reporter:
             "caveat": CAVEAT,
             "atlas": labels_atlas.name,
             "verdict_warning": run.verdict_warning(),
+            "verdict_status": run.verdict().get("status", "unchecked"),
         }
         reference_mean = (
             float(baseline[0][torch.as_tensor(mask)].mean()) if mask is not None else float(baseline.mean())
@@ -315,6 +322,7 @@ class _Reporter:
         overlays = figures.brain_overlays(self.pre.grid.image(attribution))
         s = {
             "subject_id": sid,
+            "group": _group_of(row),
             "image": row["image"] if self.full_paths else Path(row["image"]).name,
             **p.to_dict(),
             "extra": {c: row[c] for c in self.include if c in chunk.table.columns},
@@ -341,6 +349,7 @@ class _Reporter:
             subject_pdf(s, self.meta, self.out / f"subject-{slug(sid)}.pdf")
         return {
             "subject_id": sid,
+            "group": s["group"],
             "page": page,
             "deviation": float(p["deviation"]),
             "percentile_controls": float(p["percentile_controls"]),
