@@ -184,5 +184,19 @@ def test_report_cli_takes_the_atlas_and_refuses_a_written_folder(batch):
     index = (out / "index.html").read_text()
     assert '<th class="sortable" data-type="text">Group</th>' in index and "training verdict" in index
     assert all(f'<td class="group">{g}</td>' in pages for g in set(groups))
+    assert "95% interval" in pages and "Small reference:" in pages  # a tiny run's reference is small
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 1 and "pass --overwrite" in again.output
+
+
+def test_percentile_interval_follows_the_reference_size():
+    from sepclr_med.report.reference import percentile_interval
+
+    reference = np.arange(9.0)  # 9 controls
+    low, high = percentile_interval(reference, np.array([100.0, -1.0, 4.0]))
+    # above all 9: Beta(10, 1), whose quantiles are q ** (1 / 10)
+    assert low[0] == pytest.approx(100 * 0.025**0.1) and high[0] == pytest.approx(100 * 0.975**0.1)
+    assert 0 < low[1] < 1 and 0 < high[1] < 40  # below all 9: Beta(1, 10)
+    wide = high[2] - low[2]
+    big_low, big_high = percentile_interval(np.arange(900.0), np.array([449.5]))
+    assert big_high[0] - big_low[0] < wide / 5  # 100x the reference: ~10x narrower

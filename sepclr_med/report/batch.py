@@ -230,7 +230,7 @@ class _Reporter:
 
         from sepclr_med import __version__
         from sepclr_med.explain.pipeline import load_atlas
-        from sepclr_med.report.reference import Reference
+        from sepclr_med.report.reference import SMALL_REFERENCE, Reference
         from sepclr_med.training.distributed import resolve_device
 
         pre = run.config.preprocess
@@ -251,6 +251,7 @@ class _Reporter:
             "atlas": labels_atlas.name,
             "verdict_warning": run.verdict_warning(),
             "verdict_status": run.verdict().get("status", "unchecked"),
+            "small_reference": SMALL_REFERENCE,
         }
         reference_mean = (
             float(baseline[0][torch.as_tensor(mask)].mean()) if mask is not None else float(baseline.mean())

@@ -85,12 +85,15 @@ class Reference(BaseEstimator):
         cluster = self.cluster_model_.predict(scaled)
         distance = np.linalg.norm(scaled - self.cluster_model_.cluster_centers_[cluster], axis=1)
         xy = self.projection_.transform(salient)
+        low, high = percentile_interval(self.control_deviation_, deviation)
         return pd.DataFrame(
             {
                 "deviation": deviation,
                 "percentile_controls": [
                     stats.percentileofscore(self.control_deviation_, d, kind="weak") for d in deviation
                 ],
+                "percentile_controls_low": low,
+                "percentile_controls_high": high,
                 "percentile_patients": [
                     stats.percentileofscore(self.patient_deviation_, d, kind="weak") for d in deviation
                 ],
@@ -100,3 +103,24 @@ class Reference(BaseEstimator):
                 "y": xy[:, 1],
             }
         )
+
+
+SMALL_REFERENCE = (
+    30  # fewer reference controls: the page warns (95% interval of a median subject wider than +-17 points)
+)
+
+
+def percentile_interval(
+    reference: np.ndarray, values: np.ndarray, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Interval (in percent) of the population percentile of each value among the reference.
+
+    With ``k`` of ``n`` reference values at or below a value, the share of the reference
+    population below it has the posterior Beta(k + 1, n - k + 1) under a uniform prior; the
+    equal-tailed ``level`` interval of that share is returned, in percent.
+    """
+    reference = np.asarray(reference, dtype=float)
+    k = (reference[None, :] <= np.asarray(values, dtype=float)[:, None]).sum(axis=1)
+    n = len(reference)
+    tail = (1 - level) / 2
+    return 100 * stats.beta.ppf(tail, k + 1, n - k + 1), 100 * stats.beta.ppf(1 - tail, k + 1, n - k + 1)
