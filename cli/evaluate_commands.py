@@ -52,9 +52,12 @@ def evaluate(
     table_factors, truth_path = cohort_factors(data, truth)
     if truth_path:
         console.print(f"ground truth: {escape(truth_path)}")
-    latents = embed(trained, data, device=device)
     names = [f.strip() for f in factors.split(",")] if factors else None
-    table = evaluate_latents(latents, table_factors, target_factors=names, patient_label=trained.config.patient_label)
+    with console.status(f"encoding {len(data)} subjects and probing the latents"):
+        latents = embed(trained, data, device=device)
+        table = evaluate_latents(
+            latents, table_factors, target_factors=names, patient_label=trained.config.patient_label
+        )
     print_evaluation(table, console)
     paths = write_evaluation(table, out, verdict=trained.verdict())
     console.print(f"Wrote {paths['csv']}, {paths['json']} and {paths['verdict']}")

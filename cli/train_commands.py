@@ -193,7 +193,8 @@ def embed(
     model = SepCLR.load(run, device=device)
     data = model.run_.read_cohort(cohort, min_per_group=0, require_group=False, **read_options)
     say_warnings(data)
-    latents = model.latents(data, batch_size=batch_size)
+    with make_console().status(f"encoding {len(data)} subjects"):
+        latents = model.latents(data, batch_size=batch_size)
     if out.suffix.lower() in (".csv", ".tsv"):
         write_latents(latents, out)
     else:
