@@ -200,3 +200,14 @@ def test_percentile_interval_follows_the_reference_size():
     wide = high[2] - low[2]
     big_low, big_high = percentile_interval(np.arange(900.0), np.array([449.5]))
     assert big_high[0] - big_low[0] < wide / 5  # 100x the reference: ~10x narrower
+
+
+def test_region_codes_read_as_clinicians_name_them():
+    from sepclr_med.io.region_names import readable_region_name as readable
+
+    assert readable("Hippocampus_L") == "left hippocampus"
+    assert readable("Frontal_Sup_2_L") == "left superior frontal gyrus (2)"
+    assert readable("Frontal_Inf_Tri_R") == "right inferior frontal gyrus, pars triangularis"
+    assert readable("Cerebelum_7b_R") == "right cerebellum lobule 7b"
+    assert readable("Vermis_1_2") == "vermis lobules 1-2"
+    assert readable("Frontal_R") == "right frontal gyrus" and readable("Mystery_Area") == "Mystery area"

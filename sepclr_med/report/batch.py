@@ -317,6 +317,7 @@ class _Reporter:
     def page(self, chunk, k: int, volume: np.ndarray, p: pd.Series, attribution: np.ndarray) -> dict:
         """Write subject ``k`` of ``chunk``'s HTML (and PDF) page; return its index row."""
         from sepclr_med.explain.regions import region_table
+        from sepclr_med.io.region_names import readable_region_name
         from sepclr_med.report import figures
 
         row, sid, reference = chunk.table.iloc[k], chunk.subject_ids[k], self.reference
@@ -336,9 +337,12 @@ class _Reporter:
             ),
             "glass_png": overlays["glass"],
             "slices_png": overlays["slices"],
-            "regions": region_table(attribution, self.labels_atlas.data, self.labels_atlas.regions)
-            .head(8)
-            .to_dict("records"),
+            "regions": [
+                {**r, "label": readable_region_name(r["name"])}
+                for r in region_table(attribution, self.labels_atlas.data, self.labels_atlas.regions)
+                .head(8)
+                .to_dict("records")
+            ],
             "quality": _quality(row["image"], volume, self.mask, self.pre, self.reference_mean),
         }
         page = f"subject-{slug(sid)}.html"
@@ -356,7 +360,7 @@ class _Reporter:
             "percentile_controls": float(p["percentile_controls"]),
             "percentile_patients": float(p["percentile_patients"]),
             "cluster": p["cluster"],
-            "top_region": s["regions"][0]["name"] if s["regions"] else "",
+            "top_region": s["regions"][0]["label"] if s["regions"] else "",
             "warnings": len(s["quality"]["warnings"]),
         }
 

@@ -46,7 +46,7 @@ def subject_pdf(s: dict, meta: dict, path: Path) -> Path:
         ax.axis("off")
     regions = fig.add_axes((0.06, 0.06, 0.88, 0.17))
     regions.axis("off")
-    rows = [f"{r['rank']:>2}. {r['name']} ({r['hemisphere']}): {r['mean_attribution']:.3g}" for r in s["regions"][:8]]
+    rows = [f"{r['rank']:>2}. {r.get('label', r['name'])}: {r['mean_attribution']:.3g}" for r in s["regions"][:8]]
     caveat = "Research tool, not a diagnosis. " + meta["caveat"]
     regions.text(
         0, 1, "Top regions\n" + "\n".join(rows) + "\n\n" + caveat, va="top", fontsize=8, wrap=True, parse_math=False
