@@ -211,3 +211,18 @@ def test_region_codes_read_as_clinicians_name_them():
     assert readable("Cerebelum_7b_R") == "right cerebellum lobule 7b"
     assert readable("Vermis_1_2") == "vermis lobules 1-2"
     assert readable("Frontal_R") == "right frontal gyrus" and readable("Mystery_Area") == "Mystery area"
+
+
+def test_the_cohorts_warnings_reach_the_index(batch):
+    from sepclr_med.report.batch import make_reports
+    from sepclr_med.run import Run
+
+    root, run, path = batch
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    extra = table.iloc[[0]].assign(subject_id="sub-noimage", image="")
+    with_gap = root / "with_gap.csv"
+    pd.concat([table, extra]).to_csv(with_gap, index=False)
+    result = make_reports(Run(run), with_gap, root / "gap", n_steps=2, pdf=False, read_options={"skip_missing": True})
+    assert result["cohort_warnings"] and "(no image)" in " ".join(result["cohort_warnings"])
+    index = (root / "gap" / "index.html").read_text()
+    assert "warning(s) about the" in index and "(no image)" in index

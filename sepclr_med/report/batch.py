@@ -164,7 +164,7 @@ def make_reports(
             if progress is not None:
                 progress(first + k + 1, len(batch), sid)
     rows.sort(key=lambda r: -r["deviation"])
-    reporter.write_index(rows, failures, cohort_path)
+    reporter.write_index(rows, failures, cohort_path, [str(w) for w in cohort.warnings])
     return {
         "rows": rows,
         "failures": failures,
@@ -364,8 +364,11 @@ class _Reporter:
             "warnings": len(s["quality"]["warnings"]),
         }
 
-    def write_index(self, rows: list[dict], failures: list[dict], cohort_path) -> None:
-        """``summary.csv`` (every subject, failures included) and the sortable ``index.html``."""
+    def write_index(
+        self, rows: list[dict], failures: list[dict], cohort_path, cohort_warnings: list[str] | None = None
+    ) -> None:
+        """``summary.csv`` (every subject, failures included) and the sortable ``index.html``,
+        which lists the cohort's warnings (dropped rows, resampled grids ...) too."""
         summary = pd.DataFrame(
             rows + [{"subject_id": f["subject_id"], "status": "failed: " + f["error"]} for f in failures]
         )
@@ -374,5 +377,7 @@ class _Reporter:
         summary["status"] = summary["status"].fillna("ok")
         write_table(self.out / "summary.csv", summary)
         cohort = Path(cohort_path).name if not self.full_paths else str(cohort_path)
-        html = self.env.get_template("index.html.j2").render(rows=rows, failures=failures, cohort=cohort, **self.meta)
+        html = self.env.get_template("index.html.j2").render(
+            rows=rows, failures=failures, cohort=cohort, cohort_warnings=cohort_warnings or [], **self.meta
+        )
         write_text(self.out / "index.html", html)
