@@ -56,6 +56,7 @@ def test_reports_every_subject_and_lists_failures(batch):
         assert "<script" not in html  # subject pages run no script at all
         assert "<img onerror" not in html
         assert "not a diagnosis" in html and "data:image/png;base64," in html
+        assert "the subject's scan as the model saw it" in html and html.count("data:image/png;base64,") >= 5
     assert any("&#34;&gt;&lt;img onerror=alert(1) src=x&gt;" in p.read_text() for p in pages)
 
 

@@ -321,7 +321,7 @@ class _Reporter:
         from sepclr_med.report import figures
 
         row, sid, reference = chunk.table.iloc[k], chunk.subject_ids[k], self.reference
-        overlays = figures.brain_overlays(self.pre.grid.image(attribution))
+        overlays = figures.brain_overlays(self.pre.grid.image(attribution), scan=self.pre.grid.image(volume))
         s = {
             "subject_id": sid,
             "group": _group_of(row),
@@ -337,6 +337,7 @@ class _Reporter:
             ),
             "glass_png": overlays["glass"],
             "slices_png": overlays["slices"],
+            "scan_png": overlays["scan"],
             "regions": [
                 {**r, "label": readable_region_name(r["name"])}
                 for r in region_table(attribution, self.labels_atlas.data, self.labels_atlas.regions)

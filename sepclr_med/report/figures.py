@@ -46,14 +46,16 @@ def position_plot(points: np.ndarray, clusters: np.ndarray, subject_xy: tuple[fl
     return png_data_uri(fig)
 
 
-def brain_overlays(img) -> dict[str, str]:
-    """Glass brain and three orthogonal slices of a saliency map, as data URIs."""
+def brain_overlays(img, scan=None) -> dict[str, str]:
+    """Glass brain and three orthogonal slices of a saliency map, as data URIs; with ``scan``
+    (the subject's own preprocessed image, template space), the slices are drawn on it and
+    ``"scan"`` holds a picture of the scan alone at the same cuts."""
     from nilearn import plotting
 
     plt = pyplot()
     threshold = display_threshold(np.asarray(img.dataobj))
-    out = {}
-    for key, draw in (
+    background = {"bg_img": scan} if scan is not None else {}  # else nilearn's MNI152 template
+    draws = [
         (
             "glass",
             lambda f: plotting.plot_glass_brain(img, threshold=threshold, plot_abs=False, colorbar=True, figure=f),
@@ -61,12 +63,23 @@ def brain_overlays(img) -> dict[str, str]:
         (
             "slices",
             lambda f: plotting.plot_stat_map(
-                img, threshold=threshold, display_mode="ortho", colorbar=True, draw_cross=False, figure=f
+                img, **background, threshold=threshold, display_mode="ortho", colorbar=True,
+                draw_cross=False, figure=f,
             ),
         ),
-    ):
+    ]  # fmt: skip
+    out = {}
+    cuts = None
+    for key, draw in draws:
         fig = plt.figure(figsize=(7, 2.6))
         display = draw(fig)
+        if key == "slices":
+            cuts = tuple(display.cut_coords)
         out[key] = png_data_uri(fig)
+        display.close()
+    if scan is not None:
+        fig = plt.figure(figsize=(7, 2.6))
+        display = plotting.plot_anat(scan, display_mode="ortho", cut_coords=cuts, draw_cross=False, figure=fig, dim=0)
+        out["scan"] = png_data_uri(fig)
         display.close()
     return out
