@@ -183,16 +183,17 @@ class VolumeStore(torch.utils.data.Dataset):
 
     def batch(self, indices: Sequence[int], device: torch.device) -> torch.Tensor:
         """``(B, 1, *shape)`` volumes of ``indices`` on ``device``, in the storage dtype."""
-        if self.volumes is not None:
+        if self.volumes is not None and self.volumes.device.type != "cpu":  # on the GPU: a gather there
             index = torch.as_tensor(list(indices), dtype=torch.long)
-            if self.volumes.device.type == "cpu":
-                # index_select on the host, then one (asynchronous when pinned) copy
-                part = self.volumes.index_select(0, index)
-                part = part.pin_memory() if device.type == "cuda" and self.volumes.is_pinned() else part
-                return part.to(device, non_blocking=True)
             return self.volumes.index_select(0, index.to(self.volumes.device, non_blocking=True))
-        part = torch.stack([self.volume(int(i)) for i in indices])
-        return (part.pin_memory() if device.type == "cuda" else part).to(device, non_blocking=True)
+        # gathered on the host straight into a pinned buffer when the batch goes to CUDA (one
+        # asynchronous copy, no second host copy to pin it)
+        part = torch.empty((len(indices), 1, *self.shape), dtype=self.dtype, pin_memory=device.type == "cuda")
+        if self.volumes is not None:
+            torch.index_select(self.volumes, 0, torch.as_tensor(list(indices), dtype=torch.long), out=part)
+        else:
+            torch.stack([self.volume(int(i)) for i in indices], out=part)
+        return part.to(device, non_blocking=True)
 
 
 def batches(

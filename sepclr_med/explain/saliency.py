@@ -49,17 +49,19 @@ class Projection(torch.nn.Module):
         return (rep.float() * directions).sum(dim=1)
 
 
-def volumes_per_pass(projection: Projection, volumes: torch.Tensor, device: torch.device) -> int:
+def volumes_per_pass(
+    projection: Projection, volumes: torch.Tensor, directions: torch.Tensor, device: torch.device
+) -> int:
     """How many volumes one forward-backward pass may hold: ``MAX_VOLUMES`` on the CPU; on CUDA,
-    measured: the peak memory of a pass over 2 volumes, scaled to ``GPU_SHARE`` of the free memory."""
+    measured: the peak memory of a pass over 2 volumes (along the first of ``directions``),
+    scaled to ``GPU_SHARE`` of the free memory."""
     if device.type != "cuda":
         return MAX_VOLUMES
     probe = volumes[:1].float().to(device).expand(2, *volumes.shape[1:]).clone().requires_grad_()
     torch.cuda.synchronize(device)
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
-    u = torch.zeros(2, projection.encoder(probe[:1]).shape[1], device=device)
-    u[:, 0] = 1
+    u = directions[:1].expand(2, -1)
     (grad,) = torch.autograd.grad(projection(probe, u).sum(), probe)
     per_volume = max((torch.cuda.max_memory_allocated(device) - before) / 2, 1)
     del probe, grad
@@ -138,10 +140,10 @@ def _attribute(
     from captum.attr import IntegratedGradients, Saliency
 
     device = _device_of(projection)  # volumes stay where they are; each batch goes to the model
-    capacity = volumes_per_pass(projection, volumes, device)
+    u = _directions(directions, len(volumes)).to(device)
+    capacity = volumes_per_pass(projection, volumes, u, device)
     if device.type == "cuda":  # sized to the device: as many subjects per pass as fit
         batch_size = max(batch_size, capacity // n_steps)
-    u = _directions(directions, len(volumes)).to(device)
     references = baseline.reshape(-1, *volumes.shape[1:]).float().to(device)
     if method == "eg":
         if len(references) < 2:

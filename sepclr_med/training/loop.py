@@ -59,9 +59,8 @@ class Feed:
     epoch: int = 0
 
     def __iter__(self):
-        """``(indices, volumes, is_target)`` per batch, the volumes on ``self.device``."""
-        for indices, volumes in batches(self.store, self.sampler, self.device, self.read_ahead):
-            yield indices, volumes, self.labels[indices]
+        """``(indices, volumes)`` per batch, the volumes on ``self.device``."""
+        return batches(self.store, self.sampler, self.device, self.read_ahead)
 
     def two_views(self, indices, volumes) -> dict:
         """The step's input: both views of a batch, made where it is, and its labels."""
@@ -477,7 +476,7 @@ class Trainer:
         finite = torch.ones((), dtype=torch.bool, device=ctx.device)
         with self._progress(len(feed.sampler), epoch, config.optim.epochs, ctx) as advance:
             ready = time.perf_counter()
-            for step, (indices, volumes, y) in enumerate(feed):
+            for step, (indices, volumes) in enumerate(feed):
                 arrived = time.perf_counter()
                 waited += arrived - ready
                 batch = feed.two_views(indices, volumes)
@@ -488,7 +487,7 @@ class Trainer:
                 total.backward()
                 optimizer.step()
                 records.append(stats)
-                seen += len(y) * ctx.world_size
+                seen += len(indices) * ctx.world_size
                 advance(stats if step % PROGRESS_EVERY == 0 else None, seen / (time.perf_counter() - tic))
                 ready = time.perf_counter()
         if not bool(finite):
@@ -584,7 +583,7 @@ class Trainer:
             return {}, None, None
         records, norm_parts, label_parts = [], [], []
         with batch_statistics_frozen(model):
-            for indices, volumes, _ in val:
+            for indices, volumes in val:
                 batch = val.two_views(indices, volumes)
                 _, stats, (norm, y) = self._step(model, batch, ctx, loss_fn, gather=False)
                 records.append(stats)
