@@ -355,6 +355,9 @@ def test_explain_refusing_a_request_writes_nothing(explained):
     with pytest.raises(SepclrError, match="names controls"):
         explain(Run(root / "run"), cohort, root / "refused", subjects=[control])
     assert list((root / "refused").iterdir()) == []  # the lock is released, no empty sub-folders
+    with pytest.raises(SepclrError, match="--precision must be one of float32, bfloat16"):
+        explain(Run(root / "run"), cohort, root / "refused2", precision="float16")
+    assert not (root / "refused2").exists() or list((root / "refused2").iterdir()) == []
 
 
 def test_explain_and_report_work_on_a_cropped_grid(tiny_cohort, tmp_path):

@@ -479,3 +479,8 @@ def test_the_console_names_every_term_of_the_total():
     shown = trainer._weighted_terms(metrics)
     assert [name for name, _ in shown] == ["common", "10xsalient", "10xinfoless", "10xjem", "150xindependence"]
     assert sum(value for _, value in shown) == pytest.approx(metrics["train_loss"])
+
+
+def test_augmentations_the_device_views_lack_are_refused_with_the_key():
+    with pytest.raises(SepclrError, match=r"\[augment\] intensity_prob, bias_prob, flip_prob must be 0"):
+        TrainConfig().override(**{"augment.flip_prob": 0.5})

@@ -22,7 +22,7 @@ from sepclr_med.explain.clinical import associate
 from sepclr_med.explain.directions import SalientDirections
 from sepclr_med.explain.group_stats import STATISTICS, group_statistic
 from sepclr_med.explain.regions import ablation_table, region_table
-from sepclr_med.explain.saliency import attribute, group_attributions, region_rep_changes
+from sepclr_med.explain.saliency import PRECISIONS, attribute, group_attributions, region_rep_changes
 from sepclr_med.locking import locks_output
 from sepclr_med.naming import safe_name, slug
 
@@ -128,6 +128,8 @@ def explain(
         The index written to ``index.json``: every output path by kind, and timings.
     """
     group_stat, group_fwhm = _group_settings(method, group_stat, group_fwhm)
+    if precision not in PRECISIONS:
+        raise SepclrError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     stage = progress or (lambda name: None)
     stage("reading and encoding the cohort")
     job = _Job.start(run, cohort, Path(out), subjects, atlas, atlas_lut, truth, figures, console, device)

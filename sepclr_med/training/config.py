@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sepclr_med.data.augment import AugmentConfig
+from sepclr_med.data.batch_views import UNSUPPORTED
 from sepclr_med.data.preprocess import PreprocessConfig
 from sepclr_med.errors import SepclrError
 from sepclr_med.models.sepclr import ModelConfig
@@ -210,6 +211,11 @@ class TrainConfig:
             (self.num_workers >= 0, "num_workers must be >= 0"),
             (self.cache in ("memory", "disk", "none"), "cache must be memory, disk or none"),
             (self.keep in ("best-val", "last"), "keep must be best-val or last"),
+            (
+                not [name for name in UNSUPPORTED if getattr(self.augment, name) > 0],
+                f"[augment] {', '.join(UNSUPPORTED)} must be 0: training makes its views on the device "
+                "(sepclr_med.data.batch_views), which has no intensity scaling, bias field or flip",
+            ),
             (
                 min(
                     self.loss.beta_salient,
