@@ -14,33 +14,42 @@ from sepclr_med.cli.outputs import OVERWRITE, refuse_existing_output
 @user_errors
 @cohort_options(of_run=True)
 def report(
-    run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
+    run: Path = typer.Option(
+        ..., "--run", "-r", help="Run directory (`sepclr-med train`) or exported model file (`sepclr-med export`)."
+    ),
     cohort: Path = typer.Option(..., "--cohort", "-c", help="The batch of subjects to report (e.g. new patients)."),
     out: Path = typer.Option(Path("reports"), "--out", "-o", help="Output folder."),
     overwrite: bool = OVERWRITE,
     explain_dir: Path = typer.Option(None, "--explain", help="An `explain` output folder (cohort associations)."),
     include: str = typer.Option(None, help="Comma-separated cohort columns to show on each page (default none)."),
     atlas: str = typer.Option("AAL", help="AAL | AAL3 | HCPEx: the atlas naming each page's regions."),
-    steps: int = typer.Option(16, min=2, help="Attribution budget per subject (integrated-gradient steps)."),
+    steps: int = typer.Option(
+        None,
+        min=2,
+        help="Attribution budget per subject (expected-gradient samples; default: the one the display threshold "
+        "was calibrated with, 16; another value voids that calibration, and the pages say so).",
+    ),
     no_pdf: bool = typer.Option(False, "--no-pdf", help="Skip the PDF pages."),
+    no_viewer: bool = typer.Option(False, "--no-viewer", help="Skip the interactive viewer pages."),
     full_paths: bool = typer.Option(False, "--full-paths", help="Show full scan paths (default: file names)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda: where the encoders and the maps run."),
     *,
     read_options: dict,
 ) -> None:
-    """One page per subject (HTML + PDF), an index sortable by deviation, and summary.csv."""
+    """One page per subject (HTML + PDF, and an offline interactive viewer), an index sortable by deviation,
+    and summary.csv."""
     refuse_existing_output(out, overwrite)
     from rich.markup import escape
     from rich.progress import Progress
 
+    from sepclr_med.exported import open_model
     from sepclr_med.report.batch import make_reports
-    from sepclr_med.run import Run
 
     console = make_console()
     with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("rendering", total=None)
+        task = bar.add_task("computing the reference (control composites, display calibration)", total=None)
         result = make_reports(
-            Run(run),
+            open_model(run),
             cohort,
             out,
             explain_dir=explain_dir,
@@ -51,6 +60,7 @@ def report(
             full_paths=full_paths,
             read_options=read_options,
             device=device,
+            viewer=not no_viewer,
             progress=lambda done, total, sid: bar.update(
                 task, completed=done, total=total, description=f"rendering {escape(sid)}"
             ),
@@ -71,3 +81,27 @@ def report(
 def register(app: typer.Typer) -> None:
     """Add the commands of this module to ``app``."""
     app.command()(report)
+    app.command()(export)
+
+
+@user_errors
+def export(
+    run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
+    out: Path = typer.Option(..., "--out", "-o", help="The model file to write (e.g. model.sepclr)."),
+    overwrite: bool = OVERWRITE,
+    device: str = typer.Option("auto", help="auto | cpu | cuda: where the display calibration's maps run."),
+) -> None:
+    """One shareable model file without per-subject rows: weights, configuration, verdict and the
+    reference `report` needs; `embed --run FILE` and `report --run FILE` take it."""
+    refuse_existing_output(out, overwrite)
+    from rich.markup import escape
+
+    from sepclr_med.report.export import export_model
+    from sepclr_med.run import Run
+
+    console = make_console()
+    with console.status("computing the report reference (control composites, display calibration)"):
+        result = export_model(Run(run), out, device=device)
+    for note in result["notes"]:
+        console.print(f"[yellow]note[/]: {escape(note)}")
+    console.print(f"Wrote {escape(str(out))} (model {escape(result['model_id'])}, {len(result['members'])} members)")

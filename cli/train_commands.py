@@ -170,7 +170,9 @@ def _relaunch_under_torchrun(
 @user_errors
 @cohort_options(of_run=True)
 def embed(
-    run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
+    run: Path = typer.Option(
+        ..., "--run", "-r", help="Run directory (`sepclr-med train`) or exported model file (`sepclr-med export`)."
+    ),
     cohort: Path = typer.Option(..., "--cohort", "-c", help=COHORT_HELP),
     out: Path = typer.Option(
         Path("latents.csv"),

@@ -155,14 +155,14 @@ class SepCLR(TransformerMixin, BaseEstimator):
             return self
         return self._fitted(out)
 
-    def _fitted(self, out: Path) -> SepCLR:
+    def _fitted(self, out: Path, run=None) -> SepCLR:
         from sepclr_med.run import Run
 
-        if not (out / "model.pt").is_file():
+        if run is None and not (out / "model.pt").is_file():
             raise SepclrError(
                 f"{out} holds no model.pt: the run did not finish (resume it with `sepclr-med train --resume`)"
             )
-        self.run_ = Run(out)
+        self.run_ = run if run is not None else Run(out)
         self.config_ = self.run_.config
         self.verdict_ = self.run_.verdict()
         self.history_ = self.run_.metrics()
@@ -252,15 +252,16 @@ class SepCLR(TransformerMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | None = None) -> SepCLR:
-        """A fitted estimator from a run directory (written by :meth:`save` or ``sepclr-med train``).
+        """A fitted estimator from a run directory (written by :meth:`save` or ``sepclr-med train``)
+        or an exported model file (``sepclr-med export``).
 
         The parameters are read back from the run's ``config.toml``.
         """
-        from sepclr_med.run import Run
+        from sepclr_med.exported import open_model
 
-        run = Run(path)
+        run = open_model(path)
         estimator = cls(config=run.config, device=device, run_dir=path)
-        return estimator._fitted(Path(path))
+        return estimator._fitted(Path(path), run)
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "run_")

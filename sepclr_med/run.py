@@ -66,6 +66,23 @@ class Run:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
         return set(table.loc[table["split"] == "train", "subject_id"])
 
+    def scans(self, split: str, group: str) -> list[dict]:
+        """The run's own scans of one split and group (``subject_id``, ``image``, ``image_sha256``).
+
+        From ``inputs.tsv`` (absolute paths as trained) and ``split.csv``; empty for a run
+        written before ``inputs.tsv`` existed.
+        """
+        import pandas as pd
+
+        inputs, split_path = self.path / "inputs.tsv", self.path / "split.csv"
+        if not inputs.is_file() or not split_path.is_file():
+            return []
+        table = pd.read_csv(inputs, sep="\t", dtype=str, keep_default_na=False)
+        splits = pd.read_csv(split_path, dtype=str, keep_default_na=False)
+        rows = table.merge(splits[["subject_id", "split"]], on="subject_id")
+        rows = rows[(rows["split"] == split) & (rows["group"] == group)]
+        return rows[["subject_id", "image", "image_sha256"]].to_dict("records")
+
     def read_cohort(self, path, **kwargs):
         """Read a cohort with the run's group column and labels (unless given in ``kwargs``).
 

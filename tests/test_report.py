@@ -42,8 +42,9 @@ def test_reports_every_subject_and_lists_failures(batch):
     assert len(result["rows"]) == 3
     assert [f["subject_id"] for f in result["failures"]] == ["sub-broken"]
     assert "not found" in result["failures"][0]["error"]
-    pages = sorted(out.glob("subject-*.html"))
+    pages = sorted(p for p in out.glob("subject-*.html") if not p.name.endswith("-viewer.html"))
     assert len(pages) == 3 and len(sorted(out.glob("subject-*.pdf"))) == 3
+    assert len(sorted(out.glob("subject-*-viewer.html"))) == 3
     assert all(p.read_bytes().startswith(b"%PDF") for p in out.glob("*.pdf"))
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary["status"]) == {"ok", "failed: image file not found: " + str(root / "missing.nii.gz")}
@@ -77,9 +78,10 @@ def test_pages_open_in_headless_chromium_without_errors(batch, tmp_path):
     root, run, path = batch
     out = root / "browser"
     make_reports(Run(run), path, out, n_steps=2, pdf=False)
+    subject = sorted(p.name for p in out.glob("subject-*.html") if not p.name.endswith("-viewer.html"))[0]
     driver = headless_chrome()
     try:
-        for page in ("index.html", sorted(p.name for p in out.glob("subject-*.html"))[0]):
+        for page in ("index.html", subject):
             driver.get((out / page).as_uri())
             images = driver.execute_script("return Array.from(document.images).map(i => [i.complete, i.naturalWidth]);")
             assert all(done and width > 0 for done, width in images)
@@ -90,6 +92,9 @@ def test_pages_open_in_headless_chromium_without_errors(batch, tmp_path):
             shot = tmp_path / f"{page}.png"
             driver.save_screenshot(str(shot))
             assert shot.stat().st_size > 1000
+        assert driver.find_element("css selector", ".group").text == "patient"  # the group is visible
+        viewer = driver.find_element("css selector", "a.viewer").get_attribute("href")
+        _viewer_works_offline(driver, out, viewer, tmp_path)
         driver.get((out / "index.html").as_uri())
         first = lambda: driver.execute_script("return document.querySelector('#subjects tbody tr td').textContent")  # noqa: E731
         before = first()
@@ -98,6 +103,28 @@ def test_pages_open_in_headless_chromium_without_errors(batch, tmp_path):
         assert before != after_asc or len(driver.find_elements("css selector", "#subjects tbody tr")) == 1
     finally:
         driver.quit()
+
+
+def _viewer_works_offline(driver, out, href, tmp_path) -> None:
+    """The viewer page loads with no console error and no network request; a click moves its cursor."""
+    import time
+
+    driver.get(href)
+    time.sleep(1.0)  # brainsprite draws once its inlined sprite images have decoded
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    resources = driver.execute_script("return performance.getEntriesByType('resource').map(r => r.name);")
+    assert [r for r in resources if not r.startswith(("data:", "blob:", "file:"))] == []
+    canvas = driver.find_element("css selector", "canvas")
+    assert canvas.size["width"] > 100 and canvas.size["height"] > 50
+    draw = "return arguments[0].toDataURL();"
+    before = driver.execute_script(draw, canvas)
+    assert len(before) > 5000  # drawn, not blank
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(driver).move_to_element_with_offset(canvas, -canvas.size["width"] // 3, 10).click().perform()
+    time.sleep(0.3)
+    assert driver.execute_script(draw, canvas) != before  # the slices followed the click
+    driver.save_screenshot(str(tmp_path / "viewer.png"))
 
 
 def test_reports_hold_a_bounded_chunk_of_subjects_in_memory(batch, monkeypatch):
@@ -115,7 +142,8 @@ def test_reports_hold_a_bounded_chunk_of_subjects_in_memory(batch, monkeypatch):
     monkeypatch.setattr(batch_module, "REPORT_CHUNK", 2)
     monkeypatch.setattr(sepclr_med.data, "cached_dataset", recording)
     result = batch_module.make_reports(Run(run), path, root / "chunks", n_steps=2, pdf=False)
-    assert len(result["rows"]) == 3 and sizes == [2, 1]
+    # the reference reads the run's 6 training controls (composites) and 2 held-out ones (calibration) first
+    assert len(result["rows"]) == 3 and sizes == [6, 2, 2, 1]
 
 
 def test_the_reference_follows_the_estimator_contract():
@@ -227,3 +255,51 @@ def test_the_cohorts_warnings_reach_the_index(batch):
     assert result["cohort_warnings"] and "(no image)" in " ".join(result["cohort_warnings"])
     index = (root / "gap" / "index.html").read_text()
     assert "warning(s) about the" in index and "(no image)" in index
+
+
+def test_the_display_threshold_lights_up_held_out_null_maps_at_the_stated_rate():
+    from sepclr_med.report.display_threshold import DisplayThreshold
+
+    rng = np.random.default_rng(0)
+    null = lambda n: rng.normal(size=(n, 7, 8, 9)).astype(np.float32)  # noqa: E731
+    display = DisplayThreshold(rate=0.05, fwhm_voxels=2.0).fit(null(39))
+    assert display.n_controls_ == 39 and display.bound_ == pytest.approx(0.05)
+    # the guarantee holds over calibration sets: 30 of them, each tried on 300 fresh controls
+    rates = [DisplayThreshold(rate=0.05).fit(null(39)).lights_up(null(300)).mean() for _ in range(30)]
+    assert 0.035 < np.mean(rates) < 0.065, np.mean(rates)
+    effect = null(1)
+    effect[0, 2:5, 2:5, 3:6] += 3.0
+    assert display.lights_up(effect)[0] and display.transform(effect)[0].max() > 1.0
+    few = DisplayThreshold(rate=0.05).fit(null(4))  # too few controls for 5 %: the largest peak, bound 1/5
+    assert few.threshold_ == few.peaks_.max() and few.bound_ == pytest.approx(0.2)
+    assert "20 %" in few.describe()
+
+
+def test_control_composites_are_means_of_disjoint_groups_of_five():
+    from sepclr_med.report.composites import composite_groups, control_composites
+
+    rng = np.random.default_rng(1)
+    volumes = rng.normal(size=(23, 7, 8, 9)).astype(np.float32)
+    groups = composite_groups(23, seed=3)
+    assert len(groups) == 4 and all(len(g) == 5 for g in groups)
+    assert len(set(np.concatenate(groups))) == 20  # disjoint
+    composites = control_composites(lambda i: volumes[i], 23, seed=3)
+    assert composites.shape == (4, 7, 8, 9)
+    np.testing.assert_allclose(composites[1], volumes[groups[1]].mean(axis=0), atol=2e-3)  # float16-exact values
+    assert control_composites(lambda i: volumes[i], 9).shape == (0,)
+
+
+def test_the_reference_state_round_trips_to_the_same_placements():
+    from sepclr_med.report.reference import Reference
+
+    rng = np.random.default_rng(2)
+    n = 30
+    latents = pd.DataFrame(rng.normal(size=(2 * n, 4)), columns=[f"salient_{i}" for i in range(4)])
+    latents.loc[n:, "salient_1"] += 2.5
+    latents.insert(0, "group", ["control"] * n + ["patient"] * n)
+    latents.insert(1, "split", ["train", "val"] * n)
+    reference = Reference(random_state=1).fit(latents)
+    restored = Reference.from_state(dict(reference.state()))
+    new = rng.normal(size=(5, 4))
+    pd.testing.assert_frame_equal(reference.place(new), restored.place(new))
+    assert not np.array_equal(restored.patient_points_, reference.patient_points_)  # shuffled order

@@ -86,6 +86,16 @@ def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: flo
     }
 
 
+def _report_reference(run, model, device):
+    """The run's :class:`~sepclr_med.report.report_reference.ReportReference` and its id."""
+    from sepclr_med.exported import ExportedModel
+    from sepclr_med.report.report_reference import ReportReference
+
+    if isinstance(run, ExportedModel):
+        return ReportReference.from_state(run.report_reference_state()), run.model_id
+    return ReportReference.from_run(run, model, device), f"{Path(run.path).name}:{sha256(run.weights_path)[:10]}"
+
+
 def _group_of(row: pd.Series) -> str:
     """The subject's group as the cohort table gives it, or "not given"."""
     group = row.get("group")
@@ -101,19 +111,21 @@ def make_reports(
     explain_dir=None,
     include: tuple[str, ...] = (),
     atlas: str = "AAL",
-    n_steps: int = 16,
+    n_steps: int | None = None,
     pdf: bool = True,
     full_paths: bool = False,
     progress=None,
     read_options: dict | None = None,
     device: str = "cpu",
+    viewer: bool = True,
 ) -> dict:
     """Render reports for every subject of a cohort file (typically new patients).
 
     Parameters
     ----------
-    run : Run
-        Trained run (its reference latents and control-mean image are the comparison).
+    run : Run or ExportedModel
+        A trained run directory (:class:`~sepclr_med.run.Run`: the reference is computed from its
+        files and training scans) or an exported model (:func:`~sepclr_med.exported.open_model`).
     cohort_path : path-like
         The batch's cohort table.
     out : path-like
@@ -124,8 +136,9 @@ def make_reports(
         Extra cohort columns to show in the identification block (none by default).
     atlas : str
         Packaged atlas for the region table.
-    n_steps : int
-        Integrated-gradient steps.
+    n_steps : int, optional
+        Expected-gradient samples per subject; default: those the display threshold was
+        calibrated with (``REPORT_STEPS``); another value voids the calibration (the pages say so).
     pdf : bool
         Also write one PDF per subject.
     full_paths : bool
@@ -137,6 +150,8 @@ def make_reports(
         BIDS selection); the run's group column and labels by default. A group column is optional.
     device : str
         ``cpu``, ``cuda`` or ``auto``: where the encoders run and the maps are computed.
+    viewer : bool
+        Also write each subject's interactive viewer page (offline, linked from its page).
 
     Returns
     -------
@@ -147,6 +162,9 @@ def make_reports(
     out.mkdir(parents=True, exist_ok=True)
     cohort, batch, failures = _reportable(run, cohort_path, read_options)
     reporter = _Reporter.start(run, out, atlas, device, explain_dir, include, full_paths, pdf, n_steps)
+    reporter.viewer = viewer
+    if progress is not None:
+        progress(0, len(batch), "the reference is ready")
     rows, timings = [], []
     positions = np.arange(len(batch))
     for first in range(0, len(batch), REPORT_CHUNK):  # bounded memory: a chunk of subjects at a time
@@ -209,8 +227,7 @@ class _Reporter:
     pre: Any
     device: Any
     model: Any
-    reference: Any
-    baseline: Any
+    basis: Any  # ReportReference
     mask: np.ndarray | None
     labels_atlas: Any
     meta: dict
@@ -221,28 +238,35 @@ class _Reporter:
     pdf: bool
     n_steps: int
     reference_mean: float
+    viewer: bool = True
 
     @classmethod
     def start(
-        cls, run, out: Path, atlas: str, device: str, explain_dir, include, full_paths: bool, pdf: bool, n_steps: int
-    ) -> _Reporter:
-        import torch
-
+        cls, run, out: Path, atlas: str, device: str, explain_dir, include, full_paths: bool, pdf: bool,
+        n_steps: int | None,
+    ) -> _Reporter:  # fmt: skip
         from sepclr_med import __version__
         from sepclr_med.explain.pipeline import load_atlas
-        from sepclr_med.report.reference import SMALL_REFERENCE, Reference
+        from sepclr_med.report.reference import SMALL_REFERENCE
         from sepclr_med.training.distributed import resolve_device
 
         pre = run.config.preprocess
         dev = resolve_device(device)
-        reference = Reference(run.config.patient_label, random_state=run.config.seed).fit(run.reference_latents())
-        baseline_img = run.reference_control_mean()
-        baseline = torch.tensor(np.asarray(baseline_img.dataobj), dtype=torch.float32)[None]
+        model = run.load_model(dev)
+        basis, run_id = _report_reference(run, model, dev)
+        steps = n_steps or basis.n_steps
+        notes = list(basis.notes)
+        if basis.display is not None and steps != basis.n_steps:
+            notes.append(
+                f"the display threshold was calibrated with {basis.n_steps} attribution steps and these maps use "
+                f"{steps}: the stated false-positive rate does not hold"
+            )
+        reference = basis.reference
+        labels_atlas = load_atlas(atlas, run.reference_control_mean())
         mask = pre.mask_array() if pre.mask != "nonzero" else None
-        labels_atlas = load_atlas(atlas, baseline_img)
         meta = {
             "version": __version__,
-            "run_id": f"{Path(run.path).name}:{sha256(run.weights_path)[:10]}",
+            "run_id": run_id,
             "reference_split": reference.reference_split_,
             "n_reference_controls": len(reference.control_deviation_),
             "n_reference_patients": len(reference.patient_deviation_),
@@ -252,42 +276,33 @@ class _Reporter:
             "verdict_warning": run.verdict_warning(),
             "verdict_status": run.verdict().get("status", "unchecked"),
             "small_reference": SMALL_REFERENCE,
+            "attribution": basis.describe_method(),
+            "display": basis.display.describe() if basis.display is not None else None,
+            "reference_notes": notes,
         }
-        reference_mean = (
-            float(baseline[0][torch.as_tensor(mask)].mean()) if mask is not None else float(baseline.mean())
-        )
+        inside = basis.control_mean[mask] if mask is not None else basis.control_mean
         return cls(
-            out,
-            pre,
-            dev,
-            run.load_model(dev),
-            reference,
-            baseline,
-            mask,
-            labels_atlas,
-            meta,
-            _environment(),
-            _associations(explain_dir),
-            include,
-            full_paths,
-            pdf,
-            n_steps,
-            reference_mean,
-        )
+            out, pre, dev, model, basis, mask, labels_atlas, meta, _environment(), _associations(explain_dir),
+            include, full_paths, pdf, steps, float(inside.mean()),
+        )  # fmt: skip
+
+    @property
+    def reference(self):
+        """The run's :class:`~sepclr_med.report.reference.Reference`."""
+        return self.basis.reference
 
     def process(self, sub):
-        """Volumes, placement and maps of a sub-cohort, batched."""
+        """Volumes, placement and maps of a sub-cohort (encoders batched, maps seeded per subject)."""
         import torch
 
         from sepclr_med.data import cached_dataset
-        from sepclr_med.explain.saliency import attribute
 
         data = cached_dataset(sub.records(), self.pre, cache="none")
-        volumes = torch.stack([data[i]["image"] for i in range(len(data))])
+        volumes = torch.stack([data[i]["image"] for i in range(len(data))]).float()
         with torch.no_grad():
             salient = self.model.salient_encoder(volumes.to(self.device)).cpu().numpy()
         own = self.reference.directions_.deviation_directions(salient)
-        maps = attribute(self.model, volumes, own, self.baseline, method="ig", n_steps=self.n_steps)
+        maps = self.basis.attribute(self.model, volumes, own, list(sub.subject_ids), self.n_steps)
         return volumes, self.reference.place(salient), maps * self.mask if self.mask is not None else maps
 
     def process_chunk(self, chunk, failures: list[dict]):
@@ -321,12 +336,30 @@ class _Reporter:
         from sepclr_med.report import figures
 
         row, sid, reference = chunk.table.iloc[k], chunk.subject_ids[k], self.reference
-        overlays = figures.brain_overlays(self.pre.grid.image(attribution), scan=self.pre.grid.image(volume))
+        shown, threshold = self._display(attribution)
+        overlays = figures.brain_overlays(
+            self.pre.grid.image(shown), scan=self.pre.grid.image(volume), threshold=threshold,
+            calibrated=self.basis.display is not None,
+        )  # fmt: skip
+        peak = float(np.abs(shown).max()) / threshold if threshold > 0 else float("nan")
+        page = f"subject-{slug(sid)}.html"
+        viewer = f"subject-{slug(sid)}-viewer.html" if self.viewer else None
+        if viewer is not None:
+            write_text(
+                self.out / viewer,
+                figures.interactive_viewer(
+                    self.pre.grid.image(shown), self.pre.grid.image(volume), threshold, page,
+                    calibrated=self.basis.display is not None,
+                ),
+            )  # fmt: skip
         s = {
             "subject_id": sid,
             "group": _group_of(row),
             "image": row["image"] if self.full_paths else Path(row["image"]).name,
             **p.to_dict(),
+            "map_peak": peak,
+            "map_lit": bool(peak >= 1.0),
+            "viewer": viewer,
             "extra": {c: row[c] for c in self.include if c in chunk.table.columns},
             "scores": {c: row[c] for c in chunk.score_columns if pd.notna(row[c])},
             "deviation_png": figures.deviation_plot(
@@ -346,7 +379,6 @@ class _Reporter:
             ],
             "quality": _quality(row["image"], volume, self.mask, self.pre, self.reference_mean),
         }
-        page = f"subject-{slug(sid)}.html"
         html = self.env.get_template("subject.html.j2").render(s=s, associations=self.associations, **self.meta)
         write_text(self.out / page, html)
         if self.pdf:
@@ -362,8 +394,20 @@ class _Reporter:
             "percentile_patients": float(p["percentile_patients"]),
             "cluster": p["cluster"],
             "top_region": s["regions"][0]["label"] if s["regions"] else "",
+            "map_peak": peak,
+            "map_lit": s["map_lit"],
             "warnings": len(s["quality"]["warnings"]),
         }
+
+    def _display(self, attribution: np.ndarray) -> tuple[np.ndarray, float]:
+        """The map as drawn and its threshold: smoothed, in units of the calibrated threshold (1),
+        or, with no calibration, the raw map and its own 90th percentile."""
+        from sepclr_med.explain.figures import display_threshold
+
+        display = self.basis.display
+        if display is None:
+            return attribution, display_threshold(attribution)
+        return display.transform(attribution[None], self.mask)[0], 1.0
 
     def write_index(
         self, rows: list[dict], failures: list[dict], cohort_path, cohort_warnings: list[str] | None = None

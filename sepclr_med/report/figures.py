@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import base64
+import html as html_text
 import io
+import re
+import warnings
 
 import numpy as np
 
 from sepclr_med.explain.figures import display_threshold, pyplot
+
+# nilearn's warnings when no voxel reaches the threshold: for a calibrated map that is a result
+QUIET_NOTHING_SHOWN = "(empty mask|Could not determine cut coords|The given float value must not exceed)"
 
 
 def png_data_uri(fig) -> str:
@@ -46,25 +52,34 @@ def position_plot(points: np.ndarray, clusters: np.ndarray, subject_xy: tuple[fl
     return png_data_uri(fig)
 
 
-def brain_overlays(img, scan=None) -> dict[str, str]:
+def brain_overlays(img, scan=None, threshold: float | None = None, calibrated: bool = False) -> dict[str, str]:
     """Glass brain and three orthogonal slices of a saliency map, as data URIs; with ``scan``
     (the subject's own preprocessed image, template space), the slices are drawn on it and
-    ``"scan"`` holds a picture of the scan alone at the same cuts."""
+    ``"scan"`` holds a picture of the scan alone at the same cuts.
+
+    ``threshold``: the smallest |value| coloured (default: the map's 90th percentile of
+    |values|); ``calibrated``: the map is in units of a calibrated threshold (1), so the colour
+    scale runs from 0 to at least 2 and means the same on every page.
+    """
     from nilearn import plotting
 
     plt = pyplot()
-    threshold = display_threshold(np.asarray(img.dataobj))
+    data = np.asarray(img.dataobj)
+    threshold = display_threshold(data) if threshold is None else threshold
+    scale = {"vmax": max(2.0, float(np.abs(data).max()))} if calibrated else {}
     background = {"bg_img": scan} if scan is not None else {}  # else nilearn's MNI152 template
     draws = [
         (
             "glass",
-            lambda f: plotting.plot_glass_brain(img, threshold=threshold, plot_abs=False, colorbar=True, figure=f),
+            lambda f: plotting.plot_glass_brain(
+                img, threshold=threshold, plot_abs=False, colorbar=True, figure=f, **scale
+            ),
         ),
         (
             "slices",
             lambda f: plotting.plot_stat_map(
                 img, **background, threshold=threshold, display_mode="ortho", colorbar=True,
-                draw_cross=False, figure=f,
+                draw_cross=False, figure=f, **scale,
             ),
         ),
     ]  # fmt: skip
@@ -72,7 +87,9 @@ def brain_overlays(img, scan=None) -> dict[str, str]:
     cuts = None
     for key, draw in draws:
         fig = plt.figure(figsize=(7, 2.6))
-        display = draw(fig)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=QUIET_NOTHING_SHOWN)
+            display = draw(fig)
         if key == "slices":
             cuts = tuple(display.cut_coords)
         out[key] = png_data_uri(fig)
@@ -83,3 +100,34 @@ def brain_overlays(img, scan=None) -> dict[str, str]:
         out["scan"] = png_data_uri(fig)
         display.close()
     return out
+
+
+OFFLINE_POLICY = (
+    '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+    "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:\">"
+)
+
+
+def interactive_viewer(img, scan, threshold: float, back_page: str, calibrated: bool = False) -> str:
+    """A standalone HTML page with nilearn's interactive viewer (``view_img``) of the map on the
+    subject's scan: its scripts and images inlined, and a content policy that forbids any
+    network request (nilearn's favicon link is removed). ``back_page`` is linked at the top."""
+    from nilearn import plotting
+
+    data = np.asarray(img.dataobj)
+    scale = {"vmax": max(2.0, float(np.abs(data).max()))} if calibrated else {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=QUIET_NOTHING_SHOWN)
+        view = plotting.view_img(
+            img, bg_img=scan, threshold=threshold, symmetric_cmap=True, black_bg=False, dim=0,
+            title="salient deviation map", **scale,
+        )  # fmt: skip
+    page = re.sub(r'<link rel="icon"[^>]*>', "", view.get_standalone())
+    back = html_text.escape(back_page, quote=True)
+    page = page.replace("<head>", "<head>\n" + OFFLINE_POLICY, 1)
+    return page.replace(
+        "<body>",
+        f'<body>\n<p><a href="{back}">← back to the subject\'s page</a> · click to move the cursor; '
+        "the colour bar is that of the page's maps.</p>",
+        1,
+    )

@@ -27,8 +27,18 @@ class Reference(BaseEstimator):
         least 5 of each group; they were not used to fit the encoders).
     directions_ : SalientDirections
     control_deviation_, patient_deviation_ : ndarray
-    cluster_model_ : KMeans fitted on standardised patients' salient reps
-    projection_ : PCA (2 components) of the patients' salient reps
+    scale_mean_, scale_ : ndarray (d,)
+        Standardisation of the patients' salient reps (the clusters' space).
+    cluster_centers_ : ndarray (k, d)
+        k-means centres of the standardised patients' reps.
+    projection_mean_ : ndarray (d,)
+    projection_components_ : ndarray (2, d)
+        The patients' first two principal axes (the page's 2D map).
+    patient_points_ : ndarray (n_patients, 2)
+    patient_clusters_ : ndarray (n_patients,)
+
+    The fitted state is plain arrays (:meth:`state`, :meth:`from_state`): an exported model
+    stores it without per-subject rows or pickled objects.
     """
 
     def __init__(self, patient_label: str = "patient", random_state: int = 0) -> None:
@@ -67,24 +77,77 @@ class Reference(BaseEstimator):
         deviation = self.directions_.deviation(salient)["deviation"].to_numpy()
         self.control_deviation_ = deviation[ref_rows & ~patient]
         self.patient_deviation_ = deviation[ref_rows & patient]
-        self.scaler_ = StandardScaler().fit(salient[patient])
+        scaler = StandardScaler().fit(salient[patient])
+        self.scale_mean_, self.scale_ = scaler.mean_, scaler.scale_
         k = patient_cluster_silhouette(salient[patient])["n_clusters"] or 2
-        self.cluster_model_ = KMeans(k, n_init=10, random_state=self.random_state).fit(
-            self.scaler_.transform(salient[patient])
-        )
-        self.projection_ = PCA(n_components=2).fit(salient[patient])
-        self.patient_points_ = self.projection_.transform(salient[patient])
-        self.patient_clusters_ = self.cluster_model_.labels_
+        clusters = KMeans(k, n_init=10, random_state=self.random_state).fit(scaler.transform(salient[patient]))
+        self.cluster_centers_ = clusters.cluster_centers_
+        projection = PCA(n_components=2).fit(salient[patient])
+        self.projection_mean_, self.projection_components_ = projection.mean_, projection.components_
+        self.patient_points_ = self._project(salient[patient])
+        self.patient_clusters_ = clusters.labels_
         return self
+
+    def _project(self, salient: np.ndarray) -> np.ndarray:
+        return (salient - self.projection_mean_) @ self.projection_components_.T
+
+    def _clusters(self, salient: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest k-means centre of each rep (standardised) and the distance to it."""
+        scaled = (salient - self.scale_mean_) / self.scale_
+        distances = np.linalg.norm(scaled[:, None, :] - self.cluster_centers_[None], axis=2)
+        cluster = distances.argmin(axis=1)
+        return cluster, distances[np.arange(len(cluster)), cluster]
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The fitted reference as named arrays (``numpy.savez``-able; no subject ids).
+
+        The patients' 2D points are shuffled with their clusters and the deviation
+        distributions sorted, so that no array lines up with the run's subject order.
+        """
+        directions = self.directions_
+        order = np.random.default_rng(self.random_state).permutation(len(self.patient_points_))
+        state = {
+            "patient_label": np.array(self.patient_label),
+            "random_state": np.array(self.random_state),
+            "reference_split": np.array(self.reference_split_),
+            "control_deviation": np.sort(self.control_deviation_),
+            "patient_deviation": np.sort(self.patient_deviation_),
+            "patient_points": self.patient_points_[order],
+            "patient_clusters": np.asarray(self.patient_clusters_)[order],
+            **{k: getattr(self, k + "_") for k in _ARRAYS},
+            **{f"directions.{k}": getattr(directions, k + "_") for k in _DIRECTION_ARRAYS},
+            "directions.n_components": np.array(directions.n_components),
+            "directions.n_splits": np.array(directions.n_splits),
+        }
+        state["directions.control_distances"] = np.sort(state["directions.control_distances"])
+        return state
+
+    @classmethod
+    def from_state(cls, state) -> Reference:
+        """A fitted reference from :meth:`state`'s arrays (e.g. a loaded ``.npz``)."""
+        reference = cls(str(state["patient_label"]), int(state["random_state"]))
+        reference.reference_split_ = str(state["reference_split"])
+        reference.control_deviation_ = np.asarray(state["control_deviation"], dtype=float)
+        reference.patient_deviation_ = np.asarray(state["patient_deviation"], dtype=float)
+        reference.patient_points_ = np.asarray(state["patient_points"], dtype=float)
+        reference.patient_clusters_ = np.asarray(state["patient_clusters"])
+        for k in _ARRAYS:
+            setattr(reference, k + "_", np.asarray(state[k], dtype=float))
+        directions = SalientDirections(
+            int(state["directions.n_components"]), int(state["directions.n_splits"]), int(state["random_state"])
+        )
+        for k in _DIRECTION_ARRAYS:
+            setattr(directions, k + "_", np.asarray(state[f"directions.{k}"], dtype=float))
+        directions.score_directions_, directions.score_cv_r2_ = {}, {}
+        reference.directions_ = directions
+        return reference
 
     def place(self, salient: np.ndarray) -> pd.DataFrame:
         """Deviation, percentiles among training controls and patients, cluster, 2D position."""
         salient = np.atleast_2d(np.asarray(salient, dtype=np.float64))
         deviation = self.directions_.deviation(salient)["deviation"].to_numpy()
-        scaled = self.scaler_.transform(salient)
-        cluster = self.cluster_model_.predict(scaled)
-        distance = np.linalg.norm(scaled - self.cluster_model_.cluster_centers_[cluster], axis=1)
-        xy = self.projection_.transform(salient)
+        cluster, distance = self._clusters(salient)
+        xy = self._project(salient)
         low, high = percentile_interval(self.control_deviation_, deviation)
         return pd.DataFrame(
             {
@@ -104,6 +167,9 @@ class Reference(BaseEstimator):
             }
         )
 
+
+_ARRAYS = ("scale_mean", "scale", "cluster_centers", "projection_mean", "projection_components")
+_DIRECTION_ARRAYS = ("components", "explained_variance_ratio", "control_mean", "control_precision", "control_distances")
 
 SMALL_REFERENCE = (
     30  # fewer reference controls: the page warns (95% interval of a median subject wider than +-17 points)
