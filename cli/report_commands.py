@@ -26,8 +26,8 @@ def report(
     steps: int = typer.Option(
         None,
         min=2,
-        help="Attribution budget per subject (expected-gradient samples; default: the one the display threshold "
-        "was calibrated with, 16; another value voids that calibration, and the pages say so).",
+        help="Attribution budget per subject (expected-gradient samples; default 16). A run directory's display "
+        "threshold is calibrated with it; an exported model's was calibrated at export (another value voids it).",
     ),
     no_pdf: bool = typer.Option(False, "--no-pdf", help="Skip the PDF pages."),
     no_viewer: bool = typer.Option(False, "--no-viewer", help="Skip the interactive viewer pages."),

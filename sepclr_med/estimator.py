@@ -158,7 +158,7 @@ class SepCLR(TransformerMixin, BaseEstimator):
     def _fitted(self, out: Path, run=None) -> SepCLR:
         from sepclr_med.run import Run
 
-        if run is None and not (out / "model.pt").is_file():
+        if not ((run.path if run is not None else out) / "model.pt").is_file():
             raise SepclrError(
                 f"{out} holds no model.pt: the run did not finish (resume it with `sepclr-med train --resume`)"
             )

@@ -153,7 +153,8 @@ def test_new_subjects_without_a_group_column_are_embedded_and_reported(hc_sz):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert len(list((root / "new_reports").glob("subject-*.html"))) == 3
+    assert len(list((root / "new_reports").glob("subject-*-viewer.html"))) == 3
+    assert len(list((root / "new_reports").glob("subject-*.html"))) == 6  # a page and a viewer each
     # training still needs the group: one message naming the column
     result = runner.invoke(
         app, ["train", "--cohort", str(new), "--out", str(root / "no"), "--group-column", "diagnosis"]

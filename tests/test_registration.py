@@ -163,7 +163,8 @@ def test_preprocess_then_train_then_report_end_to_end(tmp_path):
         app, ["report", "-r", str(tmp_path / "run"), "-c", csv, "-o", str(tmp_path / "rep"), "--steps", "2", "--no-pdf"]
     )
     assert step.exit_code == 0, step.output
-    assert len(list((tmp_path / "rep").glob("subject-*.html"))) == 8
+    assert len(list((tmp_path / "rep").glob("subject-*.html"))) == 16  # a page and a viewer per subject
+    assert len(list((tmp_path / "rep").glob("subject-*-viewer.html"))) == 8
 
 
 @pytest.mark.parametrize("transform", ["affine", "syn"])

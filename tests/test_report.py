@@ -286,7 +286,8 @@ def test_control_composites_are_means_of_disjoint_groups_of_five():
     composites = control_composites(lambda i: volumes[i], 23, seed=3)
     assert composites.shape == (4, 7, 8, 9)
     np.testing.assert_allclose(composites[1], volumes[groups[1]].mean(axis=0), atol=2e-3)  # float16-exact values
-    assert control_composites(lambda i: volumes[i], 9).shape == (0,)
+    assert control_composites(lambda i: volumes[i], 9).shape == (1, 7, 8, 9)  # one: reports fall back to IG
+    assert control_composites(lambda i: volumes[i], 4).shape == (0,)
 
 
 def test_the_reference_state_round_trips_to_the_same_placements():

@@ -190,7 +190,10 @@ def test_null_cohort_warning_reaches_evaluate_explain_and_report(null_run):
     assert reports["warning"]
     for page in [root / "reports" / "index.html", *(root / "reports").glob("subject-*.html")]:
         html = page.read_text()
-        assert 'class="verdict"' in html and html.index('class="verdict"') < html.index("<h1>")
+        if page.name.endswith("-viewer.html"):  # the interactive viewer: the warning above the viewer itself
+            assert 'class="verdict-warning"' in html and html.index("verdict-warning") < html.index("<canvas")
+        else:
+            assert 'class="verdict"' in html and html.index('class="verdict"') < html.index("<h1>")
 
 
 def test_keep_last_keeps_the_last_epoch(tiny_cohort, tmp_path):

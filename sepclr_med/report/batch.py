@@ -86,14 +86,17 @@ def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: flo
     }
 
 
-def _report_reference(run, model, device):
-    """The run's :class:`~sepclr_med.report.report_reference.ReportReference` and its id."""
+def _report_reference(run, model, device, n_steps: int | None):
+    """The run's :class:`~sepclr_med.report.report_reference.ReportReference` and its id: loaded
+    from an exported model (calibrated at export), or computed from a run directory and
+    calibrated with ``n_steps`` (default ``REPORT_STEPS``)."""
     from sepclr_med.exported import ExportedModel
-    from sepclr_med.report.report_reference import ReportReference
+    from sepclr_med.report.report_reference import REPORT_STEPS, ReportReference
 
     if isinstance(run, ExportedModel):
         return ReportReference.from_state(run.report_reference_state()), run.model_id
-    return ReportReference.from_run(run, model, device), f"{Path(run.path).name}:{sha256(run.weights_path)[:10]}"
+    basis = ReportReference.from_run(run, model, device, n_steps or REPORT_STEPS)
+    return basis, f"{Path(run.path).name}:{sha256(run.weights_path)[:10]}"
 
 
 def _group_of(row: pd.Series) -> str:
@@ -137,8 +140,9 @@ def make_reports(
     atlas : str
         Packaged atlas for the region table.
     n_steps : int, optional
-        Expected-gradient samples per subject; default: those the display threshold was
-        calibrated with (``REPORT_STEPS``); another value voids the calibration (the pages say so).
+        Expected-gradient samples per subject (default ``REPORT_STEPS``). A run directory's display
+        threshold is calibrated with the same budget; an exported model's was calibrated at export,
+        and another value voids that calibration (the pages say so).
     pdf : bool
         Also write one PDF per subject.
     full_paths : bool
@@ -253,7 +257,7 @@ class _Reporter:
         pre = run.config.preprocess
         dev = resolve_device(device)
         model = run.load_model(dev)
-        basis, run_id = _report_reference(run, model, dev)
+        basis, run_id = _report_reference(run, model, dev, n_steps)
         steps = n_steps or basis.n_steps
         notes = list(basis.notes)
         if basis.display is not None and steps != basis.n_steps:
@@ -349,7 +353,7 @@ class _Reporter:
                 self.out / viewer,
                 figures.interactive_viewer(
                     self.pre.grid.image(shown), self.pre.grid.image(volume), threshold, page,
-                    calibrated=self.basis.display is not None,
+                    calibrated=self.basis.display is not None, warning=self.meta["verdict_warning"],
                 ),
             )  # fmt: skip
         s = {

@@ -108,10 +108,13 @@ OFFLINE_POLICY = (
 )
 
 
-def interactive_viewer(img, scan, threshold: float, back_page: str, calibrated: bool = False) -> str:
+def interactive_viewer(
+    img, scan, threshold: float, back_page: str, calibrated: bool = False, warning: str | None = None
+) -> str:
     """A standalone HTML page with nilearn's interactive viewer (``view_img``) of the map on the
     subject's scan: its scripts and images inlined, and a content policy that forbids any
-    network request (nilearn's favicon link is removed). ``back_page`` is linked at the top."""
+    network request (nilearn's favicon link is removed). ``back_page`` is linked at the top,
+    under ``warning`` (the training verdict's, escaped) when there is one."""
     from nilearn import plotting
 
     data = np.asarray(img.dataobj)
@@ -124,10 +127,15 @@ def interactive_viewer(img, scan, threshold: float, back_page: str, calibrated: 
         )  # fmt: skip
     page = re.sub(r'<link rel="icon"[^>]*>', "", view.get_standalone())
     back = html_text.escape(back_page, quote=True)
+    banner = (
+        f'<p class="verdict-warning" style="color:#a00"><strong>WARNING</strong>: {html_text.escape(warning)}</p>\n'
+        if warning
+        else ""
+    )
     page = page.replace("<head>", "<head>\n" + OFFLINE_POLICY, 1)
     return page.replace(
         "<body>",
-        f'<body>\n<p><a href="{back}">← back to the subject\'s page</a> · click to move the cursor; '
+        f'<body>\n{banner}<p><a href="{back}">← back to the subject\'s page</a> · click to move the cursor; '
         "the colour bar is that of the page's maps.</p>",
         1,
     )
