@@ -20,7 +20,9 @@ def benchmark(
     methods: str = typer.Option(DEFAULT_METHODS, help="Comma-separated methods."),
     seeds: str = typer.Option("0,1,2", help="Comma-separated seeds."),
     epochs: int = typer.Option(20, help="Training epochs of every deep method (the same budget for all)."),
-    n: int = typer.Option(None, help="Subjects per group in the training cohort (default: recipe)."),
+    n_controls: int = typer.Option(None, "--n-controls", help="Controls in the training cohort (default: recipe)."),
+    n_patients: int = typer.Option(None, "--n-patients", help="Patients in the training cohort (default: recipe)."),
+    n: int = typer.Option(None, "--n", help="Both --n-controls and --n-patients (the old name).", hidden=True),
     n_test: int = typer.Option(None, help="Subjects per group in the held-out cohort (default: recipe)."),
     resolution: float = typer.Option(
         None,
@@ -41,7 +43,11 @@ def benchmark(
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise SepclrError(f"--seeds must be comma-separated integers, not {seeds!r}") from None
-    spec = load_recipe(recipe).replace(n_controls=n, n_patients=n, resolution_mm=resolution)
+    spec = load_recipe(recipe).replace(
+        n_controls=n_controls if n_controls is not None else n,
+        n_patients=n_patients if n_patients is not None else n,
+        resolution_mm=resolution,
+    )
     summary = run_benchmark(
         out,
         methods=[m.strip() for m in methods.split(",") if m.strip()],
