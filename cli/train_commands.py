@@ -51,6 +51,11 @@ def train(
     val_fraction: float = typer.Option(None, help="Fraction of each group held out for validation."),
     cache: str = typer.Option(None, help="memory | disk | none"),
     cache_dir: Path = typer.Option(None, help="Disk cache root (with --cache disk)."),
+    tracking: str = typer.Option(
+        None,
+        help="tensorboard (always written) | mlflow (also: to MLFLOW_TRACKING_URI, else RUN/mlflow.db; "
+        "pip install 'sepclr-med[mlflow]').",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine (DDP via torchrun)."),
     *,
@@ -78,6 +83,7 @@ def train(
         "cache_dir": cache_dir,
         "config": config,
         "paper": True if paper else None,
+        "tracking": tracking,
     }
     if resume:
         _refuse_changes_on_resume(options)
@@ -111,6 +117,7 @@ def train(
             "cache": cache,
             "cache_dir": str(cache_dir) if cache_dir is not None else None,
             "allow_unaligned": True if read_options.get("allow_unaligned") else None,
+            "tracking": tracking,
         }
     )
     data = read_cohort(cohort, check_alignment=not resume, **read_options)
@@ -125,13 +132,15 @@ def train(
 
 def _refuse_changes_on_resume(options: dict) -> None:
     """``--resume`` keeps the run's configuration: only epochs, device and workers may change."""
-    fixed = [k for k, v in options.items() if v is not None and k not in ("epochs", "device", "num_workers")]
+    fixed = [
+        k for k, v in options.items() if v is not None and k not in ("epochs", "device", "num_workers", "tracking")
+    ]
     if fixed:
         from sepclr_med.errors import SepclrError
 
         raise SepclrError(
             "--resume continues a run with the configuration stored in its config.toml; "
-            "only --epochs, --device and --num-workers can change, not: "
+            "only --epochs, --device, --num-workers and --tracking can change, not: "
             + ", ".join("--" + k.replace("_", "-") for k in fixed)
         )
 

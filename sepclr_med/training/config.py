@@ -88,6 +88,7 @@ class TrainConfig:
     allow_unaligned: bool = False  # train on scans that fail the template-space check (recorded)
     bids_selection: dict = field(default_factory=dict)  # how a BIDS cohort's images were chosen (recorded)
     keep: str = "best-val"  # model.pt: "best-val" (training/monitor.py) or "last"
+    tracking: str = "tensorboard"  # "tensorboard" (always written) or "mlflow" (also; training/tracking.py)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -211,6 +212,7 @@ class TrainConfig:
             (self.num_workers >= 0, "num_workers must be >= 0"),
             (self.cache in ("memory", "disk", "none"), "cache must be memory, disk or none"),
             (self.keep in ("best-val", "last"), "keep must be best-val or last"),
+            (self.tracking in ("tensorboard", "mlflow"), "tracking must be tensorboard or mlflow"),
             (
                 not [name for name in UNSUPPORTED if getattr(self.augment, name) > 0],
                 f"[augment] {', '.join(UNSUPPORTED)} must be 0: training makes its views on the device "

@@ -34,7 +34,7 @@ from sepclr_med.training.monitor import (
     verdict_warning,
 )
 from sepclr_med.training.run_files import library_versions, model_card, read_metrics, sha256
-from sepclr_med.training.tracking import ScalarLog
+from sepclr_med.training.tracking import Trackers
 
 
 class TrainingDiverged(SepclrError):
@@ -214,7 +214,7 @@ class Trainer:
         self.config = config
         self.console = console
         self.epochs_given = epochs_given  # on resume: None keeps the run's own epoch count
-        self.scalars: ScalarLog | None = None  # the run's TensorBoard events, opened with the first epoch
+        self.scalars: Trackers | None = None  # TensorBoard events (and MLflow), opened with the first epoch
 
     # -- setup -------------------------------------------------------------------------------
     def _prepare_run(self, cohort: Cohort, out: Path, resume: bool, ctx: DistContext):
@@ -229,6 +229,7 @@ class Trainer:
                 optim=dataclasses.replace(stored.optim, epochs=given),
                 device=config.device,
                 num_workers=config.num_workers,
+                tracking=config.tracking if config.tracking != "tensorboard" else stored.tracking,
             )
             table = pd.read_csv(out / "split.csv", dtype=str, keep_default_na=False).set_index("subject_id")
             missing = set(cohort.subject_ids) - set(table.index)
@@ -512,7 +513,7 @@ class Trainer:
         config = self.config
         write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
         if self.scalars is None:
-            self.scalars = ScalarLog(out)
+            self.scalars = Trackers(out, self.config)
         self.scalars.log(history[-1])
         if val_norms is not None and val_norms.rows:
             _write_val_norms(out, val_norms)

@@ -1,14 +1,25 @@
-"""Training curves for TensorBoard: every per-epoch figure of ``metrics.jsonl`` as a scalar.
+"""Training curves: every per-epoch figure of ``metrics.jsonl`` as a scalar, for TensorBoard and,
+with ``tracking = "mlflow"``, for MLflow.
 
 A run writes its event files under ``RUN/tensorboard/`` (``tensorboard --logdir RUN``); tags are
 grouped by what they measure: ``train/<term>``, ``val/<figure>``, ``time/<seconds>``, ``optim/lr``.
+MLflow gets the same names as metrics, the resolved configuration as parameters, and one MLflow
+run per run directory (its id in ``RUN/mlflow_run_id``, so ``--resume`` continues it). It logs to
+``MLFLOW_TRACKING_URI`` when set (a lab's server), else to ``RUN/mlflow.db`` (SQLite: nothing
+leaves the machine); no artifact is logged.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
+from sepclr_med.errors import SepclrError
+
 TENSORBOARD_DIR = "tensorboard"
+MLFLOW_ID = "mlflow_run_id"
+MLFLOW_EXPERIMENT = "sepclr-med"
 
 
 def tag(name: str) -> str:
@@ -46,3 +57,86 @@ class ScalarLog:
     def close(self) -> None:
         """Flush and close the event file."""
         self.writer.close()
+
+
+class MlflowLog:
+    """Per-epoch metrics and the configuration of a run in MLflow (module docstring).
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The run directory (the local store, and the file holding the MLflow run id).
+    config : TrainConfig
+        Logged as parameters (``section.key``) when the MLflow run is created.
+    """
+
+    def __init__(self, run_dir, config) -> None:
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError:
+            raise SepclrError(
+                "tracking = mlflow needs MLflow: pip install 'sepclr-med[mlflow]' (or choose tensorboard)"
+            ) from None
+        run_dir = Path(run_dir).resolve()
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{run_dir / 'mlflow.db'}"
+        self.client = MlflowClient(tracking_uri=uri)
+        id_file = run_dir / MLFLOW_ID
+        if id_file.is_file():  # a resumed run continues its MLflow run
+            self.run_id = id_file.read_text().strip()
+            return
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME", MLFLOW_EXPERIMENT)
+        found = self.client.get_experiment_by_name(name)
+        experiment = (
+            found.experiment_id
+            if found is not None
+            else self.client.create_experiment(name, artifact_location=(run_dir / "mlartifacts").as_uri())
+        )
+        run = self.client.create_run(experiment, run_name=run_dir.name, tags={"sepclr_med.run_dir": str(run_dir)})
+        self.run_id = run.info.run_id
+        from mlflow.entities import Param
+
+        params = [
+            Param(f"{section}.{key}", str(value)[:500])
+            for section, values in config.to_dict().items()
+            for key, value in values.items()
+        ]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
+            self.client.log_batch(self.run_id, params=params[start : start + 100])
+        from sepclr_med.atomic import write_text
+
+        write_text(id_file, self.run_id + "\n")
+
+    def log(self, metrics: dict) -> None:
+        """Log every number of one epoch's ``metrics`` at step ``metrics["epoch"]``."""
+        from mlflow.entities import Metric
+
+        step, now = int(metrics["epoch"]), int(time.time() * 1000)
+        batch = [
+            Metric(tag(name), float(value), now, step)
+            for name, value in metrics.items()
+            if name != "epoch" and isinstance(value, int | float) and not isinstance(value, bool)
+        ]
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def close(self) -> None:
+        """Mark the MLflow run finished."""
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+
+class Trackers:
+    """Where a run's per-epoch figures go: TensorBoard always, MLflow with ``tracking = "mlflow"``."""
+
+    def __init__(self, run_dir, config) -> None:
+        self.logs: list = [ScalarLog(run_dir)]
+        if getattr(config, "tracking", "tensorboard") == "mlflow":
+            self.logs.append(MlflowLog(run_dir, config))
+
+    def log(self, metrics: dict) -> None:
+        """One epoch's figures to every tracker."""
+        for log in self.logs:
+            log.log(metrics)
+
+    def close(self) -> None:
+        """Close every tracker."""
+        for log in self.logs:
+            log.close()
