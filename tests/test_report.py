@@ -57,7 +57,8 @@ def test_reports_every_subject_and_lists_failures(batch):
         assert "<script" not in html  # subject pages run no script at all
         assert "<img onerror" not in html
         assert "not a diagnosis" in html and "data:image/png;base64," in html
-        assert "the subject's scan as the model saw it" in html and html.count("data:image/png;base64,") >= 5
+        assert "the subject's scan as the model saw it" in html and html.count("data:image/png;base64,") >= 6
+        assert "mid-slices of the input scan as stored" in html
     assert any("&#34;&gt;&lt;img onerror=alert(1) src=x&gt;" in p.read_text() for p in pages)
 
 
@@ -87,9 +88,10 @@ def test_pages_open_in_headless_chromium_without_errors(batch, tmp_path):
             assert all(done and width > 0 for done, width in images)
             errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
             assert errors == [], errors
+            assert _network_requests(driver) == []
             status = driver.find_element("css selector", ".verdict-status").text
             assert status in ("separated", "not separated", "unchecked", "collapsed"), status  # visible verdict
-            shot = tmp_path / f"{page}.png"
+            shot = _artefacts(tmp_path) / f"{page}.png"
             driver.save_screenshot(str(shot))
             assert shot.stat().st_size > 1000
         assert driver.find_element("css selector", ".group").text == "patient"  # the group is visible
@@ -105,6 +107,22 @@ def test_pages_open_in_headless_chromium_without_errors(batch, tmp_path):
         driver.quit()
 
 
+def _network_requests(driver) -> list[str]:
+    """Resources the page loaded from anywhere but itself (Resource Timing)."""
+    resources = driver.execute_script("return performance.getEntriesByType('resource').map(r => r.name);")
+    return [r for r in resources if not r.startswith(("data:", "blob:", "file:"))]
+
+
+def _artefacts(tmp_path):
+    """Where screenshots are kept: $SEPCLR_TEST_ARTEFACTS when set (CI can keep it), else the test's tmp folder."""
+    import os
+    from pathlib import Path
+
+    folder = Path(os.environ.get("SEPCLR_TEST_ARTEFACTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _viewer_works_offline(driver, out, href, tmp_path) -> None:
     """The viewer page loads with no console error and no network request; a click moves its cursor."""
     import time
@@ -112,8 +130,7 @@ def _viewer_works_offline(driver, out, href, tmp_path) -> None:
     driver.get(href)
     time.sleep(1.0)  # brainsprite draws once its inlined sprite images have decoded
     assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
-    resources = driver.execute_script("return performance.getEntriesByType('resource').map(r => r.name);")
-    assert [r for r in resources if not r.startswith(("data:", "blob:", "file:"))] == []
+    assert _network_requests(driver) == []
     canvas = driver.find_element("css selector", "canvas")
     assert canvas.size["width"] > 100 and canvas.size["height"] > 50
     draw = "return arguments[0].toDataURL();"
@@ -124,7 +141,7 @@ def _viewer_works_offline(driver, out, href, tmp_path) -> None:
     ActionChains(driver).move_to_element_with_offset(canvas, -canvas.size["width"] // 3, 10).click().perform()
     time.sleep(0.3)
     assert driver.execute_script(draw, canvas) != before  # the slices followed the click
-    driver.save_screenshot(str(tmp_path / "viewer.png"))
+    driver.save_screenshot(str(_artefacts(tmp_path) / "viewer.png"))
 
 
 def test_reports_hold_a_bounded_chunk_of_subjects_in_memory(batch, monkeypatch):

@@ -375,6 +375,7 @@ class _Reporter:
             "glass_png": overlays["glass"],
             "slices_png": overlays["slices"],
             "scan_png": overlays["scan"],
+            "input_png": figures.input_picture(row["image"]),
             "regions": [
                 {**r, "label": readable_region_name(r["name"])}
                 for r in region_table(attribution, self.labels_atlas.data, self.labels_atlas.regions)

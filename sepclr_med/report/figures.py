@@ -102,6 +102,26 @@ def brain_overlays(img, scan=None, threshold: float | None = None, calibrated: b
     return out
 
 
+def input_picture(path) -> str:
+    """Mid-slices of the scan as stored (before resampling onto the model's grid; shown in RAS),
+    cut at the centre of its field of view, as a data URI."""
+    import nibabel as nib
+    from nilearn import plotting
+
+    from sepclr_med.io.nifti import load_image
+
+    img = nib.as_closest_canonical(load_image(path))
+    centre = img.affine @ np.append((np.asarray(img.shape[:3]) - 1) / 2.0, 1.0)
+    plt = pyplot()
+    fig = plt.figure(figsize=(7, 2.6))
+    display = plotting.plot_anat(
+        img, display_mode="ortho", cut_coords=tuple(centre[:3]), draw_cross=False, figure=fig, dim=0
+    )
+    out = png_data_uri(fig)
+    display.close()
+    return out
+
+
 OFFLINE_POLICY = (
     '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
     "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:\">"
