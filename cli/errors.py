@@ -39,10 +39,23 @@ def set_verbosity(verbosity: int) -> None:
         warnings.simplefilter("ignore")
 
 
+def _device_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch's CUDA out-of-memory error (without importing torch when it is not loaded)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
 def describe(exc: BaseException) -> str:
     """One line for a user: the project's own message, or what the operating system refused."""
     if isinstance(exc, MemoryError):
         return "out of memory (a smaller --batch-size, --cache disk, or a machine with more memory)"
+    if _device_out_of_memory(exc):
+        return (
+            "out of GPU memory (a smaller --batch-size, --cache disk so that the volumes stay off the GPU, "
+            "or --device cpu); torch said: " + str(exc).splitlines()[0][:200]
+        )
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         return f"the system refused a file operation ({exc.strerror or exc}){where}"
@@ -51,7 +64,8 @@ def describe(exc: BaseException) -> str:
 
 def user_errors(command: Callable) -> Callable:
     """Turn :class:`sepclr_med.errors.SepclrError`, operating-system failures (``OSError``: full
-    disk, read-only folder, permission) and ``MemoryError`` into one message and exit code 1.
+    disk, read-only folder, permission), ``MemoryError`` and CUDA's out-of-memory error into one
+    message and exit code 1.
 
     With ``sepclr-med --debug`` the traceback is shown instead.
     """
@@ -62,8 +76,9 @@ def user_errors(command: Callable) -> Callable:
 
         try:
             return command(*args, **kwargs)
-        except (SepclrError, OSError, MemoryError) as exc:
-            if STATE["debug"]:
+        except Exception as exc:
+            ours = isinstance(exc, SepclrError | OSError | MemoryError) or _device_out_of_memory(exc)
+            if STATE["debug"] or not ours:
                 raise
             from rich.console import Console
             from rich.markup import escape

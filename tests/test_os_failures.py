@@ -237,3 +237,21 @@ def test_impossible_paths_on_the_command_line_are_one_message(kind, tmp_path, ti
         return
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert result.output.count("Error:") == 1 and cause in result.output, result.output
+
+
+def test_a_gpu_out_of_memory_is_one_message_with_what_to_try(monkeypatch, trained, tiny_cohort, tmp_path):
+    import torch
+
+    import sepclr_med.estimator
+    from sepclr_med.cli.main import app
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(sepclr_med.estimator.SepCLR, "latents", out_of_memory)
+    out = tmp_path / "latents.csv"
+    result = CliRunner().invoke(
+        app, ["embed", "--run", str(trained), "--cohort", str(tiny_cohort.cohort_csv), "--out", str(out)]
+    )
+    _one_message(result, "out of GPU memory", "--batch-size")
+    assert list(tmp_path.iterdir()) == []
