@@ -89,7 +89,14 @@ def export(
     run: Path = typer.Option(..., "--run", "-r", help="Run directory written by `sepclr-med train`."),
     out: Path = typer.Option(..., "--out", "-o", help="The model file to write (e.g. model.sepclr)."),
     overwrite: bool = OVERWRITE,
-    device: str = typer.Option("auto", help="auto | cpu | cuda: where the display calibration's maps run."),
+    device: str = typer.Option(
+        "auto",
+        help="auto | cpu | cuda: where the display calibration's maps run (report on the same kind of device "
+        "for identical numbers).",
+    ),
+    steps: int = typer.Option(
+        16, min=2, help="Attribution budget per subject that the display threshold is calibrated with."
+    ),
 ) -> None:
     """One shareable model file without per-subject rows: weights, configuration, verdict and the
     reference `report` needs; `embed --run FILE` and `report --run FILE` take it."""
@@ -101,7 +108,7 @@ def export(
 
     console = make_console()
     with console.status("computing the report reference (control composites, display calibration)"):
-        result = export_model(Run(run), out, device=device)
+        result = export_model(Run(run), out, device=device, n_steps=steps)
     for note in result["notes"]:
         console.print(f"[yellow]note[/]: {escape(note)}")
     console.print(f"Wrote {escape(str(out))} (model {escape(result['model_id'])}, {len(result['members'])} members)")

@@ -25,6 +25,16 @@ from sepclr_med.run import Run
 FORMAT = "sepclr-med-model"
 FORMAT_VERSION = 1
 MASK_MEMBER = "mask.nii.gz"
+MAX_UNPACKED = 4 * 2**30  # bytes: a model file that unpacks to more is refused (a ZIP bomb, not a model)
+REQUIRED = (
+    "MODEL_CARD.md",
+    "config.toml",
+    "model.pt",
+    "versions.json",
+    "verdict.json",
+    "reference_control_mean.nii.gz",
+    "report_reference.npz",
+)
 MEMBERS = (
     "manifest.json",
     "MODEL_CARD.md",
@@ -59,6 +69,10 @@ class ExportedModel(Run):
                 self.config.preprocess, mask=str(folder / MASK_MEMBER), _mask_cache={}
             )
 
+    def __reduce__(self):
+        """A copy (``copy.deepcopy``, pickling) unpacks the file again into its own folder."""
+        return (type(self), (self.file,))
+
     @property
     def model_id(self) -> str:
         """The id of the run the file was exported from (the pages name it)."""
@@ -86,25 +100,40 @@ def open_model(path: str | os.PathLike) -> Run:
 
 
 def _unpack(file: Path, folder: Path) -> dict:
-    """Check the archive (known flat members only, digests as in its manifest) and unpack it."""
+    """Check the archive (known flat members only, each listed in the manifest with its digest,
+    the required ones present, a bounded unpacked size) and unpack it into ``folder``."""
+
+    def refuse(why: str) -> SepclrError:
+        return SepclrError(f"{file} is not a usable sepclr-med model file: {why}")
+
     try:
         archive = zipfile.ZipFile(file)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise SepclrError(f"{file} is not a sepclr-med model file ({exc})") from None
+        raise refuse(str(exc)) from None
     with archive:
-        names = archive.namelist()
-        unknown = sorted(set(names) - set(MEMBERS))
-        if unknown or "manifest.json" not in names:
-            raise SepclrError(f"{file} is not a sepclr-med model file (members {unknown or names} unexpected)")
-        manifest = json.loads(archive.read("manifest.json"))
-        if manifest.get("format") != FORMAT or manifest.get("format_version", 0) > FORMAT_VERSION:
-            raise SepclrError(
-                f"{file}: format {manifest.get('format')!r} version {manifest.get('format_version')} is not one "
-                f"this version reads ({FORMAT} {FORMAT_VERSION})"
+        infos = {i.filename: i for i in archive.infolist()}
+        unknown = sorted(set(infos) - set(MEMBERS))
+        if unknown or "manifest.json" not in infos:
+            raise refuse(f"unexpected members {unknown}" if unknown else "no manifest.json")
+        if sum(i.file_size for i in infos.values()) > MAX_UNPACKED:
+            raise refuse(f"it would unpack to more than {MAX_UNPACKED / 2**30:.0f} GiB")
+        try:
+            manifest = json.loads(archive.read("manifest.json"))
+            listed = dict(manifest["members"])
+            version = int(manifest.get("format_version", 0))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise refuse(f"its manifest.json cannot be read ({type(exc).__name__}: {exc})") from None
+        if manifest.get("format") != FORMAT or version > FORMAT_VERSION:
+            raise refuse(
+                f"format {manifest.get('format')!r} version {version} is not one this version reads "
+                f"({FORMAT} {FORMAT_VERSION})"
             )
-        for name, digest in manifest["members"].items():
+        if set(infos) - {"manifest.json"} != set(listed) or not set(REQUIRED) <= set(listed):
+            missing = sorted(set(REQUIRED) - set(listed)) or sorted(set(listed) ^ (set(infos) - {"manifest.json"}))
+            raise refuse(f"members and manifest disagree, or members are missing ({missing})")
+        for name, digest in listed.items():
             data = archive.read(name)
             if hashlib.sha256(data).hexdigest() != digest:
-                raise SepclrError(f"{file}: member {name} does not match its digest in manifest.json (damaged file?)")
+                raise refuse(f"member {name} does not match its digest in manifest.json (damaged file?)")
             (folder / name).write_bytes(data)
     return manifest

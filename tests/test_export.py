@@ -26,7 +26,11 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     recipe = load_recipe("schizophrenia").replace(n_controls=14, n_patients=14, resolution_mm=8.0, seed=5)
     cohort = simulate_cohort(recipe, root / "cohort")
-    run = train(read_cohort(cohort.cohort_csv), root / "run", tiny_config(**{"optim.epochs": 1, "val_fraction": 0.2}))
+    run = train(
+        read_cohort(cohort.cohort_csv),
+        root / "run",
+        tiny_config(**{"optim.epochs": 1, "val_fraction": 0.2, "cache_dir": str(root / "cache")}),
+    )
     result = export_model(Run(run), root / "model.sepclr")
     table = pd.read_csv(cohort.cohort_csv)
     table["image"] = [str(cohort.root / p) for p in table["image"]]
@@ -145,3 +149,107 @@ def test_a_run_whose_training_scans_are_gone_cannot_report_and_says_to_export(ex
     inputs.to_csv(moved / "inputs.tsv", sep="\t", index=False)
     with pytest.raises(SepclrError, match="sepclr-med export"):
         make_reports(Run(moved), batch, tmp_path / "out", pdf=False)
+
+
+def test_the_controls_mean_and_the_composites_leave_no_single_scan_to_recover(exported):
+    import nibabel as nib
+
+    _, run, model, _, _, _ = exported
+    with zipfile.ZipFile(model) as archive:
+        arrays = np.load(io.BytesIO(archive.read("report_reference.npz")))
+        composites, sizes = arrays["composites"].astype(np.float64), arrays["composite_sizes"]
+        mean = np.asarray(nib.Nifti1Image.from_bytes(
+            __import__("gzip").decompress(archive.read("reference_control_mean.nii.gz"))
+        ).dataobj, dtype=np.float64)  # fmt: skip
+    assert sizes.tolist() == [6, 5] and composites.shape[0] == 2  # all 11 training controls, in two groups
+    residual = sizes.sum() * mean - np.tensordot(sizes, composites, axes=1)
+    assert np.abs(residual).max() < 0.05 * np.abs(mean).max()  # rounding only: nobody left over
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("extra", "unexpected members"),
+        ("manifest_json", "manifest.json cannot be read"),
+        ("drop_member", "members are missing"),
+    ],
+)
+def test_a_tampered_model_file_is_one_clear_refusal(exported, tmp_path, damage, message):
+    import json
+
+    from sepclr_med.errors import SepclrError
+    from sepclr_med.exported import ExportedModel
+
+    _, _, model, _, _, _ = exported
+    bad = tmp_path / "bad.sepclr"
+    with zipfile.ZipFile(model) as src, zipfile.ZipFile(bad, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if damage == "manifest_json" and name == "manifest.json":
+                data = b"{not json"
+            if damage == "drop_member" and name == "verdict.json":
+                continue
+            if damage == "drop_member" and name == "manifest.json":
+                manifest = json.loads(data)
+                del manifest["members"]["verdict.json"]
+                data = json.dumps(manifest).encode()
+            dst.writestr(name, data)
+        if damage == "extra":
+            dst.writestr("../evil.py", b"print('x')")
+    with pytest.raises(SepclrError, match=message) as caught:
+        ExportedModel(bad)
+    assert str(bad) in str(caught.value)
+
+
+def test_a_copy_of_an_exported_model_has_its_own_folder(exported):
+    import copy
+    import gc
+
+    from sepclr_med.exported import ExportedModel
+
+    _, _, model, _, _, _ = exported
+    first = ExportedModel(model)
+    second = copy.deepcopy(first)
+    assert second.path != first.path and (second.path / "model.pt").is_file()
+    del first
+    gc.collect()
+    assert (second.path / "model.pt").is_file()
+    second.load_model()
+
+
+def test_a_mask_file_travels_with_a_clean_header(tmp_path):
+    import gzip
+
+    import nibabel as nib
+
+    from sepclr_med.report.export import _clean_nifti
+
+    img = nib.Nifti1Image(np.ones((7, 8, 9), np.uint8), np.diag([2.0, 2.0, 2.0, 1.0]))
+    img.header["descrip"] = b"mask of Jane Doe, sub-0042"
+    img.header["aux_file"] = b"/home/lab/jane"
+    path = tmp_path / "mask.nii"
+    nib.save(img, path)
+    cleaned = _clean_nifti(path)
+    raw = gzip.decompress(cleaned)
+    assert b"Jane" not in raw and b"sub-0042" not in raw and b"/home/lab" not in raw
+    back = nib.Nifti1Image.from_bytes(raw)
+    assert np.array_equal(np.asarray(back.dataobj), np.ones((7, 8, 9))) and np.allclose(back.affine, img.affine)
+
+
+def test_exporting_a_run_with_fewer_than_five_training_controls_is_refused(exported, tmp_path):
+    import shutil
+
+    from sepclr_med.errors import SepclrError
+    from sepclr_med.report.export import export_model
+    from sepclr_med.run import Run
+
+    _, run, _, _, _, _ = exported
+    few = tmp_path / "run"
+    shutil.copytree(run, few)
+    split = pd.read_csv(few / "split.csv")
+    controls = split.index[(split["group"] == "control") & (split["split"] == "train")]
+    split.loc[controls[4:], "split"] = "val"  # 4 training controls left
+    split.to_csv(few / "split.csv", index=False)
+    with pytest.raises(SepclrError, match="fewer than 5 people"):
+        export_model(Run(few), tmp_path / "m.sepclr")
+    assert not (tmp_path / "m.sepclr").exists()

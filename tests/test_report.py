@@ -292,19 +292,34 @@ def test_the_display_threshold_lights_up_held_out_null_maps_at_the_stated_rate()
     assert "20 %" in few.describe()
 
 
-def test_control_composites_are_means_of_disjoint_groups_of_five():
+def test_control_composites_partition_every_control_into_groups_of_five_or_more():
     from sepclr_med.report.composites import composite_groups, control_composites
 
     rng = np.random.default_rng(1)
     volumes = rng.normal(size=(23, 7, 8, 9)).astype(np.float32)
     groups = composite_groups(23, seed=3)
-    assert len(groups) == 4 and all(len(g) == 5 for g in groups)
-    assert len(set(np.concatenate(groups))) == 20  # disjoint
-    composites = control_composites(lambda i: volumes[i], 23, seed=3)
-    assert composites.shape == (4, 7, 8, 9)
+    assert [len(g) for g in groups] == [6, 6, 6, 5]
+    assert sorted(np.concatenate(groups).tolist()) == list(range(23))  # disjoint, and nobody left over
+    composites, sizes = control_composites(lambda i: volumes[i], 23, seed=3)
+    assert composites.shape == (4, 7, 8, 9) and sizes.tolist() == [6, 6, 6, 5]
     np.testing.assert_allclose(composites[1], volumes[groups[1]].mean(axis=0), atol=2e-3)  # float16-exact values
-    assert control_composites(lambda i: volumes[i], 9).shape == (1, 7, 8, 9)  # one: reports fall back to IG
-    assert control_composites(lambda i: volumes[i], 4).shape == (0,)
+    # the controls' mean minus the composites leaves nothing to recover (a left-over scan would remain)
+    residual = 23 * volumes.mean(axis=0) - (sizes[:, None, None, None] * composites).sum(axis=0)
+    assert np.abs(residual).max() < 0.02
+    assert control_composites(lambda i: volumes[i], 9)[0].shape == (1, 7, 8, 9)  # one: reports fall back to IG
+    assert control_composites(lambda i: volumes[i], 4)[0].shape == (0,)
+
+
+def test_the_display_threshold_states_its_bound_rounded_up_and_refuses_zero_maps():
+    from sepclr_med.report.display_threshold import DisplayThreshold
+
+    rng = np.random.default_rng(4)
+    maps = rng.normal(size=(15, 7, 8, 9))
+    display = DisplayThreshold().fit(maps)
+    assert display.bound_ == pytest.approx(1 / 16) and display.stated_bound() == 6.3  # 6.25 %, never "6 %"
+    assert DisplayThreshold().fit(maps[:18].repeat(2, axis=0)[:18]).stated_bound() == 5.3  # 1/19 = 5.26 %
+    with pytest.raises(ValueError, match="zero everywhere"):
+        DisplayThreshold().fit(np.zeros((20, 7, 8, 9)))
 
 
 def test_the_reference_state_round_trips_to_the_same_placements():
@@ -321,3 +336,5 @@ def test_the_reference_state_round_trips_to_the_same_placements():
     new = rng.normal(size=(5, 4))
     pd.testing.assert_frame_equal(reference.place(new), restored.place(new))
     assert not np.array_equal(restored.patient_points_, reference.patient_points_)  # shuffled order
+    # not by the run's seed, which travels with the state: two exports order the points differently
+    assert not np.array_equal(reference.state()["patient_points"], reference.state()["patient_points"])

@@ -64,3 +64,25 @@ def test_an_unknown_tracker_is_refused():
 
     with pytest.raises(SepclrError, match="tracking must be tensorboard or mlflow"):
         TrainConfig().override(tracking="wandb").validate()
+
+
+def test_a_tracking_server_that_fails_mid_run_is_a_warning_not_the_end(tmp_path, monkeypatch, caplog):
+    pytest.importorskip("mlflow", reason="MLflow is not installed")
+    from sepclr_med.training import TrainConfig
+    from sepclr_med.training.tracking import MlflowLog
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracker = MlflowLog(tmp_path, TrainConfig())
+    tracker.log({"epoch": 1, "train_loss": 2.0})
+
+    def gone(*args, **kwargs):
+        raise ConnectionError("server unreachable")
+
+    monkeypatch.setattr(tracker.client, "log_batch", gone)
+    with caplog.at_level("WARNING", logger="sepclr_med"):
+        tracker.log({"epoch": 2, "train_loss": 1.0})
+        tracker.log({"epoch": 3, "train_loss": 0.5})
+    assert [r.getMessage() for r in caplog.records if "MLflow logging stopped at epoch 2" in r.getMessage()]
+    ours = [r for r in caplog.records if r.name.startswith("sepclr_med")]  # MLflow logs its own records too
+    assert len(ours) == 1  # warned once
+    tracker.close()

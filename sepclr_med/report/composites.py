@@ -1,7 +1,10 @@
 """Control composites: the reference volumes reports draw expected-gradient baselines from.
 
-Each composite is the mean of ``size`` training controls (a random partition, seeded), so that
-no single person's scan is stored with a model (``sepclr-med export``). Expected gradients over
+Each composite is the mean of at least ``size`` training controls (a seeded random partition of
+*all* of them into ``min(max_count, n // size)`` groups), so that no single person's scan is
+stored with a model (``sepclr-med export``). Every control is in a group: the controls' mean
+image, which travels too, is then a weighted mean of the composites, and no left-over subject can
+be recovered by subtracting them from it. Expected gradients over
 composites sit between integrated gradients from the controls' mean (one baseline) and expected
 gradients over individual scans (``explain``), closer to the latter as ``size`` falls.
 """
@@ -17,10 +20,13 @@ MAX_COMPOSITES = 32
 
 
 def composite_groups(n_controls: int, size: int = COMPOSITE_SIZE, max_count: int = MAX_COMPOSITES, seed: int = 0):
-    """Disjoint groups of ``size`` control positions (a seeded random partition; the remainder unused)."""
+    """A seeded random partition of all ``n_controls`` positions into ``min(max_count, n // size)``
+    groups of at least ``size`` (sizes differ by at most one); no group when ``n < size``."""
     count = min(max_count, n_controls // size)
+    if count == 0:
+        return []
     order = np.random.default_rng(seed).permutation(n_controls)
-    return [np.sort(order[i * size : (i + 1) * size]) for i in range(count)]
+    return [np.sort(part) for part in np.array_split(order, count)]
 
 
 def control_composites(
@@ -30,8 +36,9 @@ def control_composites(
     size: int = COMPOSITE_SIZE,
     max_count: int = MAX_COMPOSITES,
     seed: int = 0,
-) -> np.ndarray:
-    """The composites, ``(k, X, Y, Z)`` float32 holding float16-exact values (stored as float16).
+) -> tuple[np.ndarray, np.ndarray]:
+    """The composites, ``(k, X, Y, Z)`` float32 holding float16-exact values (stored as float16),
+    and their sizes.
 
     Parameters
     ----------
@@ -45,13 +52,16 @@ def control_composites(
     -------
     numpy.ndarray
         ``(k, X, Y, Z)``, ``k = min(max_count, n_controls // size)`` (may be 0).
+    sizes : ndarray (k,)
+        How many controls each composite averages.
     """
-    composites = []
-    for group in composite_groups(n_controls, size, max_count, seed):
+    composites, groups = [], composite_groups(n_controls, size, max_count, seed)
+    for group in groups:
         total = None
         for i in group:
             v = np.asarray(volume_of(int(i)), dtype=np.float64)
             total = v if total is None else total + v
         assert total is not None
         composites.append((total / len(group)).astype(np.float16).astype(np.float32))
-    return np.stack(composites) if composites else np.zeros((0,), np.float32)
+    sizes = np.array([len(g) for g in groups], dtype=int)
+    return (np.stack(composites) if composites else np.zeros((0,), np.float32)), sizes

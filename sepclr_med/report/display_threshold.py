@@ -17,6 +17,7 @@ from scipy import ndimage
 from sklearn.base import BaseEstimator
 
 FWHM_TO_SIGMA = 1.0 / math.sqrt(8.0 * math.log(2.0))
+DISPLAY_VMAX = 3.0  # the colour scale of calibrated maps: 0 to 3 x the threshold on every page
 
 
 class DisplayThreshold(BaseEstimator):
@@ -66,6 +67,8 @@ class DisplayThreshold(BaseEstimator):
         if n == 0:
             raise ValueError("the display threshold needs at least one held-out control's map")
         rank = min(n, math.ceil((n + 1) * (1 - self.rate)))
+        if peaks[rank - 1] <= 0:
+            raise ValueError(f"the calibration maps of {n} held-out control(s) are zero everywhere")
         self.peaks_ = peaks
         self.n_controls_ = n
         self.threshold_ = float(peaks[rank - 1])
@@ -80,10 +83,15 @@ class DisplayThreshold(BaseEstimator):
         """Whether each map has any voxel at or above the threshold."""
         return self.peaks(maps, mask) >= self.threshold_
 
+    def stated_bound(self) -> float:
+        """The bound in percent, rounded up to 0.1 (never stated lower than it is)."""
+        return math.ceil(round(1000 * self.bound_, 6)) / 10
+
     def describe(self) -> str:
         """One sentence for the page: what a coloured voxel means."""
         return (
-            f"coloured voxels reach the level that at most {100 * self.bound_:.0f} % of healthy controls reach "
+            f"coloured voxels reach the level that at most {self.stated_bound():g} % of healthy controls reach "
             f"anywhere in the brain (calibrated on {self.n_controls_} held-out control(s) of the training "
-            f"cohort; maps smoothed {self.fwhm_voxels:g} voxels FWHM; colour scale in multiples of that level)"
+            f"cohort; maps smoothed {self.fwhm_voxels:g} voxels FWHM; colour scale in multiples of that level, "
+            f"saturating at {DISPLAY_VMAX:g})"
         )

@@ -47,9 +47,18 @@ def export_model(run, out, *, device: str = "cpu", n_steps: int = REPORT_STEPS) 
     dict
         ``path``, ``model_id``, ``members`` (name -> SHA-256), ``notes`` (the reference's caveats).
     """
+    from sepclr_med.errors import SepclrError
+    from sepclr_med.report.composites import COMPOSITE_SIZE
     from sepclr_med.run import sha256
     from sepclr_med.training.distributed import resolve_device
 
+    n_controls = len(run.scans("train", run.config.control_label))
+    if n_controls < COMPOSITE_SIZE:
+        raise SepclrError(
+            f"{run.path}: {n_controls} training control(s) on record (inputs.tsv); the exported controls' mean "
+            f"image would average fewer than {COMPOSITE_SIZE} people, close to a personal scan. Export a run "
+            f"trained on at least {COMPOSITE_SIZE} controls."
+        )
     dev = resolve_device(device)
     reference = ReportReference.from_run(run, run.load_model(dev), dev, n_steps)
     model_id = f"{Path(run.path).name}:{sha256(run.weights_path)[:10]}"
@@ -76,13 +85,13 @@ def _members(run, reference: ReportReference, model_id: str) -> dict[str, bytes]
     config = run.config
     pre = config.preprocess
     members: dict[str, bytes] = {}
-    if pre.mask not in ("mni152", "nonzero"):  # the user's mask file travels in the archive
-        members[MASK_MEMBER] = Path(pre.mask).read_bytes()
+    if pre.mask not in ("mni152", "nonzero"):  # the user's mask travels in the archive, with a clean header
+        members[MASK_MEMBER] = _clean_nifti(pre.mask)
         pre = dataclasses.replace(pre, mask=MASK_MEMBER, _mask_cache={})
     selection = dict(config.bids_selection or {})
     if selection.get("derivatives"):  # a location on the training machine: keep the folder's name only
         selection["derivatives"] = Path(selection["derivatives"]).name
-    shared = dataclasses.replace(config, preprocess=pre, bids_selection=selection)
+    shared = dataclasses.replace(config, preprocess=pre, bids_selection=selection, cache_dir=None)
     weights = io.BytesIO()
     torch.save({k: v.cpu() for k, v in run.load_model("cpu").state_dict().items()}, weights)
     state = io.BytesIO()
@@ -95,6 +104,17 @@ def _members(run, reference: ReportReference, model_id: str) -> dict[str, bytes]
     members["report_reference.npz"] = state.getvalue()
     members["MODEL_CARD.md"] = exported_card(run, reference, model_id, members).encode()
     return members
+
+
+def _clean_nifti(path) -> bytes:
+    """A NIfTI file's data and affine in a fresh header (no description, intent or file names)."""
+    import gzip
+
+    import nibabel as nib
+
+    img = nib.load(path)
+    clean = nib.Nifti1Image(np.asarray(img.dataobj), img.affine)
+    return gzip.compress(clean.to_bytes(), mtime=0)
 
 
 def exported_card(run, reference: ReportReference, model_id: str, members: dict[str, bytes]) -> str:

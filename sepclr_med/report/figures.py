@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 
 from sepclr_med.explain.figures import display_threshold, pyplot
+from sepclr_med.report.display_threshold import DISPLAY_VMAX
 
 # nilearn's warnings when no voxel reaches the threshold: for a calibrated map that is a result
 QUIET_NOTHING_SHOWN = "(empty mask|Could not determine cut coords|The given float value must not exceed)"
@@ -59,14 +60,14 @@ def brain_overlays(img, scan=None, threshold: float | None = None, calibrated: b
 
     ``threshold``: the smallest |value| coloured (default: the map's 90th percentile of
     |values|); ``calibrated``: the map is in units of a calibrated threshold (1), so the colour
-    scale runs from 0 to at least 2 and means the same on every page.
+    scale runs from 0 to ``DISPLAY_VMAX`` (saturating) and means the same on every page.
     """
     from nilearn import plotting
 
     plt = pyplot()
     data = np.asarray(img.dataobj)
     threshold = display_threshold(data) if threshold is None else threshold
-    scale = {"vmax": max(2.0, float(np.abs(data).max()))} if calibrated else {}
+    scale = {"vmax": DISPLAY_VMAX} if calibrated else {}
     background = {"bg_img": scan} if scan is not None else {}  # else nilearn's MNI152 template
     draws = [
         (
@@ -137,8 +138,7 @@ def interactive_viewer(
     under ``warning`` (the training verdict's, escaped) when there is one."""
     from nilearn import plotting
 
-    data = np.asarray(img.dataobj)
-    scale = {"vmax": max(2.0, float(np.abs(data).max()))} if calibrated else {}
+    scale = {"vmax": DISPLAY_VMAX} if calibrated else {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=QUIET_NOTHING_SHOWN)
         view = plotting.view_img(

@@ -101,11 +101,12 @@ class Reference(BaseEstimator):
     def state(self) -> dict[str, np.ndarray]:
         """The fitted reference as named arrays (``numpy.savez``-able; no subject ids).
 
-        The patients' 2D points are shuffled with their clusters and the deviation
+        The patients' 2D points are shuffled with their clusters (by the operating system's
+        randomness, not the run's seed, which travels with the state) and the deviation
         distributions sorted, so that no array lines up with the run's subject order.
         """
         directions = self.directions_
-        order = np.random.default_rng(self.random_state).permutation(len(self.patient_points_))
+        order = np.random.default_rng().permutation(len(self.patient_points_))
         state = {
             "patient_label": np.array(self.patient_label),
             "random_state": np.array(self.random_state),

@@ -53,6 +53,7 @@ class ReportReference:
     display: DisplayThreshold | None
     n_steps: int = REPORT_STEPS
     notes: list[str] = field(default_factory=list)
+    composite_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
 
     @property
     def method(self) -> str:
@@ -62,8 +63,10 @@ class ReportReference:
     def describe_method(self) -> str:
         """One sentence for the page: how its maps were computed."""
         if self.method == "eg":
+            sizes = self.composite_sizes
+            each = f"{sizes.min()}" if len(sizes) and sizes.min() == sizes.max() else f"{sizes.min()}-{sizes.max()}"
             return (
-                f"expected gradients over {len(self.composites)} control composites (each the mean of 5 "
+                f"expected gradients over {len(self.composites)} control composites (each the mean of {each} "
                 f"training controls), {self.n_steps} samples"
             )
         return f"integrated gradients from the training controls' mean image, {self.n_steps} steps"
@@ -102,14 +105,14 @@ class ReportReference:
         control_mean = np.asarray(run.reference_control_mean().dataobj, dtype=np.float32)
         train_controls = run.scans("train", control)
         volume_of = _volume_reader(train_controls, pre, run.path)
-        composites = control_composites(volume_of, len(train_controls), seed=run.config.seed)
+        composites, sizes = control_composites(volume_of, len(train_controls), seed=run.config.seed)
         if len(composites) < 2:
             notes.append(
                 f"maps use integrated gradients from the controls' mean image: the run has "
                 f"{len(train_controls)} training control scan(s) on record, fewer than the 10 that two "
                 "control composites need"
             )
-        partial = cls(reference, control_mean, composites, None, n_steps, notes)
+        partial = cls(reference, control_mean, composites, None, n_steps, notes, sizes)
         held_out = run.scans("val", control)[:MAX_CALIBRATION]
         if not held_out:
             notes.append(
@@ -125,7 +128,10 @@ class ReportReference:
             model, volumes, reference.directions_.deviation_directions(salient), [r["subject_id"] for r in held_out]
         )
         mask = pre.mask_array() if pre.mask != "nonzero" else None
-        partial.display = DisplayThreshold().fit(maps * mask if mask is not None else maps, mask)
+        try:
+            partial.display = DisplayThreshold().fit(maps * mask if mask is not None else maps, mask)
+        except ValueError as exc:  # e.g. every calibration map is zero: an encoder without gradient
+            notes.append(f"the display threshold is not calibrated ({exc}): maps show their own 90th percentile")
         return partial
 
     # --- stored in an exported model ------------------------------------------------------------
@@ -135,6 +141,7 @@ class ReportReference:
         state = {f"reference.{k}": v for k, v in self.reference.state().items()}
         state["control_mean"] = self.control_mean.astype(np.float32)
         state["composites"] = self.composites.astype(np.float16)
+        state["composite_sizes"] = np.asarray(self.composite_sizes, dtype=int)
         state["n_steps"] = np.array(self.n_steps)
         state["notes"] = np.array(self.notes, dtype=str)
         if self.display is not None:
@@ -165,6 +172,7 @@ class ReportReference:
             display,
             int(state["n_steps"]),
             [str(n) for n in np.atleast_1d(state["notes"])],
+            np.asarray(state["composite_sizes"], dtype=int),
         )
 
 
