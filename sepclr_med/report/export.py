@@ -112,7 +112,7 @@ def _clean_nifti(path) -> bytes:
 
     import nibabel as nib
 
-    img = nib.load(path)
+    img: nib.Nifti1Image = nib.load(path)  # type: ignore[assignment]  # a mask is NIfTI
     clean = nib.Nifti1Image(np.asarray(img.dataobj), img.affine)
     return gzip.compress(clean.to_bytes(), mtime=0)
 
