@@ -67,6 +67,8 @@ def report(
         )
     for warning in result["cohort_warnings"][:20]:
         console.print(f"[yellow]cohort warning[/]: {escape(warning)}")
+    for note in result["notes"]:
+        console.print(f"[yellow]note[/] (repeated on every page): {escape(note)}")
     if result["warning"]:
         console.print(f"[bold red]WARNING[/] (training verdict, repeated on every page): {escape(result['warning'])}")
     console.print(

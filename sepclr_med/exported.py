@@ -17,13 +17,15 @@ import shutil
 import tempfile
 import weakref
 import zipfile
+import zlib
 from pathlib import Path
 
 from sepclr_med.errors import SepclrError
 from sepclr_med.run import Run
 
 FORMAT = "sepclr-med-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: composite sizes in report_reference.npz
+OLDEST_READABLE = 2  # earlier files lack arrays reports need: export the run again
 MASK_MEMBER = "mask.nii.gz"
 MAX_UNPACKED = 4 * 2**30  # bytes: a model file that unpacks to more is refused (a ZIP bomb, not a model)
 REQUIRED = (
@@ -106,19 +108,31 @@ def _unpack(file: Path, folder: Path) -> dict:
     def refuse(why: str) -> SepclrError:
         return SepclrError(f"{file} is not a usable sepclr-med model file: {why}")
 
+    def read(name: str) -> bytes:
+        try:
+            return archive.read(name)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:  # a bad CRC, a truncated stream
+            raise refuse(f"member {name} cannot be read: the file is damaged ({type(exc).__name__}: {exc})") from None
+
     try:
         archive = zipfile.ZipFile(file)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise refuse(str(exc)) from None
+    except zipfile.BadZipFile as exc:
+        raise refuse(f"it is damaged or not a model file ({exc})") from None
+    except OSError as exc:
+        raise refuse(f"it cannot be read ({exc})") from None
     with archive:
         infos = {i.filename: i for i in archive.infolist()}
         unknown = sorted(set(infos) - set(MEMBERS))
         if unknown or "manifest.json" not in infos:
-            raise refuse(f"unexpected members {unknown}" if unknown else "no manifest.json")
+            raise refuse(
+                f"unexpected members {unknown}"
+                if unknown
+                else "it holds no manifest.json (not written by `sepclr-med export`)"
+            )
         if sum(i.file_size for i in infos.values()) > MAX_UNPACKED:
             raise refuse(f"it would unpack to more than {MAX_UNPACKED / 2**30:.0f} GiB")
         try:
-            manifest = json.loads(archive.read("manifest.json"))
+            manifest = json.loads(read("manifest.json"))
             listed = dict(manifest["members"])
             version = int(manifest.get("format_version", 0))
         except (ValueError, KeyError, TypeError) as exc:
@@ -126,13 +140,18 @@ def _unpack(file: Path, folder: Path) -> dict:
         if manifest.get("format") != FORMAT or version > FORMAT_VERSION:
             raise refuse(
                 f"format {manifest.get('format')!r} version {version} is not one this version reads "
-                f"({FORMAT} {FORMAT_VERSION})"
+                f"({FORMAT} {OLDEST_READABLE}-{FORMAT_VERSION}); update sepclr-med"
+            )
+        if version < OLDEST_READABLE:
+            raise refuse(
+                f"it was written by an earlier sepclr-med (format version {version}, this one reads "
+                f"{OLDEST_READABLE}-{FORMAT_VERSION}); export the run again with `sepclr-med export`"
             )
         if set(infos) - {"manifest.json"} != set(listed) or not set(REQUIRED) <= set(listed):
             missing = sorted(set(REQUIRED) - set(listed)) or sorted(set(listed) ^ (set(infos) - {"manifest.json"}))
             raise refuse(f"members and manifest disagree, or members are missing ({missing})")
         for name, digest in listed.items():
-            data = archive.read(name)
+            data = read(name)
             if hashlib.sha256(data).hexdigest() != digest:
                 raise refuse(f"member {name} does not match its digest in manifest.json (damaged file?)")
             (folder / name).write_bytes(data)

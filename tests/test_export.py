@@ -109,6 +109,18 @@ def test_reports_from_the_export_give_the_run_s_numbers(exported):
     assert "expected gradients over 2 control composites" in page and "held-out control" in page
 
 
+def test_reporting_an_export_with_another_budget_says_the_stated_rate_does_not_hold(exported):
+    root, _, model, _, batch, _ = exported
+    out = root / "r_steps"
+    args = ["report", "--run", str(model), "--cohort", str(batch), "--out", str(out), "--steps", "4", "--no-pdf"]
+    result = CliRunner().invoke(app, [*args, "--no-viewer"])
+    assert result.exit_code == 0, result.output
+    said = "calibrated with 16 attribution steps and these maps use 4"
+    assert said in " ".join(result.output.split())  # the console (wrapped by Rich)
+    page = next(out.glob("subject-*.html")).read_text()
+    assert said in page and said in (out / "index.html").read_text() and "4 samples" in page
+
+
 def test_embed_and_the_estimator_take_the_exported_file(exported):
     from sepclr_med.estimator import SepCLR
 
@@ -199,6 +211,37 @@ def test_a_tampered_model_file_is_one_clear_refusal(exported, tmp_path, damage, 
     with pytest.raises(SepclrError, match=message) as caught:
         ExportedModel(bad)
     assert str(bad) in str(caught.value)
+
+
+def test_an_old_a_truncated_and_a_corrupted_model_file_are_refused_with_what_to_do(exported, tmp_path):
+    import json
+
+    from sepclr_med.errors import SepclrError
+    from sepclr_med.exported import ExportedModel
+
+    _, _, model, _, _, _ = exported
+    old, stored = tmp_path / "old.sepclr", tmp_path / "stored.sepclr"
+    with zipfile.ZipFile(model) as src, zipfile.ZipFile(old, "w") as a, zipfile.ZipFile(stored, "w") as b:
+        for name in src.namelist():
+            data = src.read(name)
+            b.writestr(name, data, compress_type=zipfile.ZIP_STORED)
+            if name == "manifest.json":
+                data = json.dumps({**json.loads(data), "format_version": 1}).encode()
+            a.writestr(name, data)
+    with pytest.raises(SepclrError, match="earlier sepclr-med .* export the run again"):
+        ExportedModel(old)
+    truncated = tmp_path / "truncated.sepclr"
+    truncated.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    with pytest.raises(SepclrError, match="damaged or not a model file"):
+        ExportedModel(truncated)
+    with zipfile.ZipFile(stored) as archive:  # flip one byte inside the stored weights: a bad CRC
+        info = archive.getinfo("model.pt")
+    raw = bytearray(stored.read_bytes())
+    header = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    raw[header + info.file_size // 2] ^= 0xFF
+    stored.write_bytes(bytes(raw))
+    with pytest.raises(SepclrError, match="model.pt cannot be read: the file is damaged"):
+        ExportedModel(stored)
 
 
 def test_a_copy_of_an_exported_model_has_its_own_folder(exported):

@@ -60,6 +60,17 @@ def test_reports_every_subject_and_lists_failures(batch):
         assert "the subject's scan as the model saw it" in html and html.count("data:image/png;base64,") >= 6
         assert "mid-slices of the input scan as stored" in html
     assert any("&#34;&gt;&lt;img onerror=alert(1) src=x&gt;" in p.read_text() for p in pages)
+    # a tiny run: percentiles among trained-on subjects, and maps with another budget than calibrated
+    assert any("percentiles are among all the run's subjects" in n for n in result["notes"])
+    assert not any("attribution steps" in n for n in result["notes"])  # a run directory calibrates at --steps
+    assert (
+        "percentiles are among all the run&#39;s subjects" in index and "4 steps" in pages[0].read_text()
+    )  # IG: a tiny run
+    for viewer in sorted(out.glob("subject-*-viewer.html")):
+        html = viewer.read_text()
+        title = html.split("<title>", 1)[1].split("</title>", 1)[0]
+        assert title.startswith("Subject ") and "Nilearn" not in title and "<script>alert" not in title
+        assert "Group: patient" in html and ("This map reaches it" in html or "This map does not reach it" in html)
 
 
 def test_report_cli_exits_non_zero_when_a_subject_fails(batch):

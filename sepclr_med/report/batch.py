@@ -28,6 +28,10 @@ CAVEAT = (
 
 
 REPORT_CHUNK = 16  # subjects whose volumes and maps are in memory at once
+REFERENCE_SUBJECTS = {  # Reference.reference_split_ -> who the percentiles are among, for the pages
+    "validation": "the run's validation subjects, not used to fit the encoders",
+    "training": "all the run's subjects, training and validation",
+}
 
 
 def _environment():
@@ -192,6 +196,7 @@ def make_reports(
         "failures": failures,
         "index": str(out / "index.html"),
         "warning": reporter.meta["verdict_warning"],
+        "notes": list(reporter.meta["reference_notes"]),
         "cohort_warnings": [str(w) for w in cohort.warnings],
         "seconds_per_page": float(np.mean(timings)) if timings else float("nan"),
     }
@@ -266,12 +271,19 @@ class _Reporter:
                 f"{steps}: the stated false-positive rate does not hold"
             )
         reference = basis.reference
+        if reference.reference_split_ == "training":
+            notes.append(
+                "percentiles are among all the run's subjects, most of whom trained the encoders (the run has "
+                "fewer than 5 validation controls or patients): trained-on subjects sit closer to the controls "
+                "than new scans do, so a new scan's percentile overstates how unusual it is. Train on more "
+                "subjects or with a larger --val-fraction"
+            )
         labels_atlas = load_atlas(atlas, run.reference_control_mean())
         mask = pre.mask_array() if pre.mask != "nonzero" else None
         meta = {
             "version": __version__,
             "run_id": run_id,
-            "reference_split": reference.reference_split_,
+            "reference_split": REFERENCE_SUBJECTS[reference.reference_split_],
             "n_reference_controls": len(reference.control_deviation_),
             "n_reference_patients": len(reference.patient_deviation_),
             "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -280,7 +292,7 @@ class _Reporter:
             "verdict_warning": run.verdict_warning(),
             "verdict_status": run.verdict().get("status", "unchecked"),
             "small_reference": SMALL_REFERENCE,
-            "attribution": basis.describe_method(),
+            "attribution": basis.describe_method(steps),
             "display": basis.display.describe() if basis.display is not None else None,
             "reference_notes": notes,
         }
@@ -354,6 +366,7 @@ class _Reporter:
                 figures.interactive_viewer(
                     self.pre.grid.image(shown), self.pre.grid.image(volume), threshold, page,
                     calibrated=self.basis.display is not None, warning=self.meta["verdict_warning"],
+                    title=f"Subject {sid}: salient deviation map", lines=self._viewer_lines(row, peak),
                 ),
             )  # fmt: skip
         s = {
@@ -403,6 +416,20 @@ class _Reporter:
             "map_lit": s["map_lit"],
             "warnings": len(s["quality"]["warnings"]),
         }
+
+    def _viewer_lines(self, row: pd.Series, peak: float) -> tuple[str, ...]:
+        """The viewer page's sentences: group, model, what a colour means and whether this map has any."""
+        lines = [
+            f"Group: {_group_of(row)} · model {self.meta['run_id']} · training verdict: {self.meta['verdict_status']}"
+        ]
+        if self.basis.display is not None:
+            reach = "reaches" if peak >= 1.0 else "does not reach"
+            lines.append(f"Threshold: {self.meta['display']}. This map {reach} it (peak {peak:.2f} x the threshold).")
+        else:
+            lines.append(
+                "Not calibrated against healthy controls: the strongest 10 % of the map's voxels are coloured."
+            )
+        return (*lines, *(f"Note: {note}" for note in self.meta["reference_notes"]))
 
     def _display(self, attribution: np.ndarray) -> tuple[np.ndarray, float]:
         """The map as drawn and its threshold: smoothed, in units of the calibrated threshold (1),

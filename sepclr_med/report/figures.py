@@ -130,12 +130,22 @@ OFFLINE_POLICY = (
 
 
 def interactive_viewer(
-    img, scan, threshold: float, back_page: str, calibrated: bool = False, warning: str | None = None
+    img,
+    scan,
+    threshold: float,
+    back_page: str,
+    calibrated: bool = False,
+    warning: str | None = None,
+    title: str = "salient deviation map",
+    lines: tuple[str, ...] = (),
 ) -> str:
     """A standalone HTML page with nilearn's interactive viewer (``view_img``) of the map on the
     subject's scan: its scripts and images inlined, and a content policy that forbids any
-    network request (nilearn's favicon link is removed). ``back_page`` is linked at the top,
-    under ``warning`` (the training verdict's, escaped) when there is one."""
+    network request (nilearn's favicon link is removed).
+
+    The page's title and heading are ``title``; below it, ``warning`` (the training verdict's)
+    when there is one, each of ``lines`` (what the subject is, what a colour means) and a link
+    back to ``back_page``. Every text is escaped."""
     from nilearn import plotting
 
     scale = {"vmax": DISPLAY_VMAX} if calibrated else {}
@@ -146,16 +156,19 @@ def interactive_viewer(
             title="salient deviation map", **scale,
         )  # fmt: skip
     page = re.sub(r'<link rel="icon"[^>]*>', "", view.get_standalone())
+    page = re.sub(
+        r"<title>.*?</title>", lambda _: f"<title>{html_text.escape(title)}</title>", page, count=1, flags=re.S
+    )
     back = html_text.escape(back_page, quote=True)
-    banner = (
-        f'<p class="verdict-warning" style="color:#a00"><strong>WARNING</strong>: {html_text.escape(warning)}</p>\n'
-        if warning
-        else ""
+    header = [f'<h1 style="font-size:1.2em">{html_text.escape(title)}</h1>']
+    if warning:
+        header.append(
+            f'<p class="verdict-warning" style="color:#a00"><strong>WARNING</strong>: {html_text.escape(warning)}</p>'
+        )
+    header += [f"<p>{html_text.escape(line)}</p>" for line in lines]
+    header.append(
+        f'<p><a href="{back}">← back to the subject\'s page</a> · click to move the cursor; the colour bar is that '
+        "of the page's maps.</p>"
     )
     page = page.replace("<head>", "<head>\n" + OFFLINE_POLICY, 1)
-    return page.replace(
-        "<body>",
-        f'<body>\n{banner}<p><a href="{back}">← back to the subject\'s page</a> · click to move the cursor; '
-        "the colour bar is that of the page's maps.</p>",
-        1,
-    )
+    return page.replace("<body>", "<body>\n" + "\n".join(header), 1)

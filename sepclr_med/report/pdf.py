@@ -15,6 +15,14 @@ def _image(uri: str):
     return mpimg.imread(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])), format="png")
 
 
+def _map_sentence(s: dict, meta: dict) -> str:
+    """Whether the map reaches the calibrated healthy-control level (or that it is uncalibrated)."""
+    if not meta.get("display"):
+        return "Map: not calibrated against healthy controls (the strongest 10 % of its voxels are coloured)."
+    reach = "reaches" if s["map_lit"] else "does not reach"
+    return f"Map: {reach} the healthy-control threshold (peak {s['map_peak']:.2f} x); threshold: {meta['display']}."
+
+
 def subject_pdf(s: dict, meta: dict, path: Path) -> Path:
     """Write the subject's page (identification, deviation, overlays, regions, caveat) as PDF."""
     import matplotlib.pyplot as plt  # the session's backend: never switched here (see explain.figures.pyplot)
@@ -25,16 +33,19 @@ def subject_pdf(s: dict, meta: dict, path: Path) -> Path:
     text.axis("off")
     warning = meta.get("verdict_warning")
     lines = (
-        ["WARNING: this model may not have learnt a disease pattern; findings may be noise."] if warning else []
-    ) + [
-        f"Subject {s['subject_id']}",
-        f"Scan: {s['image']}",
-        f"Report date: {meta['generated']}",
-        f"Model: {meta['run_id']} (sepclr-med {meta['version']})",
-        f"Salient deviation {s['deviation']:.2f}: above {s['percentile_controls']:.0f}% of reference "
-        f"controls and {s['percentile_patients']:.0f}% of reference patients ({meta['reference_split']} "
-        f"subjects of the run); nearest group {s['cluster']}.",
-    ]
+        (["WARNING: this model may not have learnt a disease pattern; findings may be noise."] if warning else [])
+        + [
+            f"Subject {s['subject_id']} · group: {s['group']} · training verdict: {meta['verdict_status']}",
+            f"Scan: {s['image']}",
+            f"Report date: {meta['generated']}",
+            f"Model: {meta['run_id']} (sepclr-med {meta['version']})",
+            f"Salient deviation {s['deviation']:.2f}: above {s['percentile_controls']:.0f}% of reference "
+            f"controls and {s['percentile_patients']:.0f}% of reference patients ({meta['reference_split']}); "
+            f"nearest group {s['cluster']}.",
+            _map_sentence(s, meta),
+        ]
+        + [f"Note: {note}" for note in meta["reference_notes"]]
+    )
     text.text(0, 1, "\n".join(lines), va="top", fontsize=9, family="DejaVu Sans", wrap=True, parse_math=False)
     for box, key in (
         ((0.06, 0.6, 0.88, 0.18), "deviation_png"),

@@ -60,16 +60,18 @@ class ReportReference:
         """``"eg"`` over the composites, or ``"ig"`` from the controls' mean when fewer than 2."""
         return "eg" if self.composites.ndim == 4 and len(self.composites) >= 2 else "ig"
 
-    def describe_method(self) -> str:
-        """One sentence for the page: how its maps were computed."""
+    def describe_method(self, n_steps: int | None = None) -> str:
+        """One sentence for the page: how its maps were computed (with ``n_steps`` samples, the
+        reference's own budget by default)."""
+        steps = self.n_steps if n_steps is None else n_steps
         if self.method == "eg":
             sizes = self.composite_sizes
             each = f"{sizes.min()}" if len(sizes) and sizes.min() == sizes.max() else f"{sizes.min()}-{sizes.max()}"
             return (
                 f"expected gradients over {len(self.composites)} control composites (each the mean of {each} "
-                f"training controls), {self.n_steps} samples"
+                f"training controls), {steps} samples"
             )
-        return f"integrated gradients from the training controls' mean image, {self.n_steps} steps"
+        return f"integrated gradients from the training controls' mean image, {steps} steps"
 
     def attribute(self, model, volumes, directions: np.ndarray, subject_ids, n_steps: int | None = None) -> np.ndarray:
         """Maps of ``volumes`` along ``directions`` (one seeded call per subject)."""
