@@ -113,4 +113,10 @@ def export(
         result = export_model(Run(run), out, device=device, n_steps=steps)
     for note in result["notes"]:
         console.print(f"[yellow]note[/]: {escape(note)}")
-    console.print(f"Wrote {escape(str(out))} (model {escape(result['model_id'])}, {len(result['members'])} members)")
+    warning = Run(run).verdict_warning()
+    if warning:
+        console.print(f"[bold red]WARNING[/] (training verdict, exported with the model): {escape(warning)}")
+    console.print(
+        f"Wrote {escape(str(out))} (model {escape(result['model_id'])}, {len(result['members'])} members "
+        "and their manifest)"
+    )

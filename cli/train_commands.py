@@ -54,17 +54,15 @@ def train(
     tracking: str = typer.Option(
         None,
         help="tensorboard (always written) | mlflow (also: to MLFLOW_TRACKING_URI, else RUN/mlflow.db; "
-        "pip install 'sepclr-med[mlflow]').",
+        "pip install 'sepclr-med\\[mlflow]').",  # \\[ : Rich markup would eat [mlflow]
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine (DDP via torchrun)."),
     *,
     read_options: dict,
 ) -> None:
-    """Train SepCLR (controls = background, patients = target) into a run directory.
-
-    (Long only by its signature: Typer declares every option there.)
-    """
+    """Train SepCLR (controls = background, patients = target) into a run directory."""
+    # Long only by its signature: Typer declares every option there.
     options = {
         "epochs": epochs,
         "batch_size": batch_size,

@@ -70,3 +70,11 @@ def test_benchmark_flags_reach_the_recipe(flags, expected, monkeypatch, tmp_path
         assert recipe.resolution_mm == 8.0
     else:
         assert (recipe.n_controls, recipe.n_patients) == expected
+
+
+def test_help_keeps_bracketed_install_extras_and_no_developer_notes(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    result = CliRunner().invoke(app, ["train", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "sepclr-med[mlflow]" in text and "Long only" not in text

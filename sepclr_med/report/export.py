@@ -152,8 +152,10 @@ def exported_card(run, reference: ReportReference, model_id: str, members: dict[
         "`sepclr-med report --run THIS_FILE --cohort NEW.csv`.\n\n"
         "It holds the weights, the configuration and preprocessing, the training verdict, the training "
         "controls' mean image, anonymous reference distributions (sorted deviations, the training patients' "
-        "2D positions in shuffled order), control composites (each the mean of 5 training controls) and the "
-        "display threshold calibrated on held-out controls. It holds no per-subject row.\n"
+        "2D positions in shuffled order), control composites (each the mean of 5 or more training controls, "
+        "every training control in one) and the display threshold calibrated on held-out controls. It holds "
+        "no per-subject row.\n"
+        + (f"\n**Warning (training verdict)**: {run.verdict_warning()}\n" if run.verdict_warning() else "")
     )
 
 

@@ -192,8 +192,8 @@ def _volume_reader(scans: list[dict], pre, run_path: Path):
             raise SepclrError(
                 f"{run_path / 'inputs.tsv'}: the training scan of {scan['subject_id']} ({scan['image']}) {state}; "
                 "reports of a run directory need its training controls' scans (the control composites and the "
-                "display calibration). Export the model where they are (`sepclr-med export`) and report with "
-                "the exported file."
+                "display calibration). On the machine that holds them, at the paths in inputs.tsv, export the "
+                "model (`sepclr-med export`), then report with the exported file anywhere."
             )
         return data[i]["image"][0].numpy().astype(np.float32)
 
