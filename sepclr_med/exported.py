@@ -37,17 +37,7 @@ REQUIRED = (
     "reference_control_mean.nii.gz",
     "report_reference.npz",
 )
-MEMBERS = (
-    "manifest.json",
-    "MODEL_CARD.md",
-    "config.toml",
-    "model.pt",
-    "versions.json",
-    "verdict.json",
-    "reference_control_mean.nii.gz",
-    "report_reference.npz",
-    MASK_MEMBER,
-)
+MEMBERS = ("manifest.json", *REQUIRED, MASK_MEMBER)  # every name a model file may hold
 
 
 class ExportedModel(Run):
