@@ -47,7 +47,9 @@ def report(
 
     console = make_console()
     with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("computing the reference (control composites, display calibration)", total=None)
+        task = bar.add_task(
+            "the reference (computed once per run and budget, then read from RUN/report_cache)", total=None
+        )
         result = make_reports(
             open_model(run),
             cohort,

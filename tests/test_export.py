@@ -155,7 +155,7 @@ def test_a_run_whose_training_scans_are_gone_cannot_report_and_says_to_export(ex
 
     root, run, _, table, batch, _ = exported
     moved = tmp_path / "run"
-    shutil.copytree(run, moved)
+    shutil.copytree(run, moved, ignore=shutil.ignore_patterns("report_cache"))  # no reference kept yet
     inputs = pd.read_csv(moved / "inputs.tsv", sep="\t", dtype=str, keep_default_na=False)
     inputs["image"] = [str(tmp_path / "gone" / f"{s}.nii.gz") for s in inputs["subject_id"]]
     inputs.to_csv(moved / "inputs.tsv", sep="\t", index=False)
@@ -211,6 +211,28 @@ def test_a_tampered_model_file_is_one_clear_refusal(exported, tmp_path, damage, 
     with pytest.raises(SepclrError, match=message) as caught:
         ExportedModel(bad)
     assert str(bad) in str(caught.value)
+
+
+def test_a_run_directory_keeps_its_report_reference_for_the_next_batch(exported, tmp_path):
+    import shutil
+
+    from sepclr_med.report.batch import REFERENCE_CACHE, make_reports
+    from sepclr_med.run import Run
+
+    _, run, _, _, batch, _ = exported
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns(REFERENCE_CACHE))
+    make_reports(Run(copy), batch, tmp_path / "first", pdf=False, viewer=False, n_steps=4)
+    kept = sorted((copy / REFERENCE_CACHE).glob("*.npz"))
+    assert len(kept) == 1 and "-4-cpu-" in kept[0].name
+    inputs = pd.read_csv(copy / "inputs.tsv", sep="\t", dtype=str, keep_default_na=False)
+    inputs["image"] = [str(tmp_path / "gone" / f"{s}.nii.gz") for s in inputs["subject_id"]]
+    inputs.to_csv(copy / "inputs.tsv", sep="\t", index=False)  # the training scans are gone now
+    make_reports(Run(copy), batch, tmp_path / "second", pdf=False, viewer=False, n_steps=4)  # read, not recomputed
+    a, b = (pd.read_csv(tmp_path / d / "summary.csv") for d in ("first", "second"))
+    for column in ("deviation", "percentile_controls", "map_peak"):
+        np.testing.assert_allclose(a[column], b[column], rtol=1e-6)
+    assert len(sorted((copy / REFERENCE_CACHE).glob("*.npz"))) == 1
 
 
 def test_an_old_a_truncated_and_a_corrupted_model_file_are_refused_with_what_to_do(exported, tmp_path):

@@ -161,6 +161,9 @@ def test_reports_hold_a_bounded_chunk_of_subjects_in_memory(batch, monkeypatch):
     from sepclr_med.run import Run
 
     root, run, path = batch
+    import shutil
+
+    shutil.rmtree(run / batch_module.REFERENCE_CACHE, ignore_errors=True)  # an earlier test's batch kept one
     sizes, original = [], sepclr_med.data.cached_dataset
 
     def recording(records, *args, **kwargs):

@@ -6,6 +6,7 @@ A subject that fails (unreadable image, ...) is listed, the others are still rep
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sepclr_med.atomic import write_table, write_text
+from sepclr_med.atomic import atomic_path, write_table, write_text
 from sepclr_med.errors import is_data_error
 from sepclr_med.locking import locks_output
 from sepclr_med.naming import slug
 from sepclr_med.run import sha256
+
+log = logging.getLogger(__name__)
 
 CAVEAT = (
     "These figures compare one scan with the research cohort the model was trained on. They are "
@@ -90,17 +93,43 @@ def _quality(image_path: str, volume: np.ndarray, mask, pre, reference_mean: flo
     }
 
 
+REFERENCE_CACHE = "report_cache"  # in a run directory: references computed by earlier batches
+
+
 def _report_reference(run, model, device, n_steps: int | None):
     """The run's :class:`~sepclr_med.report.report_reference.ReportReference` and its id: loaded
-    from an exported model (calibrated at export), or computed from a run directory and
-    calibrated with ``n_steps`` (default ``REPORT_STEPS``)."""
-    from sepclr_med.exported import ExportedModel
+    from an exported model (calibrated at export), or, for a run directory, computed and
+    calibrated with ``n_steps`` (default ``REPORT_STEPS``) once per weights, budget and kind of
+    device, then read from ``RUN/report_cache/`` by later batches."""
+    from sepclr_med.exported import FORMAT_VERSION, ExportedModel
     from sepclr_med.report.report_reference import REPORT_STEPS, ReportReference
 
     if isinstance(run, ExportedModel):
         return ReportReference.from_state(run.report_reference_state()), run.model_id
-    basis = ReportReference.from_run(run, model, device, n_steps or REPORT_STEPS)
-    return basis, f"{Path(run.path).name}:{sha256(run.weights_path)[:10]}"
+    digest = sha256(run.weights_path)
+    steps = n_steps or REPORT_STEPS
+    cached = Path(run.path) / REFERENCE_CACHE / f"reference-{digest[:16]}-{steps}-{device.type}-v{FORMAT_VERSION}.npz"
+    if cached.is_file():
+        with np.load(cached, allow_pickle=False) as data:
+            return ReportReference.from_state(dict(data)), f"{Path(run.path).name}:{digest[:10]}"
+    basis = ReportReference.from_run(run, model, device, steps)
+    _cache_reference(basis, cached)
+    return basis, f"{Path(run.path).name}:{digest[:10]}"
+
+
+def _cache_reference(basis, path: Path) -> None:
+    """Keep a computed reference for the next batch (atomic); a read-only run directory only
+    costs the next batch the same computation, so it is a warning, not an error."""
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **basis.state())
+    try:
+        path.parent.mkdir(exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buffer.getvalue())
+    except OSError as exc:
+        log.warning("the report reference could not be kept in %s (%s): the next batch computes it again", path, exc)
 
 
 def _group_of(row: pd.Series) -> str:

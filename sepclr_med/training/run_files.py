@@ -150,7 +150,8 @@ def model_card(
         "**Personal data in this folder**: " + PERSONAL_DATA + " Share the folder only where the "
         "training subjects' data may go; `model.pt`, `config.toml`, `versions.json`, `metrics.jsonl`, "
         "`tensorboard/`, `mlflow.db` (with `--tracking mlflow`: the same figures, the configuration and this "
-        "folder's path) and `reference_control_mean.nii.gz` hold no subject row (the last is an image "
+        "folder's path), `report_cache/` (written by `report`: the reference an exported model holds) and "
+        "`reference_control_mean.nii.gz` hold no subject row (the last is an image "
         "averaged over the training controls). To share the model, share the file "
         "`sepclr-med export --run THIS_FOLDER --out model.sepclr` writes: no per-subject row, and `embed` and "
         "`report` take it in place of the folder.",
