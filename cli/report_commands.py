@@ -112,10 +112,11 @@ def export(
 
     console = make_console()
     with console.status("computing the report reference (control composites, display calibration)"):
-        result = export_model(Run(run), out, device=device, n_steps=steps)
+        source = Run(run)
+        result = export_model(source, out, device=device, n_steps=steps)
     for note in result["notes"]:
         console.print(f"[yellow]note[/]: {escape(note)}")
-    warning = Run(run).verdict_warning()
+    warning = source.verdict_warning()
     if warning:
         console.print(f"[bold red]WARNING[/] (training verdict, exported with the model): {escape(warning)}")
     console.print(

@@ -448,16 +448,12 @@ class _Reporter:
 
     def _viewer_lines(self, row: pd.Series, peak: float) -> tuple[str, ...]:
         """The viewer page's sentences: group, model, what a colour means and whether this map has any."""
+        from sepclr_med.report import figures
+
         lines = [
             f"Group: {_group_of(row)} · model {self.meta['run_id']} · training verdict: {self.meta['verdict_status']}"
         ]
-        if self.basis.display is not None:
-            reach = "reaches" if peak >= 1.0 else "does not reach"
-            lines.append(f"Threshold: {self.meta['display']}. This map {reach} it (peak {peak:.2f} x the threshold).")
-        else:
-            lines.append(
-                "Not calibrated against healthy controls: the strongest 10 % of the map's voxels are coloured."
-            )
+        lines.append(figures.map_sentence(peak >= 1.0, peak, self.meta["display"]))
         return (*lines, *(f"Note: {note}" for note in self.meta["reference_notes"]))
 
     def _display(self, attribution: np.ndarray) -> tuple[np.ndarray, float]:

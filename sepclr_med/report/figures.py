@@ -123,6 +123,15 @@ def input_picture(path) -> str:
     return out
 
 
+def map_sentence(lit: bool, peak: float, display: str | None) -> str:
+    """One sentence for a subject: whether its map reaches the calibrated healthy-control level
+    (``display``: the threshold's description, None when uncalibrated)."""
+    if display is None:
+        return "Not calibrated against healthy controls: the strongest 10 % of the map's voxels are coloured."
+    reach = "reaches" if lit else "does not reach"
+    return f"Threshold: {display}. This map {reach} it (peak {peak:.2f} x the threshold)."
+
+
 OFFLINE_POLICY = (
     '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
     "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:\">"

@@ -7,20 +7,13 @@ import io
 from pathlib import Path
 
 from sepclr_med.atomic import atomic_path
+from sepclr_med.report.figures import map_sentence
 
 
 def _image(uri: str):
     import matplotlib.image as mpimg
 
     return mpimg.imread(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])), format="png")
-
-
-def _map_sentence(s: dict, meta: dict) -> str:
-    """Whether the map reaches the calibrated healthy-control level (or that it is uncalibrated)."""
-    if not meta.get("display"):
-        return "Map: not calibrated against healthy controls (the strongest 10 % of its voxels are coloured)."
-    reach = "reaches" if s["map_lit"] else "does not reach"
-    return f"Map: {reach} the healthy-control threshold (peak {s['map_peak']:.2f} x); threshold: {meta['display']}."
 
 
 def subject_pdf(s: dict, meta: dict, path: Path) -> Path:
@@ -42,7 +35,7 @@ def subject_pdf(s: dict, meta: dict, path: Path) -> Path:
             f"Salient deviation {s['deviation']:.2f}: above {s['percentile_controls']:.0f}% of reference "
             f"controls and {s['percentile_patients']:.0f}% of reference patients ({meta['reference_split']}); "
             f"nearest group {s['cluster']}.",
-            _map_sentence(s, meta),
+            map_sentence(s["map_lit"], s["map_peak"], meta.get("display")),
         ]
         + [f"Note: {note}" for note in meta["reference_notes"]]
     )
